@@ -1,0 +1,1 @@
+"""HTTP APIs served next to the WebSockets: @connections management and operations."""

@@ -1,0 +1,1 @@
+"""Authorization: SigV4 verification and Lambda authorizer plumbing (pure logic)."""

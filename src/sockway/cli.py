@@ -1,0 +1,113 @@
+"""The ``sockway`` command: ``serve`` and ``check-config``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from sockway import __version__
+from sockway.config import ConfigError, Settings, load_config, parse_config
+from sockway.config.models import parse_hostport
+from sockway.demo.settings import demo_config
+from sockway.observability.logging import setup_logging
+from sockway.server.listener import ListenError
+
+log = logging.getLogger("sockway")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sockway")
+def main() -> None:
+    """sockway: a self-hosted WebSocket gateway compatible with AWS API Gateway WebSocket APIs."""
+
+
+def _fail(problems: list[str]) -> None:
+    click.echo("Invalid configuration:", err=True)
+    for line in problems:
+        click.echo(f"  {line}", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML configuration file. Without it, an embedded demo API is served.",
+)
+@click.option("--host", help="Override the host of 'listen'.")
+@click.option("--port", type=int, help="Override the port of 'listen' (0 picks a free port).")
+def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
+    """Start the gateway (the embedded demo when no --config is given)."""
+    try:
+        if config_path is None:
+            settings = parse_config(demo_config("127.0.0.1:8080", Path(".sockway")), Path.cwd())
+        else:
+            settings = load_config(config_path)
+    except ConfigError as exc:
+        _fail(exc.problems)
+        return
+    if host is not None or port is not None:
+        h, p = parse_hostport(settings.listen)
+        settings = settings.model_copy(
+            update={"listen": f"{host or h}:{p if port is None else port}"}
+        )
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(settings, demo=config_path is None))
+    except ListenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ConfigError as exc:
+        _fail(exc.problems)
+
+
+async def _serve(settings: Settings, demo: bool) -> None:
+    from sockway.server.gateway import Gateway
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    lines = [f"sockway {__version__} listening"]
+    if gateway.tls is not None and gateway.tls.ca_file is not None:
+        lines.append(
+            f"  development CA: {gateway.tls.ca_file}  (trust it: AWS_CA_BUNDLE, "
+            "NODE_EXTRA_CA_CERTS, wscat --ca)"
+        )
+    for ep in gateway.endpoints:
+        lines.append(f"  API '{ep.api}':")
+        lines.append(f"    WebSocket:      {ep.ws_url}")
+        if ep.wss_url:
+            lines.append(f"    WebSocket TLS:  {ep.wss_url}")
+        lines.append(f"    @connections:   {ep.management_url}/@connections/{{connectionId}}")
+    lines.append(f"  health: http://{settings.listen.rsplit(':', 1)[0]}:{gateway.port}/health")
+    if demo and gateway.endpoints:
+        ep = gateway.endpoints[0]
+        lines.append("")
+        lines.append("Try it (two terminals):")
+        lines.append(f"  npx wscat -c {ep.ws_url}")
+        lines.append('  > {"action":"echo","data":"hello"}')
+        lines.append('  > {"action":"broadcast","data":"hello everyone"}')
+    click.echo("\n".join(lines), err=False)
+    sys.stdout.flush()
+    await gateway.serve_forever()
+
+
+@main.command("check-config")
+@click.argument("config_path", type=click.Path(path_type=Path))
+def check_config(config_path: Path) -> None:
+    """Validate a configuration file; print every problem with its key path (exit 1)."""
+    try:
+        settings = load_config(config_path)
+    except ConfigError as exc:
+        _fail(exc.problems)
+        return
+    click.echo(f"{config_path}: OK ({len(settings.apis)} API(s))")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,240 @@
+"""The configuration file's shape (README "Configuration reference" documents every key).
+
+Every bound is declared once here with its default and the reason for it (DESIGN habit 4).
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sockway.auth.authorizer import IdentitySourceError, check_identity_source
+from sockway.protocols.apigw.routing import ExpressionError, SelectionExpression
+
+_STAGE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+_API_ID = re.compile(r"^[a-z0-9]{10}$")
+_RESERVED_ROUTES = frozenset({"$connect", "$disconnect", "$default"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"``, ``"[::1]:8080"``, ``":8080"`` (all interfaces) → (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:8080)")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class RouteSpec(_Strict):
+    """A route's integration. The short form ``route: module.function`` means ``{handler: ...}``."""
+
+    handler: str = Field(description="module.function, resolved from the API's code_dir")
+    route_response: bool = Field(
+        False, description="two-way route: the result's body is sent back to the client"
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, le=900, description="overrides limits.integration_timeout_s for this route"
+    )
+
+
+class AuthorizerSpec(_Strict):
+    """REQUEST Lambda authorizer run on $connect (apigw spec §5)."""
+
+    handler: str
+    identity_source: list[str] = Field(default_factory=lambda: ["route.request.header.Auth"])
+    timeout_s: float | None = Field(None, gt=0, le=900)
+
+    @field_validator("identity_source")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        for source in value:
+            try:
+                check_identity_source(source)
+            except IdentitySourceError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+
+class Limits(_Strict):
+    """Per-API bounds; defaults are API Gateway's (apigw spec §6)."""
+
+    max_message_bytes: int = Field(
+        128 * 1024, gt=0, description="AWS: 128 KB per message; larger closes with 1009"
+    )
+    idle_timeout_s: float = Field(
+        600, gt=0, description="AWS: 10 min without data either way closes with 1001"
+    )
+    max_connection_duration_s: float = Field(
+        7200, gt=0, description="AWS: 2 h hard limit, closes with 1001"
+    )
+    integration_timeout_s: float = Field(
+        29, gt=0, le=900, description="AWS: 29 s, then 'Endpoint request timed out'"
+    )
+    outbox_max_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="unsent bytes held per connection; over it a fan-out disconnects the client "
+        "and @connections POST answers 429",
+    )
+    max_inflight_messages: int = Field(
+        64,
+        gt=0,
+        description="messages of one connection being handled at once; above it the gateway "
+        "stops reading that socket (TCP back-pressure) instead of queueing without bound",
+    )
+
+
+class Credential(_Strict):
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1, repr=False)
+
+
+class ManagementSettings(_Strict):
+    """The @connections API. SigV4 is checked only when credentials are listed."""
+
+    credentials: list[Credential] = Field(default_factory=list)
+
+
+class WebSocketApi(_Strict):
+    """An API Gateway WebSocket-compatible API (``type: websocket``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    type: Literal["websocket"]
+    stage: str = "dev"
+    route_selection_expression: str = "$request.body.action"
+    code_dir: Path | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    authorizer: AuthorizerSpec | None = None
+    routes: dict[str, RouteSpec | str] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=lambda: Limits())
+    management: ManagementSettings = Field(default_factory=lambda: ManagementSettings())
+    api_id: str | None = None
+    region: str = "us-east-1"
+    account_id: str = Field("123456789012", pattern=r"^\d{12}$")
+    domain_name: str | None = None
+    stage_variables: dict[str, str] = Field(default_factory=dict)
+    memory_mb: int = Field(128, ge=128, le=10240)
+
+    @field_validator("stage")
+    @classmethod
+    def _stage(cls, value: str) -> str:
+        if not _STAGE.match(value):
+            raise ValueError("stage must be 1-128 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("api_id")
+    @classmethod
+    def _api_id(cls, value: str | None) -> str | None:
+        if value is not None and not _API_ID.match(value):
+            raise ValueError("api_id must be 10 lowercase letters or digits")
+        return value
+
+    @field_validator("route_selection_expression")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        try:
+            SelectionExpression.compile(value)
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: dict[str, RouteSpec | str]) -> dict[str, RouteSpec | str]:
+        for key in value:
+            if key.startswith("$") and key not in _RESERVED_ROUTES:
+                raise ValueError(
+                    f"route key '{key}': only $connect, $disconnect and $default may start with '$'"
+                )
+            if not key:
+                raise ValueError("route key must not be empty")
+        return value
+
+    def route_specs(self) -> dict[str, RouteSpec]:
+        return {
+            k: (RouteSpec.model_validate({"handler": v}) if isinstance(v, str) else v)
+            for k, v in self.routes.items()
+        }
+
+    @property
+    def effective_api_id(self) -> str:
+        """Configured ``api_id``, else one derived from the name (stable across restarts)."""
+        if self.api_id is not None:
+            return self.api_id
+        digest = hashlib.sha256(self.name.encode()).digest()
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+        return "".join(alphabet[b % 36] for b in digest[:10])
+
+
+class TlsSettings(_Strict):
+    """TLS. Without ``listen``, TLS is served on the main port next to plain HTTP/WebSocket."""
+
+    listen: str | None = None
+    certificate: Literal["auto"] | Path = "auto"
+    key: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hostport(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if self.certificate != "auto" and self.key is None:
+            raise ValueError("a certificate file needs its key file ('key')")
+        if self.certificate == "auto" and self.key is not None:
+            raise ValueError("'key' is only used with a certificate file, not certificate: auto")
+        return self
+
+
+Api = Annotated[WebSocketApi, Field(discriminator="type")]
+
+
+class Settings(_Strict):
+    """The whole configuration file."""
+
+    listen: str = "127.0.0.1:8080"
+    tls: TlsSettings | None = None
+    state_dir: Path = Path(".sockway")
+    handler_threads: int = Field(
+        64, gt=0, le=1024, description="threads running sync in-process handlers"
+    )
+    shutdown_grace_s: float = Field(
+        10, ge=0, description="SIGTERM: time allowed for $disconnect handlers before exit"
+    )
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    apis: list[Api] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_hostport(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        names: set[str] = set()
+        stages: dict[str, str] = {}
+        for api in self.apis:
+            if api.name in names:
+                raise ValueError(f"two APIs are named '{api.name}'")
+            names.add(api.name)
+            if api.stage in stages:
+                raise ValueError(
+                    f"APIs '{stages[api.stage]}' and '{api.name}' both use stage '{api.stage}'; "
+                    "the stage is the URL path (/{stage}), so it must be unique on a listener"
+                )
+            stages[api.stage] = api.name
+        return self

@@ -1,0 +1,1 @@
+"""Protocol-agnostic core: connections, channels, fan-out. No sockets, no HTTP, no AWS SDK."""

@@ -1,0 +1,115 @@
+"""The per-process node: connection registry, channel membership and local fan-out.
+
+One ``Node`` per process, built at start-up and passed explicitly (DESIGN: no module state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sockway.core.connection import Connection, SendResult, State
+from sockway.core.frames import encode_text_frame
+from sockway.core.ids import ChannelName, Clock, ConnectionId
+
+# Close code for a subscriber that cannot keep up with a channel's fan-out (RFC 6455 §7.4.1:
+# 1008 policy violation). The client may reconnect; its outbox was over the bound.
+SLOW_CONSUMER_CLOSE = (1008, "Slow consumer: outbox full")
+
+
+class Node:
+    """Connections and channels of this process."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._connections: dict[ConnectionId, Connection] = {}
+        self._channels: dict[tuple[str, ChannelName], set[Connection]] = {}
+
+    def now_ms(self) -> int:
+        return int(self.clock.time() * 1000)
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        """Register a connection (still CONNECTING: not reachable until ``open``)."""
+        self._connections[conn.id] = conn
+
+    def open(self, conn: Connection) -> None:
+        conn.state = State.OPEN
+        conn.last_active_ms = self.now_ms()
+
+    def remove(self, conn: Connection) -> None:
+        """Forget a connection and end all its channel memberships."""
+        conn.state = State.CLOSED
+        self._connections.pop(conn.id, None)
+        for channel in conn.channels:
+            key = (conn.api_name, channel)
+            members = self._channels.get(key)
+            if members is not None:
+                members.discard(conn)
+                if not members:
+                    del self._channels[key]
+        conn.channels.clear()
+
+    def get(self, api_name: str, conn_id: str) -> Connection | None:
+        """The open or connecting connection with this id on this API, else None."""
+        conn = self._connections.get(ConnectionId(conn_id))
+        if conn is None or conn.api_name != api_name:
+            return None
+        return conn
+
+    def connections(self, api_name: str | None = None) -> Iterator[Connection]:
+        for conn in list(self._connections.values()):
+            if api_name is None or conn.api_name == api_name:
+                yield conn
+
+    def count(self) -> int:
+        return len(self._connections)
+
+    # -- channels (sockway extension to API Gateway, see README "Channels") ----------------
+
+    def join(self, conn: Connection, channel: ChannelName) -> None:
+        """Add a membership; allowed while CONNECTING (delivery starts once OPEN)."""
+        if conn.state is State.CLOSED:
+            raise ValueError("connection is closed")
+        conn.channels.add(channel)
+        self._channels.setdefault((conn.api_name, channel), set()).add(conn)
+
+    def leave(self, conn: Connection, channel: ChannelName) -> bool:
+        """Remove the membership; True if there was one."""
+        if channel not in conn.channels:
+            return False
+        conn.channels.discard(channel)
+        key = (conn.api_name, channel)
+        members = self._channels.get(key)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self._channels[key]
+        return True
+
+    def members(self, api_name: str, channel: ChannelName) -> list[Connection]:
+        return list(self._channels.get((api_name, channel), ()))
+
+    def publish(self, api_name: str, channel: ChannelName, payload: bytes) -> tuple[int, int]:
+        """Send ``payload`` as a text frame to every member of the channel.
+
+        The frame is encoded once and written to each member without awaiting any of them.
+        A member whose outbox is full is disconnected (``SLOW_CONSUMER_CLOSE``), never allowed
+        to grow memory. Returns ``(delivered, dropped_slow_consumers)``.
+        """
+        members = self._channels.get((api_name, channel))
+        if not members:
+            return 0, 0
+        frame = encode_text_frame(payload)
+        now = self.now_ms()
+        delivered = 0
+        slow: list[Connection] = []
+        for conn in members:
+            result = conn.send_frame(frame, now)
+            if result is SendResult.SENT:
+                delivered += 1
+            elif result is SendResult.OUTBOX_FULL:
+                slow.append(conn)
+        for conn in slow:
+            conn.sink.close(*SLOW_CONSUMER_CLOSE)
+        return delivered, len(slow)

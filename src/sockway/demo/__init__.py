@@ -1,0 +1,1 @@
+"""The embedded demo served by ``sockway serve`` without a configuration file."""

@@ -1,0 +1,1 @@
+"""Handler runtimes behind one interface (``integrations.base.Integration``)."""

@@ -1,0 +1,1 @@
+"""AWS API Gateway WebSocket API compatibility (spec: shared/specs/apigw-websocket.md)."""

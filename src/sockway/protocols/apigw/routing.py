@@ -1,0 +1,167 @@
+"""Route selection expressions (apigw spec §2).
+
+Supported language, as AWS documents it:
+
+- ``$request.body.<path>`` or ``${request.body.<path>}``; ``<path>`` is a JSONPath of dotted
+  keys and ``[n]`` indexes (``$request.body.a.b[0].c``);
+- templates mixing literal text and several variables:
+  ``${request.body.service}/${request.body.action}``;
+- ``\\$`` escapes a dollar (``\\$default`` is the literal ``$default``); static text is itself;
+- a path that is not found evaluates to ``""``; scalars are stringified as JSON text
+  (``5``, ``true``), strings as themselves, arrays as ``[a, b]``, objects as JSON;
+- a message that is not JSON cannot be evaluated and goes to ``$default``;
+- the result ``$connect`` / ``$disconnect`` never selects the lifecycle routes (§2 [inferred]).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+DEFAULT_ROUTE = "$default"
+CONNECT_ROUTE = "$connect"
+DISCONNECT_ROUTE = "$disconnect"
+LIFECYCLE_ROUTES = frozenset({CONNECT_ROUTE, DISCONNECT_ROUTE})
+
+_BODY_PREFIX = "request.body"
+_PATH_TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+# An unbraced variable runs over name characters, dots and [n] indexes.
+_UNBRACED = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
+
+
+class ExpressionError(ValueError):
+    """The expression cannot be parsed or uses an unsupported variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Var:
+    path: tuple[str | int, ...]
+
+
+_Part = str | _Var
+
+
+def _parse_path(variable: str) -> tuple[str | int, ...]:
+    if variable == _BODY_PREFIX:
+        return ()
+    if not variable.startswith(_BODY_PREFIX):
+        raise ExpressionError(
+            f"unsupported variable '${variable}': route selection reads only $request.body.*"
+        )
+    rest = variable[len(_BODY_PREFIX) :]
+    path: list[str | int] = []
+    pos = 0
+    while pos < len(rest):
+        m = _PATH_TOKEN.match(rest, pos)
+        if m is None:
+            raise ExpressionError(f"invalid JSON path in '${variable}' at '{rest[pos:]}'")
+        path.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    return tuple(path)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionExpression:
+    """A compiled route selection expression."""
+
+    source: str
+    parts: tuple[_Part, ...]
+
+    @property
+    def reads_body(self) -> bool:
+        return any(isinstance(p, _Var) for p in self.parts)
+
+    @classmethod
+    def compile(cls, source: str) -> SelectionExpression:
+        parts: list[_Part] = []
+        literal: list[str] = []
+        i, n = 0, len(source)
+        while i < n:
+            ch = source[i]
+            if ch == "\\" and i + 1 < n and source[i + 1] == "$":
+                literal.append("$")
+                i += 2
+                continue
+            if ch != "$":
+                literal.append(ch)
+                i += 1
+                continue
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            if i + 1 < n and source[i + 1] == "{":
+                end = source.find("}", i + 2)
+                if end < 0:
+                    raise ExpressionError(f"unclosed '${{' in '{source}'")
+                variable = source[i + 2 : end]
+                i = end + 1
+            else:
+                m = _UNBRACED.match(source, i + 1)
+                if m is None:
+                    raise ExpressionError(f"'$' without a variable name in '{source}'")
+                variable = m.group(0)
+                i = m.end()
+            parts.append(_Var(_parse_path(variable)))
+        if literal:
+            parts.append("".join(literal))
+        return cls(source, tuple(parts))
+
+    def evaluate(self, body: str) -> str | None:
+        """The selected route key for a message body, or None if the body cannot be evaluated."""
+        if not self.reads_body:
+            return "".join(p for p in self.parts if isinstance(p, str))
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        out: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append(_stringify(_lookup(doc, part.path)))
+        return "".join(out)
+
+
+_MISSING = object()
+
+
+def _lookup(doc: Any, path: tuple[str | int, ...]) -> Any:
+    cur = doc
+    for key in path:
+        if isinstance(key, int):
+            if not isinstance(cur, list) or key >= len(cur):
+                return _MISSING
+            cur = cur[key]
+        else:
+            if not isinstance(cur, dict) or key not in cur:
+                return _MISSING
+            cur = cur[key]
+    return cur
+
+
+def _stringify(value: Any) -> str:
+    if value is _MISSING:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_stringify(v) for v in value) + "]"
+    return orjson.dumps(value).decode()
+
+
+def select_route(expr: SelectionExpression, body: str, routes: frozenset[str]) -> str | None:
+    """The route key a message goes to: an exact custom route, else ``$default``, else None.
+
+    ``routes`` holds the configured route keys (lifecycle routes included or not: they are
+    never selected).
+    """
+    key = expr.evaluate(body)
+    if key is not None and key in routes and key not in LIFECYCLE_ROUTES:
+        return key
+    if DEFAULT_ROUTE in routes:
+        return DEFAULT_ROUTE
+    return None

@@ -1,0 +1,1 @@
+"""The only socket code: listeners, the WebSocket driver, and the gateway assembly."""

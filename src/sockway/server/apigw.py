@@ -1,0 +1,506 @@
+"""The WebSocket driver for ``type: websocket`` APIs (apigw spec §1-§3, §5-§7).
+
+One ``ApiRuntime`` per configured API holds its routes and integrations; ``handle_upgrade`` is
+the aiohttp handler for ``GET /{stage}``. Event shapes, routing and authorizer decisions come
+from the pure modules in ``protocols/apigw`` and ``auth``; this module only drives sockets and
+turns integration failures into the answers AWS gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WebSocketError
+
+from sockway.auth.authorizer import decide, identity_present
+from sockway.config.models import AuthorizerSpec, WebSocketApi
+from sockway.core.connection import Connection, SendResult
+from sockway.core.ids import ConnectionId
+from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.integrations.base import Integration, Invocation, InvocationError, InvocationTimeout
+from sockway.observability.metrics import Metrics
+from sockway.protocols.apigw import messages as wire
+from sockway.protocols.apigw.events import (
+    ApiIdentity,
+    ConnectionFacts,
+    UpgradeRequest,
+    authorizer_event,
+    connect_event,
+    disconnect_event,
+    message_event,
+)
+from sockway.protocols.apigw.routing import SelectionExpression, select_route
+
+log = logging.getLogger("sockway.apigw")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    key: str
+    integration: Integration
+    route_response: bool
+    timeout_s: float
+
+
+@dataclass(slots=True)
+class Authorizer:
+    spec: AuthorizerSpec
+    integration: Integration
+    timeout_s: float
+
+
+class AiohttpSink:
+    """``FrameSink`` over an aiohttp WebSocket: frames go straight to the transport.
+
+    Writing pre-built frames with ``transport.write`` avoids one await per recipient
+    (DESIGN, measured: 4.6 vs 6.3 µs per delivered message at N=1,000).
+    """
+
+    __slots__ = ("close_cause", "transport", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: Any) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.close_cause: tuple[int, str] | None = None
+
+    def write_frame(self, frame: bytes) -> None:
+        self.transport.write(frame)
+
+    def buffered_bytes(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_cause is not None:
+            return
+        self.close_cause = (code, reason)
+        asyncio.get_running_loop().create_task(
+            self.ws.close(code=code, message=reason.encode()[:123])
+        )
+
+
+@dataclass
+class ApiRuntime:
+    """A configured websocket API, ready to serve."""
+
+    settings: WebSocketApi
+    node: Node
+    metrics: Metrics
+    new_id: Callable[[], str]
+    routes: dict[str, Route]
+    authorizer: Authorizer | None
+    identity: ApiIdentity | None = None  # set once the listener's port is known
+    draining: bool = False
+    expression: SelectionExpression = field(init=False)
+    route_keys: frozenset[str] = field(init=False)
+    sessions: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.expression = SelectionExpression.compile(self.settings.route_selection_expression)
+        self.route_keys = frozenset(self.routes)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def api(self) -> ApiIdentity:
+        assert self.identity is not None, "ApiRuntime used before the gateway started"
+        return self.identity
+
+    # -- $connect -------------------------------------------------------------------------
+
+    async def handle_upgrade(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _json_response(426, {"message": "Upgrade Required"})
+        if self.draining:
+            return _json_response(503, {"message": "Service Unavailable"})
+        limits = self.settings.limits
+        now = self.node.now_ms()
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        source_ip = str(peer[0]) if peer else "127.0.0.1"
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        user_agent = request.headers.get("User-Agent")
+        facts = ConnectionFacts(ConnectionId(self.new_id()), now, source_ip, user_agent)
+        upgrade = UpgradeRequest(
+            headers=tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers
+            ),
+            query=tuple(request.query.items()),
+            source_ip=source_ip,
+            user_agent=user_agent,
+            local_port=int(sock[1]) if sock else 0,
+            scheme="https" if request.secure else "http",
+        )
+        extra = {"api": self.name, "connection_id": facts.connection_id}
+
+        authorizer_ctx: dict[str, Any] | None = None
+        if self.authorizer is not None:
+            status, authorizer_ctx = await self._authorize(facts, upgrade, extra)
+            if status != 200:
+                self.metrics.connect_rejects.labels(self.name, str(status)).inc()
+                body = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Internal server error")
+                return _json_response(status, {"message": body})
+
+        conn = Connection(
+            id=ConnectionId(facts.connection_id),
+            api_name=self.name,
+            sink=_Unprepared(),
+            connected_at_ms=now,
+            source_ip=source_ip,
+            user_agent=user_agent,
+            outbox_max_bytes=limits.outbox_max_bytes,
+            authorizer=authorizer_ctx,
+        )
+        self.node.add(conn)  # CONNECTING: @connections answers 410 until $connect succeeds
+        try:
+            protocol, rejected = await self._run_connect(facts, upgrade, authorizer_ctx, extra)
+        except BaseException:
+            self.node.remove(conn)
+            raise
+        if rejected is not None:
+            self.node.remove(conn)
+            self.metrics.connect_rejects.labels(self.name, str(rejected)).inc()
+            return web.Response(status=rejected)
+
+        ws = web.WebSocketResponse(
+            protocols=(protocol,) if protocol else (),
+            # aiohttp rejects a message of exactly max_msg_size; AWS accepts 128 KB exactly.
+            max_msg_size=limits.max_message_bytes + 1,
+            compress=False,  # apigw spec §3.3: permessage-deflate not negotiated
+            autoping=True,
+        )
+        try:
+            await ws.prepare(request)
+        except (ConnectionResetError, OSError):
+            self.node.remove(conn)
+            return ws
+        sink = AiohttpSink(ws, request.transport)
+        conn.sink = sink
+        self.node.open(conn)
+        self.metrics.connects.labels(self.name).inc()
+        self.metrics.connections.labels(self.name).inc()
+        log.debug("connected", extra=extra)
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.add(task)
+        try:
+            code, reason = await self._receive_loop(conn, ws, sink, facts)
+        finally:
+            self.node.remove(conn)
+            self.metrics.connections.labels(self.name).dec()
+        try:
+            await self._run_disconnect(conn, facts, code, reason, extra)
+        finally:
+            self.sessions.discard(task)
+        return ws
+
+    async def _authorize(
+        self, facts: ConnectionFacts, upgrade: UpgradeRequest, extra: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        assert self.authorizer is not None
+        spec = self.authorizer.spec
+        if not identity_present(
+            spec.identity_source, upgrade.headers, upgrade.query, self.settings.stage_variables
+        ):
+            return 401, None  # §5.1: not invoked when an identity source is missing
+        request_id = self.new_id()
+        event = authorizer_event(
+            self.api, facts, upgrade, request_id=request_id, now_ms=self.node.now_ms()
+        )
+        started = time.monotonic()
+        try:
+            result = await self._invoke(
+                self.authorizer.integration,
+                "$authorizer",
+                event,
+                request_id,
+                self.authorizer.timeout_s,
+                extra,
+            )
+        except InvocationError as exc:
+            if exc.error_message == "Unauthorized":
+                return 401, None
+            return 500, None
+        except InvocationTimeout:
+            return 500, None
+        decision = decide(
+            result, self.api.connect_method_arn, int((time.monotonic() - started) * 1000)
+        )
+        if decision.problem:
+            log.error("authorizer answer rejected: %s", decision.problem, extra=extra)
+        return decision.status, decision.authorizer
+
+    async def _run_connect(
+        self,
+        facts: ConnectionFacts,
+        upgrade: UpgradeRequest,
+        authorizer_ctx: dict[str, Any] | None,
+        extra: dict[str, Any],
+    ) -> tuple[str | None, int | None]:
+        """Run ``$connect``; return (subprotocol to select, rejection status or None)."""
+        route = self.routes.get("$connect")
+        if route is None:
+            return None, None  # §3.2: no $connect route → accept
+        request_id = self.new_id()
+        event = connect_event(
+            self.api,
+            facts,
+            upgrade,
+            request_id=request_id,
+            now_ms=self.node.now_ms(),
+            authorizer=authorizer_ctx,
+        )
+        try:
+            result = await self._invoke(
+                route.integration, route.key, event, request_id, route.timeout_s, extra
+            )
+        except InvocationError:
+            return None, 502  # §3.2: Lambda raised → 502
+        except InvocationTimeout:
+            return None, 504  # §3.2 [unknown on AWS]: REST answers 504
+        if result is None:
+            return None, None
+        if not isinstance(result, dict):
+            log.error(
+                "$connect returned %s, not a proxy response object",
+                type(result).__name__,
+                extra=extra,
+            )
+            return None, 502
+        status = result.get("statusCode", 200)
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            log.error("$connect returned an invalid statusCode %r", status, extra=extra)
+            return None, 502
+        if not 200 <= status < 300:
+            return None, status
+        return _subprotocol(result), None
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def _receive_loop(
+        self, conn: Connection, ws: web.WebSocketResponse, sink: AiohttpSink, facts: ConnectionFacts
+    ) -> tuple[int, str]:
+        """Read until the connection ends; return the $disconnect (statusCode, reason)."""
+        inflight = asyncio.Semaphore(self.settings.limits.max_inflight_messages)
+        tasks: set[asyncio.Task[None]] = set()
+        client_close: tuple[int, str] | None = None
+        while True:
+            await inflight.acquire()  # back-pressure: stop reading while too many are in flight
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                conn.last_active_ms = self.node.now_ms()
+                self.metrics.messages_in.labels(self.name).inc()
+                task = asyncio.get_running_loop().create_task(self._dispatch(conn, facts, msg.data))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _: inflight.release())
+                continue
+            inflight.release()
+            if msg.type is WSMsgType.BINARY:
+                sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: binary → 1003
+                continue
+            if msg.type is WSMsgType.CLOSE:
+                code = int(msg.data or wire.CLOSE_NO_STATUS)
+                reason = msg.extra or ""
+                if code == wire.CLOSE_NO_STATUS:
+                    reason = wire.REASON_NO_STATUS
+                client_close = (code, reason)
+                continue
+            if msg.type is WSMsgType.ERROR:
+                exc = msg.data
+                if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
+                    sink.close_cause = sink.close_cause or (
+                        wire.CLOSE_MESSAGE_TOO_BIG,
+                        wire.REASON_MESSAGE_TOO_BIG,
+                    )
+                elif isinstance(exc, WebSocketError):
+                    sink.close_cause = sink.close_cause or (int(exc.code), str(exc))
+                continue
+            # CLOSING / CLOSED: the connection is over.
+            break
+        if sink.close_cause is not None:
+            return sink.close_cause
+        if client_close is not None:
+            return client_close
+        return wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL
+
+    async def _dispatch(self, conn: Connection, facts: ConnectionFacts, body: str) -> None:
+        request_id = self.new_id()
+        extra = {"api": self.name, "connection_id": conn.id, "request_id": request_id}
+        route_key = select_route(self.expression, body, self.route_keys)
+        if route_key is None:
+            self._send(conn, wire.forbidden_frame(conn.id, request_id))
+            return
+        route = self.routes[route_key]
+        extra["route"] = route_key
+        event = message_event(
+            self.api,
+            facts,
+            route_key=route_key,
+            body=body,
+            message_id=self.new_id(),
+            request_id=request_id,
+            now_ms=self.node.now_ms(),
+            authorizer=conn.authorizer,
+        )
+        try:
+            result = await self._invoke(
+                route.integration, route_key, event, request_id, route.timeout_s, extra
+            )
+        except InvocationTimeout:
+            self._send(conn, wire.timeout_frame(conn.id, request_id))
+            return
+        except InvocationError:
+            self._send(conn, wire.internal_error_frame(conn.id, request_id))
+            return
+        if not route.route_response or result is None:
+            return  # §3.1: one-way routes discard the result
+        if isinstance(result, dict):
+            out = result.get("body")
+            if out is None:
+                return  # §3.1 [unknown on AWS]: no body → send nothing
+            if isinstance(out, str):
+                self._send(conn, out.encode())
+                return
+        log.error(
+            "two-way route returned a malformed proxy response (body must be a string)", extra=extra
+        )
+        self._send(conn, wire.internal_error_frame(conn.id, request_id))
+
+    def _send(self, conn: Connection, payload: bytes) -> SendResult:
+        result = conn.send_text(payload, self.node.now_ms())
+        if result is SendResult.SENT:
+            self.metrics.messages_out.labels(self.name).inc()
+        elif result is SendResult.OUTBOX_FULL:
+            self.metrics.slow_consumers.labels(self.name).inc()
+            conn.sink.close(*SLOW_CONSUMER_CLOSE)
+        return result
+
+    # -- $disconnect ----------------------------------------------------------------------
+
+    async def _run_disconnect(
+        self,
+        conn: Connection,
+        facts: ConnectionFacts,
+        code: int,
+        reason: str,
+        extra: dict[str, Any],
+    ) -> None:
+        log.debug("disconnected %s %s", code, reason, extra=extra)
+        route = self.routes.get("$disconnect")
+        if route is None:
+            return
+        request_id = self.new_id()
+        event = disconnect_event(
+            self.api,
+            facts,
+            status_code=code,
+            reason=reason,
+            request_id=request_id,
+            now_ms=self.node.now_ms(),
+            authorizer=conn.authorizer,
+        )
+        # §3.4: best effort; the result is ignored and failures are only logged.
+        with contextlib.suppress(InvocationError, InvocationTimeout):
+            await self._invoke(
+                route.integration,
+                route.key,
+                event,
+                request_id,
+                route.timeout_s,
+                {**extra, "request_id": request_id},
+            )
+
+    # -- shared ---------------------------------------------------------------------------
+
+    async def _invoke(
+        self,
+        integration: Integration,
+        route: str,
+        event: dict[str, Any],
+        request_id: str,
+        timeout_s: float,
+        extra: dict[str, Any],
+    ) -> Any:
+        extra = {**extra, "route": route, "request_id": request_id}
+        started = time.monotonic()
+        try:
+            return await integration.invoke(event, Invocation(request_id, timeout_s))
+        except InvocationTimeout as exc:
+            self.metrics.handler_errors.labels(self.name, route, "timeout").inc()
+            log.error("handler %s timed out: %s", integration.function_name, exc, extra=extra)
+            raise
+        except InvocationError as exc:
+            self.metrics.handler_errors.labels(self.name, route, "error").inc()
+            if exc.error_message == "Unauthorized" and route == "$authorizer":
+                log.info("authorizer said Unauthorized", extra=extra)
+            else:
+                log.error(
+                    "handler %s failed: %s: %s\n%s",
+                    integration.function_name,
+                    exc.error_type,
+                    exc.error_message,
+                    exc.stack.rstrip(),
+                    extra=extra,
+                )
+            raise
+        finally:
+            self.metrics.handler_seconds.labels(self.name, route).observe(
+                time.monotonic() - started
+            )
+
+    def sweep(self, now_ms: int) -> None:
+        """Close idle and over-age connections (§6: both close with 1001 "Going away").
+
+        Called about once a second by the gateway: one scan per node, no per-connection timers.
+        """
+        limits = self.settings.limits
+        idle_ms = limits.idle_timeout_s * 1000
+        max_ms = limits.max_connection_duration_s * 1000
+        for conn in self.node.connections(self.name):
+            if conn.last_active_ms == 0:
+                continue  # still connecting
+            if now_ms - conn.last_active_ms >= idle_ms or now_ms - conn.connected_at_ms >= max_ms:
+                conn.sink.close(wire.CLOSE_GOING_AWAY, wire.REASON_GOING_AWAY)
+
+
+class _Unprepared:
+    """Sink of a connection whose WebSocket is not prepared yet (during ``$connect``).
+
+    Nothing is written to a CONNECTING connection (``Connection.send_frame`` checks the state).
+    """
+
+    __slots__ = ()
+
+    def write_frame(self, frame: bytes) -> None:
+        raise RuntimeError("write to a connection that is still connecting")
+
+    def buffered_bytes(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        return None
+
+
+def _subprotocol(result: dict[str, Any]) -> str | None:
+    """``Sec-WebSocket-Protocol`` from the ``$connect`` response headers (§3.3)."""
+    for key in ("headers", "multiValueHeaders"):
+        headers = result.get(key)
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if str(name).lower() == "sec-websocket-protocol":
+                    if isinstance(value, list):
+                        value = value[0] if value else None
+                    return str(value).strip() if value else None
+    return None
+
+
+def _json_response(status: int, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=status)

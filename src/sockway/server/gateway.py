@@ -1,0 +1,265 @@
+"""Assemble and run a gateway from ``Settings``: node, APIs, HTTP app, listeners, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from sockway.api.management import ManagementApi
+from sockway.api.ops import add_ops_routes
+from sockway.config.models import Settings, WebSocketApi, parse_hostport
+from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
+from sockway.core.node import Node
+from sockway.integrations.python import PythonIntegration, load_handler
+from sockway.observability.metrics import Metrics
+from sockway.protocols.apigw.events import ApiIdentity
+from sockway.server.apigw import ApiRuntime, Authorizer, Route
+from sockway.server.listener import Listener, bind_socket
+from sockway.server.tls import TlsMaterial, auto_certificate, ca_bundle
+
+log = logging.getLogger("sockway")
+
+SWEEP_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where clients reach an API (printed at start, used for ``domainName``)."""
+
+    api: str
+    ws_url: str
+    wss_url: str | None
+    management_url: str
+
+
+class Gateway:
+    """One gateway process. ``start()`` binds and serves; ``stop()`` drains and exits cleanly."""
+
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, new_id: IdGenerator | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.new_id = new_id or aws_style_id
+        self.node = Node(self.clock)
+        self.metrics = Metrics()
+        self.executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler")
+        self.tls: TlsMaterial | None = None
+        self.runtimes: list[ApiRuntime] = []
+        self.listeners: list[Listener] = []
+        self.endpoints: list[Endpoint] = []
+        self._runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._ready = False
+        self._stopped = asyncio.Event()
+
+    # -- building -------------------------------------------------------------------------
+
+    def _prepare_environment(self) -> None:
+        """The process environment in-process handlers see (they share it, like one Lambda)."""
+        env = os.environ
+        for api in self.settings.apis:
+            env.update(api.environment)
+        if self.settings.apis:
+            region = self.settings.apis[0].region
+            env.setdefault("AWS_REGION", region)
+            env.setdefault("AWS_DEFAULT_REGION", region)
+        if self.tls is not None and self.tls.ca_file is not None:
+            # boto3 in handlers verifies https://{domainName}/{stage} against the local CA; the
+            # bundle also holds the public CAs, so calls to real AWS endpoints keep verifying.
+            env["AWS_CA_BUNDLE"] = str(ca_bundle(self.tls.ca_file, env.get("AWS_CA_BUNDLE")))
+        if not _has_aws_credentials():
+            # Handlers sign @connections calls; locally any credentials do (SigV4 is off unless
+            # the config lists credentials). Real credentials, when present, are left alone.
+            env["AWS_ACCESS_KEY_ID"] = "sockway-local"
+            env["AWS_SECRET_ACCESS_KEY"] = "sockway-local"
+
+    def _build_api(self, api: WebSocketApi) -> ApiRuntime:
+        def integration(ref: str, label: str) -> PythonIntegration:
+            func = load_handler(ref, api.code_dir)
+            name = f"{api.name}-{label}".replace("$", "")
+            arn = f"arn:aws:lambda:{api.region}:{api.account_id}:function:{name}"
+            return PythonIntegration(
+                func=func,
+                function_name=name,
+                function_arn=arn,
+                memory_limit_in_mb=api.memory_mb,
+                executor=self.executor,
+            )
+
+        default_timeout = api.limits.integration_timeout_s
+        routes = {
+            key: Route(
+                key,
+                integration(spec.handler, key),
+                spec.route_response,
+                spec.timeout_s or default_timeout,
+            )
+            for key, spec in api.route_specs().items()
+        }
+        authorizer = None
+        if api.authorizer is not None:
+            authorizer = Authorizer(
+                api.authorizer,
+                integration(api.authorizer.handler, "authorizer"),
+                api.authorizer.timeout_s or default_timeout,
+            )
+        return ApiRuntime(
+            settings=api,
+            node=self.node,
+            metrics=self.metrics,
+            new_id=self.new_id,
+            routes=routes,
+            authorizer=authorizer,
+        )
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        add_ops_routes(app, self.metrics, lambda: self._ready)
+        for runtime in self.runtimes:
+            stage = runtime.settings.stage
+            mgmt = ManagementApi(runtime)
+            app.router.add_get(f"/{stage}", runtime.handle_upgrade)
+            app.router.add_route("*", f"/{stage}/@connections/{{tail:.+}}", mgmt.connections)
+            app.router.add_route("*", f"/{stage}/@channels/{{tail:.+}}", mgmt.channels)
+
+        async def forbidden(_: web.Request) -> web.Response:
+            # API Gateway's answer for a path outside any stage (apigw spec §4.2).
+            return web.json_response(
+                {"message": "Forbidden"},
+                status=403,
+                headers={"x-amzn-ErrorType": "ForbiddenException"},
+            )
+
+        app.router.add_route("*", "/{tail:.*}", forbidden)
+        return app
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        host, port = parse_hostport(s.listen)
+        if s.tls is not None:
+            if s.tls.certificate == "auto":
+                hosts = [host] + ([parse_hostport(s.tls.listen)[0]] if s.tls.listen else [])
+                self.tls = auto_certificate(s.state_dir, hosts)
+            else:
+                assert s.tls.key is not None
+                self.tls = TlsMaterial(Path(s.tls.certificate), s.tls.key, None)
+        self._prepare_environment()
+        self.runtimes = [self._build_api(api) for api in s.apis]
+        tls_ctx = self.tls.server_context() if self.tls is not None else None
+
+        self._runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
+        await self._runner.setup()
+        factory = self._runner.server
+        assert factory is not None
+        shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
+        main = Listener(
+            bind_socket(host, port), factory, tls_ctx if shared_tls else None, sniff=shared_tls
+        )
+        self.listeners.append(main)
+        tls_port = main.port if shared_tls else None
+        if tls_ctx is not None and s.tls is not None and s.tls.listen is not None:
+            thost, tport = parse_hostport(s.tls.listen)
+            tls_listener = Listener(bind_socket(thost, tport), factory, tls_ctx, sniff=False)
+            self.listeners.append(tls_listener)
+            tls_port = tls_listener.port
+        for listener in self.listeners:
+            await listener.start()
+
+        public_host = "localhost" if host in ("0.0.0.0", "::", "") else host
+        if ":" in public_host:
+            public_host = f"[{public_host}]"
+        for runtime in self.runtimes:
+            api = runtime.settings
+            domain = api.domain_name or f"{public_host}:{tls_port or main.port}"
+            runtime.identity = ApiIdentity(
+                api_id=api.effective_api_id,
+                stage=api.stage,
+                domain_name=domain,
+                region=api.region,
+                account_id=api.account_id,
+                stage_variables=dict(api.stage_variables),
+            )
+            scheme = "https" if tls_port else "http"
+            self.endpoints.append(
+                Endpoint(
+                    api=api.name,
+                    ws_url=f"ws://{public_host}:{main.port}/{api.stage}",
+                    wss_url=f"wss://{public_host}:{tls_port}/{api.stage}" if tls_port else None,
+                    management_url=f"{scheme}://{domain}/{api.stage}",
+                )
+            )
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._ready = True
+
+    @property
+    def port(self) -> int:
+        return self.listeners[0].port
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = self.node.now_ms()
+            for runtime in self.runtimes:
+                try:
+                    runtime.sweep(now)
+                except Exception:  # a bug here must not stop timeouts forever
+                    log.exception("sweep failed", extra={"api": runtime.name})
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: not ready, stop accepting, close every connection with 1001 and let its
+        ``$disconnect`` run, bounded by ``shutdown_grace_s``; then close everything."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        self._ready = False
+        for runtime in self.runtimes:
+            runtime.draining = True
+        for listener in self.listeners:
+            await listener.close()
+        for conn in list(self.node.connections()):
+            conn.sink.close(1001, "Going away")
+        sessions = {t for r in self.runtimes for t in r.sessions}
+        if sessions:
+            _, pending = await asyncio.wait(sessions, timeout=grace)
+            if pending:
+                log.warning(
+                    "%d connections still running $disconnect after %.1f s grace period",
+                    len(pending),
+                    grace,
+                )
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM/SIGINT, then drain (``stop``)."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: draining %d connections", self.node.count())
+        await self.stop()
+
+
+def _has_aws_credentials() -> bool:
+    import botocore.session
+
+    try:
+        return botocore.session.get_session().get_credentials() is not None
+    except Exception:
+        return False

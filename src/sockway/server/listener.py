@@ -1,0 +1,138 @@
+"""Listening sockets for the gateway's aiohttp server.
+
+- plain only, TLS only: ``loop.create_server`` with aiohttp's protocol factory;
+- TLS and plain on one port (``tls`` without its own ``listen``): each accepted socket is
+  peeked (MSG_PEEK, nothing consumed) and a TLS ClientHello (first byte 0x16) gets the TLS
+  context, anything else is served plain. So ``ws://`` and ``wss://`` (and ``http``/``https``
+  for ``@connections``) share one port, and ``domainName`` works for both kinds of client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+log = logging.getLogger("sockway.listener")
+
+_TLS_HANDSHAKE = 0x16
+SNIFF_TIMEOUT_S = 10.0  # a client that connects and sends nothing is dropped after this
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (in use, not permitted, ...)."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(f"cannot listen on {host}:{port}: address already in use") from None
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Listener:
+    """One listening socket feeding an asyncio protocol factory (aiohttp's ``web.Server``)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.Protocol],
+        tls: ssl.SSLContext | None,
+        sniff: bool,
+    ) -> None:
+        self.sock = sock
+        self._factory = factory
+        self._tls = tls
+        self._sniff = sniff
+        self._server: asyncio.AbstractServer | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._sniff:
+            self._server = await loop.create_server(self._factory, sock=self.sock, ssl=self._tls)
+            return
+        self._accept_task = loop.create_task(self._accept_loop())
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    log.error("accept failed: %s (file descriptor limit); pausing 100 ms", exc)
+                    await asyncio.sleep(0.1)
+                    continue
+                raise
+            task = loop.create_task(self._serve(conn))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        conn.setblocking(False)
+        try:
+            first = await asyncio.wait_for(self._peek(loop, conn), SNIFF_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            conn.close()
+            return
+        if not first:
+            conn.close()
+            return
+        tls = self._tls if first[0] == _TLS_HANDSHAKE else None
+        try:
+            await loop.connect_accepted_socket(self._factory, conn, ssl=tls)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("connection dropped during %s handshake: %s", "TLS" if tls else "setup", exc)
+            conn.close()
+
+    @staticmethod
+    async def _peek(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> bytes:
+        fd = conn.fileno()
+        while True:
+            try:
+                return conn.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(fd, _set_once, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+
+    async def close(self) -> None:
+        """Stop accepting; established connections are left to the caller."""
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+            for task in list(self._pending):
+                task.cancel()
+        if self._server is not None:
+            self._server.close()
+        else:
+            self.sock.close()
