@@ -67,7 +67,9 @@ class Connection:
         """
         if self.state is not State.OPEN:
             return SendResult.GONE
-        if self.sink.buffered_bytes() + len(frame) > self.outbox_max_bytes:
+        # The bound applies to what is already queued, so a frame larger than the bound still
+        # goes to a client that keeps up; memory per connection stays ≤ bound + one message.
+        if self.sink.buffered_bytes() > self.outbox_max_bytes:
             return SendResult.OUTBOX_FULL
         self.sink.write_frame(frame)
         self.last_active_ms = now_ms

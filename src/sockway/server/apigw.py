@@ -40,6 +40,8 @@ from sockway.protocols.apigw.routing import SelectionExpression, select_route
 
 log = logging.getLogger("sockway.apigw")
 
+CLOSE_TIMEOUT_S = 2.0  # how long a server-initiated close may wait for the client
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -80,9 +82,17 @@ class AiohttpSink:
         if self.close_cause is not None:
             return
         self.close_cause = (code, reason)
-        asyncio.get_running_loop().create_task(
-            self.ws.close(code=code, message=reason.encode()[:123])
-        )
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        # A client that does not read (full outbox) never lets the close frame drain: after
+        # CLOSE_TIMEOUT_S the socket is aborted so its memory and $disconnect are not held up.
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S
+            )
+        except (TimeoutError, ConnectionError):
+            self.transport.abort()
 
 
 @dataclass

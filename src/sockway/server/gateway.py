@@ -59,6 +59,7 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ready = False
+        self._stopping = False
         self._stopped = asyncio.Event()
 
     # -- building -------------------------------------------------------------------------
@@ -158,7 +159,9 @@ class Gateway:
         self.runtimes = [self._build_api(api) for api in s.apis]
         tls_ctx = self.tls.server_context() if self.tls is not None else None
 
-        self._runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self._app(), handle_signals=False, access_log=None, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         factory = self._runner.server
         assert factory is not None
@@ -219,6 +222,10 @@ class Gateway:
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: not ready, stop accepting, close every connection with 1001 and let its
         ``$disconnect`` run, bounded by ``shutdown_grace_s``; then close everything."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         self._ready = False
         for runtime in self.runtimes:

@@ -59,16 +59,13 @@ class Listener:
         sniff: bool,
     ) -> None:
         self.sock = sock
+        self.port = int(sock.getsockname()[1])
         self._factory = factory
         self._tls = tls
         self._sniff = sniff
         self._server: asyncio.AbstractServer | None = None
         self._accept_task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

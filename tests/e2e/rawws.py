@@ -1,0 +1,62 @@
+"""A minimal raw WebSocket client for tests that need exact control of the frames on the wire
+(an empty close frame, a client that never reads). Everything else uses ``websockets``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+
+
+class RawClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, path: str, read_limit: int | None = None) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if read_limit is not None:
+            # Shrink the kernel receive buffer so a non-reading client backs up quickly.
+            import socket
+
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, read_limit)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise AssertionError(f"handshake failed: {head!r}")
+        return cls(reader, writer)
+
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        mask = os.urandom(4)
+        first = (0x80 if fin else 0) | opcode
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", first, 0x80 | n)
+        elif n < 65536:
+            head = struct.pack("!BBH", first, 0x80 | 126, n)
+        else:
+            head = struct.pack("!BBQ", first, 0x80 | 127, n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(head + mask + masked)
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        b1, b2 = await self.reader.readexactly(2)
+        n = b2 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return b1 & 0x0F, await self.reader.readexactly(n)
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,180 @@
+"""The @connections API driven by boto3's apigatewaymanagementapi client (apigw spec §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import websockets
+from botocore.exceptions import ClientError
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import StartGateway, write_handlers
+from tests.e2e.support import api, handlers_dir, of_type, recorded, wait_until
+
+SELF_POST = """
+import os
+import boto3
+
+RESULTS = []
+EVENTS = []
+
+
+def connect(event, context):
+    ctx = event["requestContext"]
+    client = boto3.client(
+        "apigatewaymanagementapi", endpoint_url=f"https://{ctx['domainName']}/{ctx['stage']}"
+    )
+    try:
+        client.post_to_connection(ConnectionId=ctx["connectionId"], Data=b"too early")
+        RESULTS.append("sent")
+    except client.exceptions.GoneException:
+        RESULTS.append("GoneException")
+    return {"statusCode": 200}
+
+
+def reply(event, context):
+    ctx = event["requestContext"]
+    client = boto3.client(
+        "apigatewaymanagementapi", endpoint_url=f"https://{ctx['domainName']}/{ctx['stage']}"
+    )
+    client.post_to_connection(ConnectionId=ctx["connectionId"], Data=b"posted:" + event["body"].encode())
+    return {"statusCode": 200}
+"""
+
+
+def _client(port: int, stage: str = "dev", **kwargs: Any) -> Any:
+    kwargs.setdefault("aws_access_key_id", "AKIDEXAMPLE")
+    kwargs.setdefault("aws_secret_access_key", "secret")
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"http://127.0.0.1:{port}/{stage}",
+        region_name="us-east-1",
+        **kwargs,
+    )
+
+
+async def test_post_get_delete_and_gone(start_gateway: StartGateway, tmp_path: Path) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    client = _client(gw.port)
+    async with websockets.connect(
+        f"ws://127.0.0.1:{gw.port}/dev", user_agent_header="agent/1"
+    ) as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data=b"hello")
+        assert await ws.recv() == "hello"
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data="text é")
+        assert await ws.recv() == "text é"
+
+        info = await asyncio.to_thread(client.get_connection, ConnectionId=conn_id)
+        assert info["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": "agent/1"}
+        now = dt.datetime.now(dt.UTC)
+        assert abs((now - info["ConnectedAt"]).total_seconds()) < 30
+        assert info["LastActiveAt"] >= info["ConnectedAt"]
+
+        response = await asyncio.to_thread(client.delete_connection, ConnectionId=conn_id)
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+    await wait_until(lambda: len(of_type(recorded(), "DISCONNECT")) == 1)
+    ctx = of_type(recorded(), "DISCONNECT")[0]["requestContext"]
+    assert (ctx["disconnectStatusCode"], ctx["disconnectReason"]) == (
+        1000,
+        "Connection Closed Normally",
+    )
+    for call, kwargs in (
+        (client.post_to_connection, {"Data": b"late"}),
+        (client.get_connection, {}),
+        (client.delete_connection, {}),
+    ):
+        with pytest.raises(client.exceptions.GoneException):
+            await asyncio.to_thread(call, ConnectionId=conn_id, **kwargs)
+    # Never existed, with characters that need percent-encoding.
+    with pytest.raises(client.exceptions.GoneException):
+        await asyncio.to_thread(client.post_to_connection, ConnectionId="Ab+c/d==", Data=b"x")
+
+
+async def test_payload_over_128kb_is_413(start_gateway: StartGateway, tmp_path: Path) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    client = _client(gw.port)
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev", max_size=None) as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        with pytest.raises(client.exceptions.PayloadTooLargeException):
+            await asyncio.to_thread(
+                client.post_to_connection, ConnectionId=conn_id, Data=b"x" * (128 * 1024 + 1)
+            )
+        await asyncio.to_thread(
+            client.post_to_connection, ConnectionId=conn_id, Data=b"y" * (128 * 1024)
+        )
+        assert await ws.recv() == "y" * (128 * 1024)
+
+
+async def test_wrong_stage_is_forbidden(start_gateway: StartGateway, tmp_path: Path) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    client = _client(gw.port, stage="other")
+    with pytest.raises(ClientError) as info:
+        await asyncio.to_thread(client.post_to_connection, ConnectionId="abc=", Data=b"x")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+async def test_post_during_connect_is_gone_and_handlers_reach_https_domain_name(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = write_handlers(tmp_path / "h", {"selfpost.py": SELF_POST})
+    config = {
+        "name": "t",
+        "type": "websocket",
+        "stage": "dev",
+        "code_dir": str(code),
+        "routes": {"$connect": "selfpost.connect", "$default": "selfpost.reply"},
+    }
+    # TLS on the same port: handlers build https://{domainName}/{stage} like the AWS tutorial.
+    gw = await start_gateway({"tls": {"certificate": "auto"}, "apis": [config]})
+    import sys
+
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        assert sys.modules["selfpost"].RESULTS == ["GoneException"]
+        await ws.send("ping")
+        assert await asyncio.wait_for(ws.recv(), 10) == "posted:ping"
+
+
+async def test_sigv4_enforced_when_credentials_are_configured(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    config = api(
+        handlers_dir(tmp_path),
+        management={"credentials": [{"access_key_id": "AKIDLOCAL", "secret_access_key": "s3"}]},
+    )
+    gw = await start_gateway({"apis": [config]})
+    good = _client(gw.port, aws_access_key_id="AKIDLOCAL", aws_secret_access_key="s3")
+    wrong_secret = _client(gw.port, aws_access_key_id="AKIDLOCAL", aws_secret_access_key="no")
+    unknown_key = _client(gw.port, aws_access_key_id="AKIDOTHER", aws_secret_access_key="s3")
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        await asyncio.to_thread(good.post_to_connection, ConnectionId=conn_id, Data=b"signed")
+        assert await ws.recv() == "signed"
+        for client, code in (
+            (wrong_secret, "InvalidSignatureException"),
+            (unknown_key, "UnrecognizedClientException"),
+        ):
+            with pytest.raises(ClientError) as info:
+                await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data=b"x")
+            assert info.value.response["Error"]["Code"] == code
+            assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # An unsigned request is refused too.
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{gw.port}/dev/@connections/{conn_id}", data=b"x"
+        ) as response,
+    ):
+        assert response.status == 403
+        assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
