@@ -51,7 +51,7 @@ async def test_events_of_a_real_session_validate_with_powertools(
     assert connect["headers"]["X-Amzn-Trace-Id"].startswith("Root=1-")
     assert len(ctx["connectionId"]) == 16
     # The same connection's facts repeat in every event.
-    for event in messages + [disconnect]:
+    for event in [*messages, disconnect]:
         assert event["requestContext"]["connectionId"] == ctx["connectionId"]
         assert event["requestContext"]["connectedAt"] == ctx["connectedAt"]
     assert [m["requestContext"]["routeKey"] for m in messages] == ["echo", "$default"]
