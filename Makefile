@@ -12,7 +12,11 @@ $(BIN)/.sockway-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.sockway-installed
+# Real JavaScript clients (wscat, ...) that the tests drive; node_modules/ is git-ignored.
+node_modules/.package-lock.json: package.json
+	npm install --no-audit --no-fund --loglevel=error
+
+install: $(BIN)/.sockway-installed node_modules/.package-lock.json
 
 serve: install
 	$(BIN)/sockway serve $(ARGS)
