@@ -37,6 +37,10 @@ class RawClient:
         return cls(reader, writer)
 
     def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.writer.write(self.encode_frame(opcode, payload, fin))
+
+    @staticmethod
+    def encode_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
         mask = os.urandom(4)
         first = (0x80 if fin else 0) | opcode
         n = len(payload)
@@ -47,7 +51,7 @@ class RawClient:
         else:
             head = struct.pack("!BBQ", first, 0x80 | 127, n)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(head + mask + masked)
+        return head + mask + masked
 
     async def read_frame(self) -> tuple[int, bytes]:
         b1, b2 = await self.reader.readexactly(2)

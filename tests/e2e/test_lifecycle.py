@@ -181,15 +181,56 @@ async def test_oversize_message_closes_1009_and_exact_limit_passes(
     async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev", max_size=None) as ws:
         body = '{"action":"echo","pad":"' + "x" * (128 * 1024 - 26) + '"}'
         assert len(body) == 128 * 1024
-        await ws.send(body)
+        # Messages over 32 KB must be fragmented (spec §6); 4 frames of 32 KB are fine.
+        await ws.send(iter([body[i : i + 32 * 1024] for i in range(0, len(body), 32 * 1024)]))
         assert await ws.recv() == body
         conn_id = _last_connect_id()
-        await ws.send("x" * (128 * 1024 + 1))
+        too_big = "x" * (128 * 1024 + 1)
+        await ws.send(iter([too_big[i : i + 16 * 1024] for i in range(0, len(too_big), 16 * 1024)]))
         with pytest.raises(ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 5)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
     ctx = await _disconnect_of(conn_id)
     assert ctx["disconnectStatusCode"] == 1009
+
+
+async def test_frame_over_32kb_closes_1009(start_gateway: StartGateway, tmp_path: Path) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev", max_size=None) as ws:
+        exact = '{"action":"echo","pad":"' + "x" * (32 * 1024 - 26) + '"}'
+        await ws.send(exact)  # one frame of exactly 32 KB
+        assert await ws.recv() == exact
+        conn_id = _last_connect_id()
+        await ws.send("y" * (32 * 1024 + 1))  # one frame, 1 byte over
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    ctx = await _disconnect_of(conn_id)
+    assert (ctx["disconnectStatusCode"], ctx["disconnectReason"]) == (1009, "Frame too big")
+    # No handler saw the oversize frame.
+    assert all(len(e.get("body", "")) <= 32 * 1024 for e in of_type(recorded(), "MESSAGE"))
+
+
+async def test_frame_limit_holds_across_tcp_chunking(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    raw = await RawClient.connect(gw.port, "/dev")
+    # Many small frames written byte by byte: headers split across reads must still parse.
+    for i in range(3):
+        frame = raw.encode_frame(0x1, ('{"action":"echo","i":%d}' % i).encode())
+        for b in frame:
+            raw.writer.write(bytes([b]))
+            await raw.writer.drain()
+        assert await asyncio.wait_for(raw.read_frame(), 5) == (
+            0x1,
+            ('{"action":"echo","i":%d}' % i).encode(),
+        )
+    # A 64-bit length header announcing a huge frame closes before any payload arrives.
+    raw.writer.write(bytes([0x81, 0x80 | 127]) + (10**9).to_bytes(8, "big") + b"mask")
+    opcode, payload = await asyncio.wait_for(raw.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1009
+    raw.close()
 
 
 async def test_fragmented_message_is_reassembled(

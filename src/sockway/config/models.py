@@ -67,6 +67,9 @@ class AuthorizerSpec(_Strict):
 class Limits(_Strict):
     """Per-API bounds; defaults are API Gateway's (apigw spec §6)."""
 
+    max_frame_bytes: int = Field(
+        32 * 1024, gt=0, description="AWS: 32 KB per frame; a larger frame closes with 1009"
+    )
     max_message_bytes: int = Field(
         128 * 1024, gt=0, description="AWS: 128 KB per message; larger closes with 1009"
     )

@@ -37,6 +37,7 @@ from sockway.protocols.apigw.events import (
     message_event,
 )
 from sockway.protocols.apigw.routing import SelectionExpression, select_route
+from sockway.server.frame_guard import FrameGuard
 
 log = logging.getLogger("sockway.apigw")
 
@@ -83,6 +84,20 @@ class AiohttpSink:
             return
         self.close_cause = (code, reason)
         asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    def frame_too_big(self) -> None:
+        """A frame over ``max_frame_bytes`` arrived (FrameGuard): close 1009 at once.
+
+        The rest of the client's data is discarded, so the close handshake cannot complete;
+        the close frame is written and the socket closed after it is flushed.
+        """
+        if self.close_cause is not None:
+            return
+        self.close_cause = (wire.CLOSE_MESSAGE_TOO_BIG, wire.REASON_FRAME_TOO_BIG)
+        reason = wire.REASON_FRAME_TOO_BIG.encode()
+        payload = wire.CLOSE_MESSAGE_TOO_BIG.to_bytes(2, "big") + reason
+        self.transport.write(bytes((0x88, len(payload))) + payload)
+        self.transport.close()
 
     async def _close(self, code: int, reason: str) -> None:
         # A client that does not read (full outbox) never lets the close frame drain: after
@@ -193,6 +208,9 @@ class ApiRuntime:
             return ws
         sink = AiohttpSink(ws, request.transport)
         conn.sink = sink
+        guard = request.transport.get_protocol() if request.transport else None
+        if isinstance(guard, FrameGuard):
+            guard.arm(limits.max_frame_bytes, sink.frame_too_big)
         self.node.open(conn)
         self.metrics.connects.labels(self.name).inc()
         self.metrics.connections.labels(self.name).inc()

@@ -17,6 +17,8 @@ import socket
 import ssl
 from collections.abc import Callable
 
+from sockway.server.frame_guard import FrameGuard
+
 log = logging.getLogger("sockway.listener")
 
 _TLS_HANDSHAKE = 0x16
@@ -60,7 +62,7 @@ class Listener:
     ) -> None:
         self.sock = sock
         self.port = int(sock.getsockname()[1])
-        self._factory = factory
+        self._factory = lambda: FrameGuard(factory())
         self._tls = tls
         self._sniff = sniff
         self._server: asyncio.AbstractServer | None = None

@@ -1,0 +1,104 @@
+"""Per-frame size limit for incoming WebSocket frames (apigw spec §6: 32 KB per frame).
+
+aiohttp's WebSocket reader bounds whole messages only. ``FrameGuard`` sits between the transport
+and aiohttp's protocol: it forwards every call unchanged, and once a connection has been upgraded
+(``arm``), it walks the frame headers of the incoming byte stream — O(frames), payload bytes are
+skipped, not copied — and reports the first data frame whose payload exceeds the limit. Data
+after a violation is not passed on: the frame never reaches a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+_MAX_HEADER = 14  # 2 + 8 (64-bit length) + 4 (mask)
+
+
+class FrameGuard(asyncio.Protocol):
+    """A transparent protocol wrapper; ``transport.get_protocol()`` returns it."""
+
+    __slots__ = ("_head", "_inner", "_limit", "_on_violation", "_remaining", "_tripped")
+
+    def __init__(self, inner: asyncio.Protocol) -> None:
+        self._inner = inner
+        self._limit = 0  # 0: not armed (plain HTTP, or before the upgrade)
+        self._on_violation: Callable[[], None] | None = None
+        self._head = bytearray()
+        self._remaining = 0
+        self._tripped = False
+
+    def arm(self, max_frame_bytes: int, on_violation: Callable[[], None]) -> None:
+        """Start checking frames; ``on_violation`` runs once, on the first oversize frame."""
+        self._limit = max_frame_bytes
+        self._on_violation = on_violation
+
+    # -- asyncio.Protocol, forwarded ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self._tripped:
+            return
+        if self._limit and not self._scan(data):
+            self._tripped = True
+            if self._on_violation is not None:
+                self._on_violation()
+            return
+        self._inner.data_received(data)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else aiohttp may look up on its protocol.
+        return getattr(self._inner, name)
+
+    # -- frame header walk ----------------------------------------------------------------
+
+    def _scan(self, data: bytes) -> bool:
+        """False when a data frame in ``data`` declares a payload over the limit."""
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._remaining:
+                take = min(self._remaining, n - pos)
+                self._remaining -= take
+                pos += take
+                continue
+            head = self._head
+            take = min(_MAX_HEADER - len(head), n - pos)
+            head += data[pos : pos + take]
+            pos += take
+            if len(head) < 2:
+                return True
+            short = head[1] & 0x7F
+            header_len = 2 + (2 if short == 126 else 8 if short == 127 else 0)
+            header_len += 4 if head[1] & 0x80 else 0
+            if len(head) < header_len:
+                return True  # everything available was taken; wait for the rest
+            if short == 126:
+                length = int.from_bytes(head[2:4], "big")
+            elif short == 127:
+                length = int.from_bytes(head[2:10], "big")
+            else:
+                length = short
+            if head[0] & 0x0F < 0x8 and length > self._limit:  # text, binary, continuation
+                return False
+            extra = len(head) - header_len  # bytes already taken that belong to the payload
+            self._head = bytearray()
+            if extra >= length:
+                pos -= extra - length  # the next frame starts inside what we took
+            else:
+                self._remaining = length - extra
+        return True
