@@ -71,3 +71,18 @@ async def test_not_ready_while_draining(start_gateway: StartGateway, tmp_path: P
         await asyncio.wait_for(stopping, 10)
     assert len(of_type(recorded(), "DISCONNECT")) == 1
     await ws.close()
+
+
+async def test_shutdown_lets_accepted_messages_finish(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    slow_oneway = HANDLERS.replace(
+        "def oneway(event, context):\n", "def oneway(event, context):\n    time.sleep(0.5)\n"
+    )
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path, slow_oneway))]})
+    ws = await websockets.connect(f"ws://127.0.0.1:{gw.port}/dev")
+    await ws.send('{"action":"oneway"}')
+    await asyncio.sleep(0.1)  # the message is being handled
+    await asyncio.wait_for(gw.stop(grace_s=5), 10)
+    assert len(of_type(recorded(), "MESSAGE")) == 1
+    assert len(of_type(recorded(), "DISCONNECT")) == 1

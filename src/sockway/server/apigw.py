@@ -124,7 +124,9 @@ class ApiRuntime:
     draining: bool = False
     expression: SelectionExpression = field(init=False)
     route_keys: frozenset[str] = field(init=False)
+    # Tasks the gateway waits for when draining: open sessions and messages being handled.
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.expression = SelectionExpression.compile(self.settings.route_selection_expression)
@@ -317,7 +319,6 @@ class ApiRuntime:
     ) -> tuple[int, str]:
         """Read until the connection ends; return the $disconnect (statusCode, reason)."""
         inflight = asyncio.Semaphore(self.settings.limits.max_inflight_messages)
-        tasks: set[asyncio.Task[None]] = set()
         client_close: tuple[int, str] | None = None
         while True:
             await inflight.acquire()  # back-pressure: stop reading while too many are in flight
@@ -326,8 +327,8 @@ class ApiRuntime:
                 conn.last_active_ms = self.node.now_ms()
                 self.metrics.messages_in.labels(self.name).inc()
                 task = asyncio.get_running_loop().create_task(self._dispatch(conn, facts, msg.data))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
                 task.add_done_callback(lambda _: inflight.release())
                 continue
             inflight.release()

@@ -20,6 +20,7 @@ from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import Node
 from sockway.integrations.python import PythonIntegration, load_handler
 from sockway.observability.metrics import Metrics
+from sockway.protocols.apigw import messages as wire
 from sockway.protocols.apigw.events import ApiIdentity
 from sockway.server.apigw import ApiRuntime, Authorizer, Route
 from sockway.server.listener import Listener, bind_socket
@@ -233,13 +234,14 @@ class Gateway:
         for listener in self.listeners:
             await listener.close()
         for conn in list(self.node.connections()):
-            conn.sink.close(1001, "Going away")
-        sessions = {t for r in self.runtimes for t in r.sessions}
-        if sessions:
-            _, pending = await asyncio.wait(sessions, timeout=grace)
+            conn.sink.close(wire.CLOSE_GOING_AWAY, wire.REASON_GOING_AWAY)
+        # Accepted messages finish their handlers and $disconnect runs, within the grace period.
+        work = {t for r in self.runtimes for t in (*r.sessions, *r.inflight)}
+        if work:
+            _, pending = await asyncio.wait(work, timeout=grace)
             if pending:
                 log.warning(
-                    "%d connections still running $disconnect after %.1f s grace period",
+                    "%d handler invocations still running after the %.1f s grace period",
                     len(pending),
                     grace,
                 )
