@@ -34,7 +34,7 @@ def _isolate_process_state(tmp_path: Path) -> Iterator[None]:
     for name in set(sys.modules) - modules:
         mod = sys.modules.get(name)
         origin = getattr(mod, "__file__", None) or ""
-        if origin.startswith(str(tmp_path)) or origin.startswith("/tmp"):
+        if origin.startswith(str(tmp_path)):
             del sys.modules[name]
 
 
