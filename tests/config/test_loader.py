@@ -108,7 +108,7 @@ def test_issue_example_shape_is_valid(tmp_path: Path, code: Path) -> None:
         "route.request.header.Auth",
         "route.request.querystring.token",
     ]
-    specs = chat.route_specs()
+    specs = chat.routes
     assert specs["sendmessage"] == RouteSpec(handler=f"{send}.handler")
     assert specs["sendmessage"].route_response is False
     assert specs["echo"].route_response is True
@@ -213,7 +213,8 @@ def test_parse_hostport_rejects(value: str) -> None:
     [
         (("apis", 0, "routes", "sendMessage"), "apis[0].routes.sendMessage"),
         (("apis", 0, "websocket", "rout"), "apis[0].rout"),
-        (("apis", 1, "routes", "a", "RouteSpec", "foo"), "apis[1].routes.a.foo"),
+        (("apis", 1, "routes", "a", "foo"), "apis[1].routes.a.foo"),
+        (("apis", 1, "routes", "$x", "[key]"), "apis[1].routes.$x"),
         (("listen",), "listen"),
         ((), "(top level)"),
     ],
@@ -545,7 +546,7 @@ apis:
     settings = load_config(path)
     chat = settings.apis[0]
     assert chat.code_dir == code.resolve()
-    assert chat.route_specs()["echo"].route_response is True
+    assert chat.routes["echo"].route_response is True
     assert settings.state_dir == (tmp_path / ".sockway").resolve()
 
 

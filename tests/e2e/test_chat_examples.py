@@ -24,7 +24,7 @@ import yaml
 from moto.server import ThreadedMotoServer
 from websockets.asyncio.client import ClientConnection
 
-from sockway.config import ConfigError, load_config
+from sockway.config import load_config
 from tests.conftest import StartGateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,20 +150,13 @@ def test_channels_config_needs_no_database_and_no_disconnect_route() -> None:
     assert set(api.routes) == {"$connect", "sendmessage"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConfigError,
-    reason="sockway bug: the handler environment (AWS_REGION, credentials, AWS_CA_BUNDLE) is set "
-    "in Gateway.start, after load_config has imported the handlers",
-)
 def test_chat_handlers_import_without_a_configured_region(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # `AWS_ENDPOINT_URL_DYNAMODB=... sockway serve --config examples/chat/sockway.yaml` on a
     # machine without an AWS region configured. The gateway gives handlers AWS_REGION from the
-    # API's `region` (us-east-1), as Lambda does before the handler module is imported; but
-    # `load_config` imports the handlers before that, so `boto3.resource("dynamodb")` at module
-    # level raises NoRegionError and the configuration is rejected.
+    # API's `region` (us-east-1) before the handler modules are imported, as Lambda does, so
+    # `boto3.resource("dynamodb")` at module level works.
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
@@ -173,19 +166,12 @@ def test_chat_handlers_import_without_a_configured_region(
     load_config(CHAT / "sockway.yaml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=websockets.InvalidStatus,
-    reason="sockway bug: Gateway.start sets the local credentials after the handlers' "
-    "import-time boto3 resources were created without any, so $connect fails (502)",
-)
 @pytest.mark.timeout(30)
 async def test_chat_runs_without_aws_credentials_in_the_environment(
     dynamodb: Any, start_gateway: StartGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Gateway._prepare_environment gives handlers dummy credentials when none are configured
-    # ("locally any credentials do"), but only after parse_config has imported the handlers,
-    # so `boto3.resource("dynamodb")` at module level has none: NoCredentialsError in $connect.
+    # With no credentials anywhere, handlers get placeholder ones before they are imported
+    # ("locally any credentials do"), so module-level boto3 resources can sign their calls.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")

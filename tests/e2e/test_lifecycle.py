@@ -218,13 +218,13 @@ async def test_frame_limit_holds_across_tcp_chunking(
     raw = await RawClient.connect(gw.port, "/dev")
     # Many small frames written byte by byte: headers split across reads must still parse.
     for i in range(3):
-        frame = raw.encode_frame(0x1, ('{"action":"echo","i":%d}' % i).encode())
+        frame = raw.encode_frame(0x1, f'{{"action":"echo","i":{i}}}'.encode())
         for b in frame:
             raw.writer.write(bytes([b]))
             await raw.writer.drain()
         assert await asyncio.wait_for(raw.read_frame(), 5) == (
             0x1,
-            ('{"action":"echo","i":%d}' % i).encode(),
+            f'{{"action":"echo","i":{i}}}'.encode(),
         )
     # A 64-bit length header announcing a huge frame closes before any payload arrives.
     raw.writer.write(bytes([0x81, 0x80 | 127]) + (10**9).to_bytes(8, "big") + b"mask")

@@ -9,10 +9,10 @@ constant time.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -26,12 +26,13 @@ _AUTH = re.compile(
 MAX_SKEW = dt.timedelta(minutes=15)
 
 
-@dataclass(frozen=True, slots=True)
 class SigV4Failure(Exception):
     """403 with the AWS error type and message to return."""
 
-    error_type: str
-    message: str
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
 
 
 def verify(
@@ -76,6 +77,14 @@ def verify(
     signed = m["signed"].split(";")
     if "host" not in signed:
         raise SigV4Failure("InvalidSignatureException", "'Host' must be a signed header")
+    # botocore signs the x-amz-content-sha256 value instead of hashing the body when that header
+    # is present; make sure it is the body's hash, or a signed request could carry another body.
+    declared = lowered.get("x-amz-content-sha256")
+    if declared is not None and not hmac.compare_digest(declared, hashlib.sha256(body).hexdigest()):
+        raise SigV4Failure(
+            "InvalidSignatureException",
+            "The provided x-amz-content-sha256 header does not match the hash of the body.",
+        )
     request = AWSRequest(
         method=method, url=url, data=body, headers={h: lowered.get(h, "") for h in signed}
     )

@@ -1,11 +1,13 @@
 """Load the YAML configuration and report every problem with its key path.
 
 Messages look like ``apis[0].routes.sendMessage: module 'x' not found``; ``sockway check-config``
-prints them and ``sockway serve`` refuses to start with the same list.
+prints them and ``sockway serve`` refuses to start with the same list. Schema problems, handler
+problems and cross-API conflicts are all reported in one pass.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from sockway.config.models import RouteSpec, Settings
+from sockway.config.models import Settings
 
 _API_TYPES = ("websocket",)
 _LATER_TYPES = {"events": "AppSync Events", "pusher": "Pusher"}
-# Names pydantic puts into error locations for union members; they are not config keys.
-_UNION_MEMBERS = frozenset({"str", "RouteSpec", *_API_TYPES})
+# Names pydantic puts into error locations that are not config keys: union members, the
+# discriminator tag, and the marker of a dict key.
+_NOT_KEYS = frozenset({"[key]", *_API_TYPES})
 
 
 class ConfigError(Exception):
@@ -31,23 +34,23 @@ class ConfigError(Exception):
 
 def format_loc(loc: Iterable[int | str]) -> str:
     out = ""
-    for i, part in enumerate(loc):
+    for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _UNION_MEMBERS or str(part).startswith("function-"):
+        elif part in _NOT_KEYS or str(part).startswith("function-"):
             continue
         else:
-            out += ("." if i else "") + str(part)
-    return out.lstrip(".") or "(top level)"
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
 
 
 def _format_errors(exc: ValidationError) -> list[str]:
     problems: list[str] = []
-    seen: set[str] = set()
     for err in exc.errors():
         loc = format_loc(err["loc"])
         if err["type"] == "union_tag_invalid":
-            tag = err.get("input", {}).get("type") if isinstance(err.get("input"), dict) else None
+            raw = err.get("input")
+            tag = raw.get("type") if isinstance(raw, dict) else None
             if tag in _LATER_TYPES:
                 msg = f"API type '{tag}' ({_LATER_TYPES[tag]}) is not available in this version"
             else:
@@ -60,8 +63,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             line = f"{loc}: {msg}"
-        if line not in seen:  # a union reports the same problem once per member
-            seen.add(line)
+        if line not in problems:
             problems.append(line)
     return problems
 
@@ -78,27 +80,38 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     if isinstance(raw.get("tls"), dict):
         fix(raw["tls"], "certificate")
         fix(raw["tls"], "key")
-    for api in raw.get("apis") or []:
-        if isinstance(api, dict):
-            fix(api, "code_dir")
+    for api in _raw_apis(raw):
+        fix(api, "code_dir")
 
 
-def parse_config(raw: Any, base_dir: Path) -> Settings:
-    """Validate an already parsed document; raise ``ConfigError`` listing every problem."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
+def _raw_apis(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    apis = raw.get("apis")
+    return [a if isinstance(a, dict) else {} for a in apis] if isinstance(apis, list) else []
+
+
+def parse_config(document: Any, base_dir: Path) -> Settings:
+    """Validate an already parsed document; raise ``ConfigError`` listing every problem.
+
+    The caller's document is not modified.
+    """
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
         raise ConfigError(["(top level): the configuration must be a mapping of keys"])
-    if "state_dir" not in raw:
-        raw["state_dir"] = ".sockway"
+    raw = copy.deepcopy(document)
+    raw.setdefault("state_dir", ".sockway")
     _resolve_paths(raw, base_dir)
+    problems: list[str] = []
+    settings: Settings | None = None
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
-    problems = check_handlers(settings)
+        problems += _format_errors(exc)
+    problems += _check_unique(raw)
+    problems += check_handlers(raw)
     if problems:
         raise ConfigError(problems)
+    assert settings is not None
     return settings
 
 
@@ -108,6 +121,8 @@ def load_config(path: Path) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: cannot read: not UTF-8 text ({exc.reason})"]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -118,37 +133,85 @@ def load_config(path: Path) -> Settings:
     return parse_config(raw, path.parent.resolve())
 
 
-def check_handlers(settings: Settings) -> list[str]:
-    """Resolve every handler reference; one problem line per handler that cannot be loaded."""
-    # Imported here: loading handlers imports user code, which the models must not do.
-    import os
+def _check_unique(raw: dict[str, Any]) -> list[str]:
+    """API names are unique; stages are unique per listener (the stage is the URL path)."""
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    stages: dict[str, str] = {}
+    for i, api in enumerate(_raw_apis(raw)):
+        name, stage = api.get("name"), api.get("stage", "dev")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(f"apis[{i}].name: two APIs are named '{name}'")
+            names.setdefault(name, i)
+        if isinstance(stage, str):
+            if stage in stages:
+                problems.append(
+                    f"apis[{i}].stage: APIs '{stages[stage]}' and '{name}' both use stage "
+                    f"'{stage}'; the stage is the URL path (/{{stage}}), so it must be unique"
+                )
+            stages.setdefault(stage, str(name))
+    return problems
 
+
+def _handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
+    refs: list[tuple[str, str]] = []
+    authorizer = api.get("authorizer")
+    if isinstance(authorizer, dict) and isinstance(authorizer.get("handler"), str):
+        refs.append((f"apis[{i}].authorizer.handler", authorizer["handler"]))
+    routes = api.get("routes")
+    if isinstance(routes, dict):
+        for key, spec in routes.items():
+            handler = spec.get("handler") if isinstance(spec, dict) else spec
+            if isinstance(handler, str):
+                refs.append((f"apis[{i}].routes.{key}", handler))
+    return refs
+
+
+def check_handlers(raw: dict[str, Any]) -> list[str]:
+    """Resolve every handler reference of a (resolved) raw document, one line per failure.
+
+    Works on the raw document so that handler problems are reported together with schema
+    problems. Each API's ``environment`` is applied first: handlers often read it at import
+    time, as on Lambda. In-process handlers share one process environment, so two APIs may not
+    give a variable different values.
+    """
+    # Imported here: loading handlers imports user code, which the models must not do.
+    from sockway.integrations.environment import apply_handler_environment, dev_ca_bundle_path
     from sockway.integrations.python import HandlerLoadError, load_handler
 
     problems: list[str] = []
     owners: dict[str, tuple[str, str]] = {}
-    for i, api in enumerate(settings.apis):
-        for key, value in api.environment.items():
-            owner = owners.setdefault(key, (api.name, value))
-            if owner[1] != value:
-                problems.append(
-                    f"apis[{i}].environment.{key}: API '{owner[0]}' sets it to another value; "
-                    "in-process handlers share one process environment"
-                )
-        # Handlers often read their environment at import time, as on Lambda.
-        os.environ.update(api.environment)
-        if api.code_dir is not None and not api.code_dir.is_dir():
-            problems.append(f"apis[{i}].code_dir: directory '{api.code_dir}' does not exist")
+    environments: list[dict[str, str]] = []
+    for i, api in enumerate(_raw_apis(raw)):
+        environment = api.get("environment")
+        if isinstance(environment, dict):
+            for key, value in environment.items():
+                owner = owners.setdefault(str(key), (str(api.get("name")), str(value)))
+                if owner[1] != str(value):
+                    problems.append(
+                        f"apis[{i}].environment.{key}: API '{owner[0]}' sets it to another "
+                        "value; in-process handlers share one process environment"
+                    )
+            environments.append({str(k): str(v) for k, v in environment.items()})
+    apis = _raw_apis(raw)
+    region = apis[0].get("region") if apis else None
+    tls = raw.get("tls")
+    auto_tls = isinstance(tls, dict) and tls.get("certificate", "auto") == "auto"
+    apply_handler_environment(
+        environments,
+        region if isinstance(region, str) else "us-east-1",
+        dev_ca_bundle_path(Path(str(raw["state_dir"]))) if auto_tls else None,
+    )
+    for i, api in enumerate(apis):
+        code_dir = api.get("code_dir")
+        if code_dir is not None and not (isinstance(code_dir, str) and Path(code_dir).is_dir()):
+            if isinstance(code_dir, str):
+                problems.append(f"apis[{i}].code_dir: directory '{code_dir}' does not exist")
             continue
-        refs: list[tuple[str, str]] = []
-        if api.authorizer is not None:
-            refs.append((f"apis[{i}].authorizer.handler", api.authorizer.handler))
-        for key, spec in api.routes.items():
-            handler = spec.handler if isinstance(spec, RouteSpec) else spec
-            refs.append((f"apis[{i}].routes.{key}", handler))
-        for loc, ref in refs:
+        for loc, ref in _handler_refs(i, api):
             try:
-                load_handler(ref, api.code_dir)
+                load_handler(ref, Path(code_dir) if code_dir else None)
             except HandlerLoadError as exc:
                 problems.append(f"{loc}: {exc}")
     return problems

@@ -9,9 +9,16 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from sockway.auth.authorizer import IdentitySourceError, check_identity_source
 from sockway.protocols.apigw.routing import ExpressionError, SelectionExpression
@@ -32,6 +39,19 @@ def parse_hostport(value: str) -> tuple[str, int]:
         raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:8080)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+def _check_route_key(key: str) -> str:
+    if not key:
+        raise ValueError("route key must not be empty")
+    if key.startswith("$") and key not in _RESERVED_ROUTES:
+        raise ValueError(
+            f"route key '{key}': only $connect, $disconnect and $default may start with '$'"
+        )
+    return key
+
+
+RouteKey = Annotated[str, AfterValidator(_check_route_key)]
 
 
 class RouteSpec(_Strict):
@@ -117,7 +137,7 @@ class WebSocketApi(_Strict):
     code_dir: Path | None = None
     environment: dict[str, str] = Field(default_factory=dict)
     authorizer: AuthorizerSpec | None = None
-    routes: dict[str, RouteSpec | str] = Field(default_factory=dict)
+    routes: dict[RouteKey, RouteSpec] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=lambda: Limits())
     management: ManagementSettings = Field(default_factory=lambda: ManagementSettings())
     api_id: str | None = None
@@ -150,23 +170,13 @@ class WebSocketApi(_Strict):
             raise ValueError(str(exc)) from exc
         return value
 
-    @field_validator("routes")
+    @field_validator("routes", mode="before")
     @classmethod
-    def _routes(cls, value: dict[str, RouteSpec | str]) -> dict[str, RouteSpec | str]:
-        for key in value:
-            if key.startswith("$") and key not in _RESERVED_ROUTES:
-                raise ValueError(
-                    f"route key '{key}': only $connect, $disconnect and $default may start with '$'"
-                )
-            if not key:
-                raise ValueError("route key must not be empty")
+    def _short_routes(cls, value: Any) -> Any:
+        """``route: module.function`` is short for ``route: {handler: module.function}``."""
+        if isinstance(value, dict):
+            return {k: ({"handler": v} if isinstance(v, str) else v) for k, v in value.items()}
         return value
-
-    def route_specs(self) -> dict[str, RouteSpec]:
-        return {
-            k: (RouteSpec.model_validate({"handler": v}) if isinstance(v, str) else v)
-            for k, v in self.routes.items()
-        }
 
     @property
     def effective_api_id(self) -> str:
@@ -225,19 +235,3 @@ class Settings(_Strict):
     def _listen(cls, value: str) -> str:
         parse_hostport(value)
         return value
-
-    @model_validator(mode="after")
-    def _unique(self) -> Settings:
-        names: set[str] = set()
-        stages: dict[str, str] = {}
-        for api in self.apis:
-            if api.name in names:
-                raise ValueError(f"two APIs are named '{api.name}'")
-            names.add(api.name)
-            if api.stage in stages:
-                raise ValueError(
-                    f"APIs '{stages[api.stage]}' and '{api.name}' both use stage '{api.stage}'; "
-                    "the stage is the URL path (/{stage}), so it must be unique on a listener"
-                )
-            stages[api.stage] = api.name
-        return self

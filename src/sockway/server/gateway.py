@@ -18,6 +18,7 @@ from sockway.api.ops import add_ops_routes
 from sockway.config.models import Settings, WebSocketApi, parse_hostport
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import Node
+from sockway.integrations.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.integrations.python import PythonIntegration, load_handler
 from sockway.observability.metrics import Metrics
 from sockway.protocols.apigw import messages as wire
@@ -66,23 +67,18 @@ class Gateway:
     # -- building -------------------------------------------------------------------------
 
     def _prepare_environment(self) -> None:
-        """The process environment in-process handlers see (they share it, like one Lambda)."""
-        env = os.environ
-        for api in self.settings.apis:
-            env.update(api.environment)
-        if self.settings.apis:
-            region = self.settings.apis[0].region
-            env.setdefault("AWS_REGION", region)
-            env.setdefault("AWS_DEFAULT_REGION", region)
+        """Handlers' environment (see ``integrations.environment``); also applied by the config
+        loader before it imports handlers. Here the development CA bundle file is written."""
+        bundle = None
         if self.tls is not None and self.tls.ca_file is not None:
             # boto3 in handlers verifies https://{domainName}/{stage} against the local CA; the
             # bundle also holds the public CAs, so calls to real AWS endpoints keep verifying.
-            env["AWS_CA_BUNDLE"] = str(ca_bundle(self.tls.ca_file, env.get("AWS_CA_BUNDLE")))
-        if not _has_aws_credentials():
-            # Handlers sign @connections calls; locally any credentials do (SigV4 is off unless
-            # the config lists credentials). Real credentials, when present, are left alone.
-            env["AWS_ACCESS_KEY_ID"] = "sockway-local"
-            env["AWS_SECRET_ACCESS_KEY"] = "sockway-local"
+            bundle = ca_bundle(
+                self.tls.ca_file,
+                os.environ.get(UPSTREAM_CA_BUNDLE) or os.environ.get("AWS_CA_BUNDLE"),
+            )
+        region = self.settings.apis[0].region if self.settings.apis else "us-east-1"
+        apply_handler_environment((a.environment for a in self.settings.apis), region, bundle)
 
     def _build_api(self, api: WebSocketApi) -> ApiRuntime:
         def integration(ref: str, label: str) -> PythonIntegration:
@@ -105,7 +101,7 @@ class Gateway:
                 spec.route_response,
                 spec.timeout_s or default_timeout,
             )
-            for key, spec in api.route_specs().items()
+            for key, spec in api.routes.items()
         }
         authorizer = None
         if api.authorizer is not None:
@@ -263,12 +259,3 @@ class Gateway:
         await stop.wait()
         log.info("shutting down: draining %d connections", self.node.count())
         await self.stop()
-
-
-def _has_aws_credentials() -> bool:
-    import botocore.session
-
-    try:
-        return botocore.session.get_session().get_credentials() is not None
-    except Exception:
-        return False

@@ -159,10 +159,13 @@ def ca_bundle(ca_file: Path, existing: str | None) -> Path:
     """``ca-bundle.pem`` beside ``ca_file``: the public CAs plus the development CA.
 
     The public part comes from ``existing`` (a previous ``AWS_CA_BUNDLE``), else from the
-    system's default CA file. Rewritten at every start so it follows both sources.
+    system's default CA file, else botocore's own default bundle. Rewritten at every start so
+    it follows its sources.
     """
     bundle = ca_file.with_name("ca-bundle.pem")
-    sources = [existing, ssl.get_default_verify_paths().cafile]
+    from botocore.httpsession import get_cert_path
+
+    sources = [existing, ssl.get_default_verify_paths().cafile, get_cert_path(True)]
     public = b""
     for source in sources:
         if source and Path(source).is_file() and Path(source).resolve() != bundle.resolve():

@@ -188,6 +188,8 @@ def authorizer_event(
 ) -> dict[str, Any]:
     """The REQUEST authorizer event for ``$connect`` (§5.2): all headers, empty maps not absent."""
     headers = _gateway_headers(req, now_ms)
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        headers += (("content-length", "0"),)  # AWS's captures always carry it (§5.2)
     single, multi = _single_and_multi(headers)
     qs, mqs = _single_and_multi(req.query)
     return {

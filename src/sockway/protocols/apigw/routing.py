@@ -15,11 +15,10 @@ Supported language, as AWS documents it:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 DEFAULT_ROUTE = "$default"
 CONNECT_ROUTE = "$connect"
@@ -114,8 +113,10 @@ class SelectionExpression:
         if not self.reads_body:
             return "".join(p for p in self.parts if isinstance(p, str))
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            # The stdlib parser keeps every number's text (no float/64-bit range limits), so a
+            # number is stringified as written; route selection is once per message, not hot.
+            doc = json.loads(body, parse_int=_Num, parse_float=_Num, parse_constant=_Num)
+        except ValueError:
             return None
         out: list[str] = []
         for part in self.parts:
@@ -127,6 +128,10 @@ class SelectionExpression:
 
 
 _MISSING = object()
+
+
+class _Num(str):
+    """A JSON number, kept as its source text."""
 
 
 def _lookup(doc: Any, path: tuple[str | int, ...]) -> Any:
@@ -144,13 +149,24 @@ def _lookup(doc: Any, path: tuple[str | int, ...]) -> Any:
 
 
 def _stringify(value: Any) -> str:
+    """Scalars as JSON text, strings as themselves, arrays as ``[a, b]``, objects as JSON."""
     if value is _MISSING:
         return ""
-    if isinstance(value, str):
-        return value
+    if isinstance(value, str):  # _Num included: its text
+        return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_stringify(v) for v in value) + "]"
-    return orjson.dumps(value).decode()
+    return _compact(value)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, _Num):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_compact(k)}:{_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_compact(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def select_route(expr: SelectionExpression, body: str, routes: frozenset[str]) -> str | None:
