@@ -98,17 +98,15 @@ apis:
 """
 
 
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SOCKWAY, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
 def test_check_config_prints_every_problem_with_its_key_path(tmp_path: Path) -> None:
     (tmp_path / "handlers").mkdir()
     (tmp_path / "handlers" / "ok.py").write_text("def handler(event, context):\n    return {}\n")
     (tmp_path / "sockway.yaml").write_text(BAD_CONFIG)
-    result = subprocess.run(
-        [*SOCKWAY, "check-config", "sockway.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run(tmp_path, "check-config", "sockway.yaml")
     assert result.returncode == 1
     assert "listen: '127.0.0.1:not-a-port' is not host:port" in result.stderr
     assert "apis[1].type: API type 'pusher' (Pusher) is not available" in result.stderr
@@ -116,37 +114,19 @@ def test_check_config_prints_every_problem_with_its_key_path(tmp_path: Path) -> 
     # Once the structure is valid, handlers are resolved and every bad one is listed.
     fixed = BAD_CONFIG.replace("not-a-port", "8080").split("  - name: later")[0]
     (tmp_path / "sockway.yaml").write_text(fixed)
-    result = subprocess.run(
-        [*SOCKWAY, "check-config", "sockway.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run(tmp_path, "check-config", "sockway.yaml")
     assert result.returncode == 1
     assert "apis[0].routes.sendMessage: module 'missing_module' not found" in result.stderr
     assert "apis[0].routes.echo: module 'ok' has no function 'nothere'" in result.stderr
     # `serve` refuses the same file with the same messages.
-    served = subprocess.run(
-        [*SOCKWAY, "serve", "--config", "sockway.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    served = _run(tmp_path, "serve", "--config", "sockway.yaml")
     assert served.returncode == 1
     assert served.stderr == result.stderr
 
     (tmp_path / "sockway.yaml").write_text(
         fixed.replace("missing_module.handler", "ok.handler").replace("ok.nothere", "ok.handler")
     )
-    result = subprocess.run(
-        [*SOCKWAY, "check-config", "sockway.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run(tmp_path, "check-config", "sockway.yaml")
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 
@@ -184,13 +164,7 @@ apis:
     async with serving(["--config", "sockway.yaml"], cwd=tmp_path) as (proc, _):
         clients = [await websockets.connect(f"ws://127.0.0.1:{port}/dev") for _ in range(2)]
 
-        second = subprocess.run(
-            [*SOCKWAY, "serve", "--config", "sockway.yaml"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = _run(tmp_path, "serve", "--config", "sockway.yaml")
         assert second.returncode == 1
         assert f"cannot listen on 127.0.0.1:{port}: address already in use" in second.stderr
 
