@@ -80,16 +80,13 @@ async def _serve(settings: Settings, demo: bool) -> None:
         )
     for ep in gateway.endpoints:
         lines.append(f"  API '{ep.api}':")
-        lines.append(f"    WebSocket:      {ep.ws_url}")
-        if ep.wss_url:
-            lines.append(f"    WebSocket TLS:  {ep.wss_url}")
-        lines.append(f"    @connections:   {ep.management_url}/@connections/{{connectionId}}")
+        width = max(len(label) for label, _ in ep.urls) + 2
+        lines += [f"    {label + ':':<{width}} {url}" for label, url in ep.urls]
     lines.append(f"  health: http://{settings.listen.rsplit(':', 1)[0]}:{gateway.port}/health")
     if demo and gateway.endpoints:
-        ep = gateway.endpoints[0]
         lines.append("")
         lines.append("Try it (two terminals):")
-        lines.append(f"  npx wscat -c {ep.ws_url}")
+        lines += [f"  {hint}" for hint in gateway.endpoints[0].try_hint]
         lines.append('  > {"action":"echo","data":"hello"}')
         lines.append('  > {"action":"broadcast","data":"hello everyone"}')
     click.echo("\n".join(lines), err=False)

@@ -238,7 +238,9 @@ async def test_chat_handlers_reach_the_gateway_over_https_at_domain_name(
     # message proves that URL is the gateway's TLS endpoint and that boto3 trusts it.
     gateway = await start_gateway(example_config(CHAT, tmp_path), base_dir=CHAT)
     [endpoint] = gateway.endpoints
-    assert endpoint.management_url == f"https://127.0.0.1:{gateway.port}/production"
+    assert endpoint.url("@connections") == (
+        f"https://127.0.0.1:{gateway.port}/production/@connections/{{connectionId}}"
+    )
     async with websockets.connect(f"ws://127.0.0.1:{gateway.port}/production") as ws:
         await ws.send(send("just me"))
         assert await receive(ws) == "just me"

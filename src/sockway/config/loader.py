@@ -8,7 +8,7 @@ problems and cross-API conflicts are all reported in one pass.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from sockway.config.models import Settings
 
-_API_TYPES = ("websocket",)
+API_TYPES = ("websocket",)
 _LATER_TYPES = {"events": "AppSync Events", "pusher": "Pusher"}
 # Names pydantic puts into error locations that are not config keys: union members, the
 # discriminator tag, and the marker of a dict key.
-_NOT_KEYS = frozenset({"[key]", *_API_TYPES})
+_NOT_KEYS = frozenset({"[key]", *API_TYPES})
 
 
 class ConfigError(Exception):
@@ -54,10 +54,10 @@ def _format_errors(exc: ValidationError) -> list[str]:
             if tag in _LATER_TYPES:
                 msg = f"API type '{tag}' ({_LATER_TYPES[tag]}) is not available in this version"
             else:
-                msg = f"unknown API type '{tag}' (expected one of: {', '.join(_API_TYPES)})"
+                msg = f"unknown API type '{tag}' (expected one of: {', '.join(API_TYPES)})"
             line = f"{loc}.type: {msg}"
         elif err["type"] == "union_tag_not_found":
-            line = f"{loc}.type: missing (expected one of: {', '.join(_API_TYPES)})"
+            line = f"{loc}.type: missing (expected one of: {', '.join(API_TYPES)})"
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
@@ -154,7 +154,7 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
+def _websocket_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
     refs: list[tuple[str, str]] = []
     authorizer = api.get("authorizer")
     if isinstance(authorizer, dict) and isinstance(authorizer.get("handler"), str):
@@ -168,6 +168,12 @@ def _handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
     return refs
 
 
+# Where each API type keeps handler references: (key path, reference) pairs of a raw API.
+HANDLER_REFS: dict[str, Callable[[int, dict[str, Any]], list[tuple[str, str]]]] = {
+    "websocket": _websocket_refs,
+}
+
+
 def check_handlers(raw: dict[str, Any]) -> list[str]:
     """Resolve every handler reference of a (resolved) raw document, one line per failure.
 
@@ -178,7 +184,7 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
     """
     # Imported here: loading handlers imports user code, which the models must not do.
     from sockway.integrations.environment import apply_handler_environment, dev_ca_bundle_path
-    from sockway.integrations.python import HandlerLoadError, load_handler
+    from sockway.integrations.factory import HandlerLoadError, check_handler_ref
 
     problems: list[str] = []
     owners: dict[str, tuple[str, str]] = {}
@@ -209,9 +215,10 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
             if isinstance(code_dir, str):
                 problems.append(f"apis[{i}].code_dir: directory '{code_dir}' does not exist")
             continue
-        for loc, ref in _handler_refs(i, api):
+        refs = HANDLER_REFS.get(str(api.get("type")))
+        for loc, ref in refs(i, api) if refs is not None else []:
             try:
-                load_handler(ref, Path(code_dir) if code_dir else None)
+                check_handler_ref(ref, Path(code_dir) if code_dir else None)
             except HandlerLoadError as exc:
                 problems.append(f"{loc}: {exc}")
     return problems

@@ -127,25 +127,30 @@ class ManagementSettings(_Strict):
     credentials: list[Credential] = Field(default_factory=list)
 
 
-class WebSocketApi(_Strict):
-    """An API Gateway WebSocket-compatible API (``type: websocket``)."""
+class ApiBase(_Strict):
+    """Keys every API type has: its name and how its handlers run."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    code_dir: Path | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    region: str = "us-east-1"
+    account_id: str = Field("123456789012", pattern=r"^\d{12}$")
+    memory_mb: int = Field(128, ge=128, le=10240)
+
+
+class WebSocketApi(ApiBase):
+    """An API Gateway WebSocket-compatible API (``type: websocket``)."""
+
     type: Literal["websocket"]
     stage: str = "dev"
     route_selection_expression: str = "$request.body.action"
-    code_dir: Path | None = None
-    environment: dict[str, str] = Field(default_factory=dict)
     authorizer: AuthorizerSpec | None = None
     routes: dict[RouteKey, RouteSpec] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=lambda: Limits())
     management: ManagementSettings = Field(default_factory=lambda: ManagementSettings())
     api_id: str | None = None
-    region: str = "us-east-1"
-    account_id: str = Field("123456789012", pattern=r"^\d{12}$")
     domain_name: str | None = None
     stage_variables: dict[str, str] = Field(default_factory=dict)
-    memory_mb: int = Field(128, ge=128, le=10240)
 
     @field_validator("stage")
     @classmethod
@@ -211,6 +216,8 @@ class TlsSettings(_Strict):
         return self
 
 
+# Every API type, told apart by ``type:``. A new type adds its settings class here, its name
+# to ``config.loader.API_TYPES`` and its builder to ``server.frontdoors.BUILDERS``.
 Api = Annotated[WebSocketApi, Field(discriminator="type")]
 
 

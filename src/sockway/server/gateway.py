@@ -8,38 +8,26 @@ import logging
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from sockway.api.management import ManagementApi
 from sockway.api.ops import add_ops_routes
-from sockway.config.models import Settings, WebSocketApi, parse_hostport
+from sockway.config.models import Settings, parse_hostport
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import Node
 from sockway.integrations.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
-from sockway.integrations.python import PythonIntegration, load_handler
+from sockway.integrations.factory import IntegrationFactory
 from sockway.observability.metrics import Metrics
 from sockway.protocols.apigw import messages as wire
-from sockway.protocols.apigw.events import ApiIdentity
-from sockway.server.apigw import ApiRuntime, Authorizer, Route
+from sockway.server.frontdoor import Endpoint, FrontDoor, GatewayContext, ListenInfo
+from sockway.server.frontdoors import build_front_door
 from sockway.server.listener import Listener, bind_socket
 from sockway.server.tls import TlsMaterial, auto_certificate, ca_bundle
 
 log = logging.getLogger("sockway")
 
 SWEEP_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where clients reach an API (printed at start, used for ``domainName``)."""
-
-    api: str
-    ws_url: str
-    wss_url: str | None
-    management_url: str
 
 
 class Gateway:
@@ -55,7 +43,7 @@ class Gateway:
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler")
         self.tls: TlsMaterial | None = None
-        self.runtimes: list[ApiRuntime] = []
+        self.front_doors: list[FrontDoor] = []
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
         self._runner: web.AppRunner | None = None
@@ -80,54 +68,11 @@ class Gateway:
         region = self.settings.apis[0].region if self.settings.apis else "us-east-1"
         apply_handler_environment((a.environment for a in self.settings.apis), region, bundle)
 
-    def _build_api(self, api: WebSocketApi) -> ApiRuntime:
-        def integration(ref: str, label: str) -> PythonIntegration:
-            func = load_handler(ref, api.code_dir)
-            name = f"{api.name}-{label}".replace("$", "")
-            arn = f"arn:aws:lambda:{api.region}:{api.account_id}:function:{name}"
-            return PythonIntegration(
-                func=func,
-                function_name=name,
-                function_arn=arn,
-                memory_limit_in_mb=api.memory_mb,
-                executor=self.executor,
-            )
-
-        default_timeout = api.limits.integration_timeout_s
-        routes = {
-            key: Route(
-                key,
-                integration(spec.handler, key),
-                spec.route_response,
-                spec.timeout_s or default_timeout,
-            )
-            for key, spec in api.routes.items()
-        }
-        authorizer = None
-        if api.authorizer is not None:
-            authorizer = Authorizer(
-                api.authorizer,
-                integration(api.authorizer.handler, "authorizer"),
-                api.authorizer.timeout_s or default_timeout,
-            )
-        return ApiRuntime(
-            settings=api,
-            node=self.node,
-            metrics=self.metrics,
-            new_id=self.new_id,
-            routes=routes,
-            authorizer=authorizer,
-        )
-
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         add_ops_routes(app, self.metrics, lambda: self._ready)
-        for runtime in self.runtimes:
-            stage = runtime.settings.stage
-            mgmt = ManagementApi(runtime)
-            app.router.add_get(f"/{stage}", runtime.handle_upgrade)
-            app.router.add_route("*", f"/{stage}/@connections/{{tail:.+}}", mgmt.connections)
-            app.router.add_route("*", f"/{stage}/@channels/{{tail:.+}}", mgmt.channels)
+        for door in self.front_doors:
+            door.add_routes(app)
 
         async def forbidden(_: web.Request) -> web.Response:
             # API Gateway's answer for a path outside any stage (apigw spec §4.2).
@@ -153,7 +98,13 @@ class Gateway:
                 assert s.tls.key is not None
                 self.tls = TlsMaterial(Path(s.tls.certificate), s.tls.key, None)
         self._prepare_environment()
-        self.runtimes = [self._build_api(api) for api in s.apis]
+        ctx = GatewayContext(
+            node=self.node,
+            metrics=self.metrics,
+            new_id=self.new_id,
+            integrations=IntegrationFactory(self.executor),
+        )
+        self.front_doors = [build_front_door(api, ctx) for api in s.apis]
         tls_ctx = self.tls.server_context() if self.tls is not None else None
 
         self._runner = web.AppRunner(
@@ -179,26 +130,8 @@ class Gateway:
         public_host = "localhost" if host in ("0.0.0.0", "::", "") else host
         if ":" in public_host:
             public_host = f"[{public_host}]"
-        for runtime in self.runtimes:
-            api = runtime.settings
-            domain = api.domain_name or f"{public_host}:{tls_port or main.port}"
-            runtime.identity = ApiIdentity(
-                api_id=api.effective_api_id,
-                stage=api.stage,
-                domain_name=domain,
-                region=api.region,
-                account_id=api.account_id,
-                stage_variables=dict(api.stage_variables),
-            )
-            scheme = "https" if tls_port else "http"
-            self.endpoints.append(
-                Endpoint(
-                    api=api.name,
-                    ws_url=f"ws://{public_host}:{main.port}/{api.stage}",
-                    wss_url=f"wss://{public_host}:{tls_port}/{api.stage}" if tls_port else None,
-                    management_url=f"{scheme}://{domain}/{api.stage}",
-                )
-            )
+        listen = ListenInfo(public_host, main.port, tls_port)
+        self.endpoints = [door.bind(listen) for door in self.front_doors]
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         self._ready = True
 
@@ -210,11 +143,11 @@ class Gateway:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = self.node.now_ms()
-            for runtime in self.runtimes:
+            for door in self.front_doors:
                 try:
-                    runtime.sweep(now)
+                    door.sweep(now)
                 except Exception:  # a bug here must not stop timeouts forever
-                    log.exception("sweep failed", extra={"api": runtime.name})
+                    log.exception("sweep failed", extra={"api": door.name})
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: not ready, stop accepting, close every connection with 1001 and let its
@@ -225,14 +158,14 @@ class Gateway:
         self._stopping = True
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         self._ready = False
-        for runtime in self.runtimes:
-            runtime.draining = True
+        for door in self.front_doors:
+            door.drain()
         for listener in self.listeners:
             await listener.close()
         for conn in list(self.node.connections()):
             conn.sink.close(wire.CLOSE_GOING_AWAY, wire.REASON_GOING_AWAY)
         # Accepted messages finish their handlers and $disconnect runs, within the grace period.
-        work = {t for r in self.runtimes for t in (*r.sessions, *r.inflight)}
+        work = {t for door in self.front_doors for t in door.pending_work()}
         if work:
             _, pending = await asyncio.wait(work, timeout=grace)
             if pending:

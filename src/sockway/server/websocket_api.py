@@ -1,0 +1,106 @@
+"""The ``type: websocket`` front door: API Gateway WebSocket API + @connections + channels."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from sockway.api.management import ManagementApi
+from sockway.config.models import WebSocketApi
+from sockway.integrations.base import Integration
+from sockway.integrations.factory import FunctionSpec
+from sockway.protocols.apigw.events import ApiIdentity
+from sockway.server.apigw import ApiRuntime, Authorizer, Route
+from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
+
+
+class WebSocketFrontDoor:
+    def __init__(self, runtime: ApiRuntime) -> None:
+        self.runtime = runtime
+        self.management = ManagementApi(runtime)
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    def add_routes(self, app: web.Application) -> None:
+        stage = self.runtime.settings.stage
+        app.router.add_get(f"/{stage}", self.runtime.handle_upgrade)
+        app.router.add_route("*", f"/{stage}/@connections/{{tail:.+}}", self.management.connections)
+        app.router.add_route("*", f"/{stage}/@channels/{{tail:.+}}", self.management.channels)
+
+    def bind(self, listen: ListenInfo) -> Endpoint:
+        api = self.runtime.settings
+        domain = api.domain_name or f"{listen.public_host}:{listen.tls_port or listen.plain_port}"
+        self.runtime.identity = ApiIdentity(
+            api_id=api.effective_api_id,
+            stage=api.stage,
+            domain_name=domain,
+            region=api.region,
+            account_id=api.account_id,
+            stage_variables=dict(api.stage_variables),
+        )
+        ws_url = f"ws://{listen.public_host}:{listen.plain_port}/{api.stage}"
+        urls = [("WebSocket", ws_url)]
+        if listen.tls_port:
+            urls.append(
+                ("WebSocket TLS", f"wss://{listen.public_host}:{listen.tls_port}/{api.stage}")
+            )
+        scheme = "https" if listen.tls_port else "http"
+        urls.append(
+            ("@connections", f"{scheme}://{domain}/{api.stage}/@connections/{{connectionId}}")
+        )
+        return Endpoint(api.name, tuple(urls), (f"npx wscat -c {ws_url}",))
+
+    def sweep(self, now_ms: int) -> None:
+        self.runtime.sweep(now_ms)
+
+    def drain(self) -> None:
+        self.runtime.draining = True
+
+    def pending_work(self) -> set[asyncio.Task[Any]]:
+        return {*self.runtime.sessions, *self.runtime.inflight}
+
+
+def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFrontDoor:
+    def integration(ref: str, label: str) -> Integration:
+        return ctx.integrations.build(
+            FunctionSpec(
+                ref=ref,
+                function_name=f"{api.name}-{label}".replace("$", ""),
+                code_dir=api.code_dir,
+                region=api.region,
+                account_id=api.account_id,
+                memory_mb=api.memory_mb,
+                environment=api.environment,
+            )
+        )
+
+    default_timeout = api.limits.integration_timeout_s
+    routes = {
+        key: Route(
+            key,
+            integration(spec.handler, key),
+            spec.route_response,
+            spec.timeout_s or default_timeout,
+        )
+        for key, spec in api.routes.items()
+    }
+    authorizer = None
+    if api.authorizer is not None:
+        authorizer = Authorizer(
+            api.authorizer,
+            integration(api.authorizer.handler, "authorizer"),
+            api.authorizer.timeout_s or default_timeout,
+        )
+    runtime = ApiRuntime(
+        settings=api,
+        node=ctx.node,
+        metrics=ctx.metrics,
+        new_id=ctx.new_id,
+        routes=routes,
+        authorizer=authorizer,
+    )
+    return WebSocketFrontDoor(runtime)
