@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from sockway.config.appsync_refs import events_handler_refs
 from sockway.config.models import Settings
 
-API_TYPES = ("websocket",)
-_LATER_TYPES = {"events": "AppSync Events", "pusher": "Pusher"}
+API_TYPES = ("websocket", "events")
+_LATER_TYPES = {"pusher": "Pusher"}
 # Names pydantic puts into error locations that are not config keys: union members, the
 # discriminator tag, and the marker of a dict key.
 _NOT_KEYS = frozenset({"[key]", *API_TYPES})
@@ -140,6 +141,8 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     stages: dict[str, str] = {}
     for i, api in enumerate(_raw_apis(raw)):
         name, stage = api.get("name"), api.get("stage", "dev")
+        if api.get("type") == "events":
+            stage = "event" + str(api.get("base_path", ""))  # events APIs serve {base_path}/event
         if isinstance(name, str):
             if name in names:
                 problems.append(f"apis[{i}].name: two APIs are named '{name}'")
@@ -171,6 +174,7 @@ def _websocket_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
 # Where each API type keeps handler references: (key path, reference) pairs of a raw API.
 HANDLER_REFS: dict[str, Callable[[int, dict[str, Any]], list[tuple[str, str]]]] = {
     "websocket": _websocket_refs,
+    "events": events_handler_refs,
 }
 
 

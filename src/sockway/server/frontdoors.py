@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sockway.server.events_api import build_events_api
 from sockway.server.frontdoor import FrontDoor, GatewayContext
 from sockway.server.websocket_api import build_websocket_api
 
 # One entry per API type (``type:`` in the configuration).
 BUILDERS: dict[str, Callable[[Any, GatewayContext], FrontDoor]] = {
     "websocket": build_websocket_api,
+    "events": build_events_api,
 }
 
 

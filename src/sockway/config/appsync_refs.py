@@ -1,0 +1,28 @@
+"""Where a raw ``type: events`` API keeps handler references (for ``config.loader``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key path, ``module.function``) of the Lambda authorizer and every namespace handler."""
+    refs: list[tuple[str, str]] = []
+    providers = api.get("auth_providers")
+    if isinstance(providers, list):
+        for j, provider in enumerate(providers):
+            if isinstance(provider, dict) and provider.get("type") == "AWS_LAMBDA":
+                handler = provider.get("handler")
+                if isinstance(handler, str):
+                    refs.append((f"apis[{i}].auth_providers[{j}].handler", handler))
+    namespaces = api.get("namespaces")
+    if isinstance(namespaces, dict):
+        for name, ns in namespaces.items():
+            if not isinstance(ns, dict):
+                continue
+            for slot in ("on_publish", "on_subscribe"):
+                spec = ns.get(slot)
+                handler = spec.get("handler") if isinstance(spec, dict) else spec
+                if isinstance(handler, str):
+                    refs.append((f"apis[{i}].namespaces.{name}.{slot}", handler))
+    return refs

@@ -1,0 +1,1 @@
+"""AppSync Events wire protocol (appsync-events spec): pure functions, no sockets."""

@@ -1,0 +1,294 @@
+"""The AppSync Events realtime WebSocket ``{base_path}/event/realtime`` (spec §2).
+
+Handshake (§2.1): the ``aws-appsync-event-ws`` subprotocol is selected when offered; connect
+authorization comes from the ``header-<base64url JSON>`` subprotocol or, as native clients
+send it, from the upgrade request's headers. A refused connect is answered after the upgrade
+with ``connection_error`` (UnauthorizedException, non-retryable for Amplify) and a close.
+
+Messages (§2.2): ``connection_init`` → ``connection_ack``; ``subscribe`` / ``unsubscribe`` /
+``publish`` with their success and error replies; anything else gets an ``error`` frame and the
+connection keeps working. Each message is handled in its own task so a slow handler never
+holds up the others; ids are reserved before the first await so duplicates are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from sockway.auth.events import CONNECT, AuthRequest, lower_headers
+from sockway.core.connection import Connection, SendResult
+from sockway.core.ids import ConnectionId
+from sockway.core.node import SLOW_CONSUMER_CLOSE
+from sockway.protocols.appsync import messages as wire
+from sockway.protocols.appsync.messages import EventsError
+from sockway.server.apigw import AiohttpSink
+from sockway.server.appsync import EventsRuntime, Operation, Subscription
+
+log = logging.getLogger("sockway.appsync")
+
+CLOSE_NORMAL = 1000
+_HIDDEN_HEADERS = frozenset({"cookie", "sec-websocket-protocol", "sec-websocket-key"})
+
+
+@dataclass(eq=False)
+class EventsSession:
+    """Per-connection state of the realtime protocol."""
+
+    conn: Connection
+    upgrade_headers: dict[str, str]
+    source_ip: str
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)  # subscribe ids being authorized
+    acked: bool = False
+    last_ka_ms: int = 0
+
+
+def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
+    """(authorization headers, subprotocol offered) of an upgrade request (§2.1)."""
+    offered = [
+        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+    ]
+    for proto in offered:
+        if proto.startswith(wire.HEADER_PREFIX):
+            encoded = proto[len(wire.HEADER_PREFIX) :]
+            try:
+                decoded = orjson.loads(
+                    base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                )
+            except (binascii.Error, ValueError):
+                return {}, wire.SUBPROTOCOL in offered
+            if isinstance(decoded, dict):
+                return lower_headers(decoded), wire.SUBPROTOCOL in offered
+            return {}, wire.SUBPROTOCOL in offered
+    return lower_headers(dict(request.headers)), wire.SUBPROTOCOL in offered
+
+
+class RealtimeEndpoint:
+    """The aiohttp handler of the realtime path for one events API."""
+
+    def __init__(self, runtime: EventsRuntime) -> None:
+        self.rt = runtime
+        self.sessions: dict[Connection, EventsSession] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        rt = self.rt
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response({"message": "Upgrade Required"}, status=426)
+        if rt.draining:
+            return web.json_response({"message": "Service Unavailable"}, status=503)
+        auth_headers, offered = connect_headers(request)
+        limits = rt.settings.limits
+        ws = web.WebSocketResponse(
+            protocols=(wire.SUBPROTOCOL,) if offered else (),
+            max_msg_size=limits.max_request_bytes + 1,
+            compress=False,
+            autoping=True,
+        )
+        try:
+            await ws.prepare(request)
+        except (ConnectionResetError, OSError):
+            return ws
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        source_ip = str(peer[0]) if peer else "127.0.0.1"
+        now = rt.node.now_ms()
+        conn = Connection(
+            id=ConnectionId(rt.new_id()),
+            api_name=rt.name,
+            sink=AiohttpSink(ws, request.transport),
+            connected_at_ms=now,
+            source_ip=source_ip,
+            user_agent=request.headers.get("User-Agent"),
+            outbox_max_bytes=limits.outbox_max_bytes,
+        )
+        upgrade_headers = {
+            k: v
+            for k, v in lower_headers(dict(request.headers)).items()
+            if k not in _HIDDEN_HEADERS
+        }
+        session = EventsSession(conn, upgrade_headers, source_ip)
+        task = asyncio.current_task()
+        assert task is not None
+        rt.sessions.add(task)
+        try:
+            try:
+                await rt.auth.authorize(
+                    AuthRequest(CONNECT, None, auth_headers, b"{}", source_ip),
+                    rt.settings.connect_modes(),
+                )
+            except EventsError as exc:
+                rt.metrics.connect_rejects.labels(rt.name, "401").inc()
+                await ws.send_str(wire.connection_error(exc).decode())
+                await ws.close(code=CLOSE_NORMAL)
+                return ws
+            rt.node.add(conn)
+            rt.node.open(conn)
+            self.sessions[conn] = session
+            rt.metrics.connects.labels(rt.name).inc()
+            rt.metrics.connections.labels(rt.name).inc()
+            try:
+                await self._receive_loop(session, ws)
+            finally:
+                self._forget(session)
+        finally:
+            rt.sessions.discard(task)
+        return ws
+
+    def _forget(self, session: EventsSession) -> None:
+        rt = self.rt
+        for sub in session.subscriptions.values():
+            rt.remove_subscription(sub)
+        session.subscriptions.clear()
+        self.sessions.pop(session.conn, None)
+        rt.node.remove(session.conn)
+        rt.metrics.connections.labels(rt.name).dec()
+
+    async def _receive_loop(self, session: EventsSession, ws: web.WebSocketResponse) -> None:
+        inflight = asyncio.Semaphore(self.rt.settings.limits.max_inflight_messages)
+        loop = asyncio.get_running_loop()
+        while True:
+            await inflight.acquire()
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                self.rt.metrics.messages_in.labels(self.rt.name).inc()
+                task = loop.create_task(self._dispatch(session, msg.data))
+                self.rt.inflight.add(task)
+                task.add_done_callback(self.rt.inflight.discard)
+                task.add_done_callback(lambda _: inflight.release())
+                continue
+            inflight.release()
+            if msg.type is WSMsgType.BINARY:
+                err = EventsError(wire.INVALID_INPUT, "Binary frames are not supported")
+                self._send(session, wire.failure("error", None, err))
+                continue
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                continue
+            break  # CLOSING / CLOSED
+
+    def _send(self, session: EventsSession, frame: bytes) -> None:
+        result = session.conn.send_text(frame, self.rt.node.now_ms())
+        if result is SendResult.SENT:
+            self.rt.metrics.messages_out.labels(self.rt.name).inc()
+        elif result is SendResult.OUTBOX_FULL:
+            self.rt.metrics.slow_consumers.labels(self.rt.name).inc()
+            session.conn.sink.close(*SLOW_CONSUMER_CLOSE)
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def _dispatch(self, session: EventsSession, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict):
+            err = EventsError(wire.INVALID_INPUT, "Message is not a JSON object")
+            self._send(session, wire.failure("error", None, err))
+            return
+        kind = message.get("type")
+        raw_id = message.get("id")
+        shown_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 256 else None
+        if kind == "connection_init":
+            self._ack(session)
+            return
+        if kind not in ("subscribe", "unsubscribe", "publish"):
+            err = EventsError(wire.UNSUPPORTED, f"Unsupported operation type: {kind}")
+            self._send(session, wire.failure("error", shown_id, err))
+            return
+        if not wire.valid_operation_id(raw_id):
+            err = EventsError(wire.BAD_REQUEST, "id must match ^[a-zA-Z0-9-_+]{1,128}$")
+            self._send(session, wire.failure(f"{kind}_error", shown_id, err))
+            return
+        op_id = str(raw_id)
+        try:
+            if kind == "subscribe":
+                await self._subscribe(session, op_id, message)
+            elif kind == "unsubscribe":
+                self._unsubscribe(session, op_id)
+            else:
+                await self._publish(session, op_id, message)
+        except EventsError as exc:
+            self._send(session, wire.failure(f"{kind}_error", op_id, exc))
+
+    def _ack(self, session: EventsSession) -> None:
+        self._send(session, wire.connection_ack(self.rt.settings.limits.connection_timeout_ms))
+        session.acked = True
+        session.last_ka_ms = self.rt.node.now_ms()
+        self._send(session, wire.KA)
+
+    def _operation(self, session: EventsSession, message: dict[str, Any], body: bytes) -> Operation:
+        raw_auth = message.get("authorization")
+        auth = lower_headers(raw_auth) if isinstance(raw_auth, dict) else {}
+        return Operation(
+            auth_headers=auth,
+            request_headers={**session.upgrade_headers, **auth},
+            signed_body=body,
+            source_ip=session.source_ip,
+        )
+
+    async def _subscribe(self, session: EventsSession, op_id: str, message: dict[str, Any]) -> None:
+        rt = self.rt
+        if op_id in session.subscriptions or op_id in session.pending:
+            raise EventsError(wire.DUPLICATED, f"Duplicate subscription id {op_id}")
+        taken = len(session.subscriptions) + len(session.pending)
+        if taken >= rt.settings.limits.max_subscriptions_per_connection:
+            raise EventsError(wire.MAX_SUBSCRIPTIONS, "Maximum number of subscriptions reached")
+        raw_channel = message.get("channel")
+        channel = rt.channel(raw_channel, subscribe=True)
+        # AWS_IAM signs the virtual body {"channel": <as sent>} (spec §3.4).
+        body = orjson.dumps({"channel": raw_channel})
+        session.pending.add(op_id)
+        try:
+            await rt.authorize_subscribe(channel, self._operation(session, message, body))
+        finally:
+            session.pending.discard(op_id)
+        if session.conn.state.value != "open":
+            return
+        head = b'{"type":"data","id":"' + op_id.encode() + b'","event":'
+        sub = Subscription(session.conn, op_id, channel, head)
+        session.subscriptions[op_id] = sub
+        rt.add_subscription(sub)
+        self._send(session, wire.success("subscribe_success", op_id))
+
+    def _unsubscribe(self, session: EventsSession, op_id: str) -> None:
+        sub = session.subscriptions.pop(op_id, None)
+        if sub is None:
+            raise EventsError(wire.UNKNOWN_OPERATION, f"Unknown operation id {op_id}")
+        self.rt.remove_subscription(sub)
+        self._send(session, wire.success("unsubscribe_success", op_id))
+
+    async def _publish(self, session: EventsSession, op_id: str, message: dict[str, Any]) -> None:
+        raw_channel, raw_events = message.get("channel"), message.get("events")
+        # The virtual body AWS_IAM signs: JSON.stringify({channel, events}) (spec §3.4).
+        body = orjson.dumps({"channel": raw_channel, "events": raw_events})
+        op = self._operation(session, message, body)
+        outcome = await self.rt.publish(raw_channel, raw_events, op)
+        result = wire.publish_result(op_id, outcome.successful, outcome.failed)
+        self._send(session, orjson.dumps(result))
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def sweep(self, now_ms: int) -> None:
+        """``ka`` every ``keep_alive_interval_s`` after the ack; close at the maximum duration."""
+        limits = self.rt.settings.limits
+        ka_ms = limits.keep_alive_interval_s * 1000
+        max_ms = limits.max_connection_duration_s * 1000
+        for session in list(self.sessions.values()):
+            if now_ms - session.conn.connected_at_ms >= max_ms:
+                session.conn.sink.close(CLOSE_NORMAL, "Maximum connection duration reached")
+                continue
+            if session.acked and now_ms - session.last_ka_ms >= ka_ms:
+                session.last_ka_ms = now_ms
+                self._send(session, wire.KA)
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                session.conn.sink.close(1001, "Going away")

@@ -1,0 +1,100 @@
+"""The ``type: events`` front door: AppSync Events HTTP publish and realtime WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from sockway.api.appsync_http import PublishEndpoint
+from sockway.auth.events import EventsAuth
+from sockway.config.appsync import EventsApi, HandlerSpec, LambdaAuthProvider
+from sockway.integrations.base import Integration
+from sockway.integrations.factory import FunctionSpec
+from sockway.server.appsync import EventsRuntime, Handler, NamespaceHandlers
+from sockway.server.appsync_ws import RealtimeEndpoint
+from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
+
+
+class EventsFrontDoor:
+    def __init__(self, runtime: EventsRuntime) -> None:
+        self.runtime = runtime
+        self.realtime = RealtimeEndpoint(runtime)
+        self.http = PublishEndpoint(runtime)
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    def add_routes(self, app: web.Application) -> None:
+        base = self.runtime.settings.base_path
+        app.router.add_get(f"{base}/event/realtime", self.realtime.handle)
+        app.router.add_route("OPTIONS", f"{base}/event", self.http.preflight)
+        app.router.add_route("*", f"{base}/event", self.http.publish)
+
+    def bind(self, listen: ListenInfo) -> Endpoint:
+        api = self.runtime.settings
+        self.runtime.domain_name = api.domain_name
+        base = api.base_path
+        plain = f"{listen.public_host}:{listen.plain_port}"
+        urls = [("HTTP publish", f"http://{plain}{base}/event")]
+        urls.append(("Realtime", f"ws://{plain}{base}/event/realtime"))
+        if listen.tls_port:
+            secure = f"{listen.public_host}:{listen.tls_port}"
+            urls.append(("HTTPS publish", f"https://{secure}{base}/event"))
+            urls.append(("Realtime TLS", f"wss://{secure}{base}/event/realtime"))
+        return Endpoint(api.name, tuple(urls))
+
+    def sweep(self, now_ms: int) -> None:
+        self.realtime.sweep(now_ms)
+
+    def drain(self) -> None:
+        self.runtime.draining = True
+
+    def pending_work(self) -> set[asyncio.Task[Any]]:
+        return {*self.runtime.sessions, *self.runtime.inflight}
+
+
+def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
+    def integration(ref: str, label: str) -> Integration:
+        return ctx.integrations.build(
+            FunctionSpec(
+                ref=ref,
+                function_name=f"{api.name}-{label}",
+                code_dir=api.code_dir,
+                region=api.region,
+                account_id=api.account_id,
+                memory_mb=api.memory_mb,
+                environment=api.environment,
+            )
+        )
+
+    def handler(spec: HandlerSpec | None, label: str) -> Handler | None:
+        if spec is None:
+            return None
+        timeout = spec.timeout_s or api.limits.handler_timeout_s
+        return Handler(integration(spec.handler, label), spec, timeout)
+
+    handlers = {
+        name: NamespaceHandlers(
+            on_publish=handler(ns.on_publish, f"{name}-onPublish"),
+            on_subscribe=handler(ns.on_subscribe, f"{name}-onSubscribe"),
+        )
+        for name, ns in api.namespaces.items()
+    }
+    authorizer = next((p for p in api.auth_providers if isinstance(p, LambdaAuthProvider)), None)
+    auth = EventsAuth(
+        api,
+        integration(authorizer.handler, "authorizer") if authorizer is not None else None,
+        ctx.new_id,
+    )
+    runtime = EventsRuntime(
+        settings=api,
+        node=ctx.node,
+        metrics=ctx.metrics,
+        new_id=ctx.new_id,
+        auth=auth,
+        handlers=handlers,
+    )
+    return EventsFrontDoor(runtime)
