@@ -251,8 +251,7 @@ class RealtimeEndpoint:
             session.pending.discard(op_id)
         if session.conn.state.value != "open":
             return
-        head = b'{"type":"data","id":"' + op_id.encode() + b'","event":'
-        sub = Subscription(session.conn, op_id, channel, head)
+        sub = Subscription(session.conn, op_id, channel, wire.data_frame_head(op_id))
         session.subscriptions[op_id] = sub
         rt.add_subscription(sub)
         self._send(session, wire.success("subscribe_success", op_id))

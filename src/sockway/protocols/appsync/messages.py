@@ -109,4 +109,9 @@ def data_frame(sub_id: str, encoded_event: bytes) -> bytes:
 
     ``sub_id`` passed ``valid_operation_id``, so it needs no escaping.
     """
-    return b'{"type":"data","id":"' + sub_id.encode() + b'","event":' + encoded_event + b"}"
+    return data_frame_head(sub_id) + encoded_event + b"}"
+
+
+def data_frame_head(sub_id: str) -> bytes:
+    """The part of a subscription's data frames before the event, built once per subscription."""
+    return b'{"type":"data","id":"' + sub_id.encode() + b'","event":'
