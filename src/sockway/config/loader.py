@@ -83,6 +83,10 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         fix(raw["tls"], "key")
     for api in _raw_apis(raw):
         fix(api, "code_dir")
+        providers = api.get("auth_providers")
+        for provider in providers if isinstance(providers, list) else []:
+            if isinstance(provider, dict):
+                fix(provider, "jwks_file")
 
 
 def _raw_apis(raw: dict[str, Any]) -> list[dict[str, Any]]:
