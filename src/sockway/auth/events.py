@@ -44,6 +44,7 @@ log = logging.getLogger("sockway.appsync.auth")
 CONNECT = "EVENT_CONNECT"
 PUBLISH = "EVENT_PUBLISH"
 SUBSCRIBE = "EVENT_SUBSCRIBE"
+MAX_CACHED_DECISIONS = 10_000  # cached AWS_LAMBDA decisions per token, operation and channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,10 @@ class EventsAuth:
             raise unauthorized()
         ttl = decision.ttl_s if decision.ttl_s is not None else provider.result_ttl_s
         if ttl > 0:
+            if len(self._cache) >= MAX_CACHED_DECISIONS:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= MAX_CACHED_DECISIONS:
+                    self._cache.clear()
             self._cache[key] = (now + ttl, decision.context)
         return lambda_identity(decision.context)
 

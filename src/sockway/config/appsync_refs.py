@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+# The auth provider ``type`` tags (pydantic puts them into error locations; not config keys).
+EVENTS_AUTH_TYPES = (
+    "API_KEY",
+    "AWS_LAMBDA",
+    "OPENID_CONNECT",
+    "AMAZON_COGNITO_USER_POOLS",
+    "AWS_IAM",
+)
+
 
 def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
     """(key path, ``module.function``) of the Lambda authorizer and every namespace handler."""

@@ -15,14 +15,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from sockway.config.appsync_refs import events_handler_refs
+from sockway.config.appsync_refs import EVENTS_AUTH_TYPES, events_handler_refs
 from sockway.config.models import Settings
 
 API_TYPES = ("websocket", "events")
 _LATER_TYPES = {"pusher": "Pusher"}
 # Names pydantic puts into error locations that are not config keys: union members, the
 # discriminator tag, and the marker of a dict key.
-_NOT_KEYS = frozenset({"[key]", *API_TYPES})
+_NOT_KEYS = frozenset({"[key]", *API_TYPES, *EVENTS_AUTH_TYPES})
 
 
 class ConfigError(Exception):
@@ -52,7 +52,10 @@ def _format_errors(exc: ValidationError) -> list[str]:
         if err["type"] == "union_tag_invalid":
             raw = err.get("input")
             tag = raw.get("type") if isinstance(raw, dict) else None
-            if tag in _LATER_TYPES:
+            expected = str(err.get("ctx", {}).get("expected_tags", "")).replace("'", "")
+            if len(err["loc"]) > 2:  # a nested union (events auth_providers), not an API
+                msg = f"unknown type '{tag}' (expected one of: {expected})"
+            elif tag in _LATER_TYPES:
                 msg = f"API type '{tag}' ({_LATER_TYPES[tag]}) is not available in this version"
             else:
                 msg = f"unknown API type '{tag}' (expected one of: {', '.join(API_TYPES)})"
@@ -143,10 +146,18 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     names: dict[str, int] = {}
     stages: dict[str, str] = {}
+    event_paths: dict[str, str] = {}
     for i, api in enumerate(_raw_apis(raw)):
         name, stage = api.get("name"), api.get("stage", "dev")
         if api.get("type") == "events":
-            stage = "event" + str(api.get("base_path", ""))  # events APIs serve {base_path}/event
+            path = f"{api.get('base_path', '')}/event"  # served: {base_path}/event[/realtime]
+            if path in event_paths:
+                problems.append(
+                    f"apis[{i}].base_path: APIs '{event_paths[path]}' and '{name}' both serve "
+                    f"{path}; give each events API its own base_path"
+                )
+            event_paths.setdefault(path, str(name))
+            stage = None
         if isinstance(name, str):
             if name in names:
                 problems.append(f"apis[{i}].name: two APIs are named '{name}'")
@@ -158,6 +169,11 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
                     f"'{stage}'; the stage is the URL path (/{{stage}}), so it must be unique"
                 )
             stages.setdefault(stage, str(name))
+    if "/event" in event_paths and "event" in stages:
+        problems.append(
+            f"apis: websocket API '{stages['event']}' (stage 'event') and events API "
+            f"'{event_paths['/event']}' both serve /event; change the stage or the base_path"
+        )
     return problems
 
 
