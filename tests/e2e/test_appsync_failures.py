@@ -1,0 +1,136 @@
+"""Failures that must not lose anything (issue 4 "Bad input ..."): handler crashes and timeouts
+get the spec's error reply and the connection keeps working; a subscriber that does not read is
+disconnected without holding up delivery to the others (appsync-events spec §2.6, §6.3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import websockets
+
+from tests.conftest import StartGateway, write_handlers
+from tests.e2e.appsync_support import (
+    API_KEY,
+    SUBPROTOCOL,
+    EventsClient,
+    events_api,
+    header_subprotocol,
+)
+from tests.e2e.support import wait_until
+
+FAULTY = """
+import time
+
+
+def crash(event, context):
+    raise RuntimeError("bug on purpose")
+
+
+def slow(event, context):
+    time.sleep(1)
+    return {"events": event["events"]}
+
+
+def chatty_subscribe(event, context):
+    return {"ok": True}  # any non-null answer fails the subscription (PT-TS #3884)
+"""
+
+
+async def test_handler_crash_and_timeout_answer_and_keep_working(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = write_handlers(tmp_path / "fns", {"faulty.py": FAULTY})
+    api = events_api(
+        code,
+        namespaces={
+            "crash": {"on_publish": "faulty.crash", "on_subscribe": "faulty.crash"},
+            "slow": {"on_publish": {"handler": "faulty.slow", "timeout_s": 0.2}},
+            "chatty": {"on_subscribe": "faulty.chatty_subscribe"},
+            "default": None,
+        },
+    )
+    gw = await start_gateway({"apis": [api]})
+    c = await EventsClient.connect(gw.port)
+    unable = {"errorType": "HandlerExecutionError", "message": "Unable to process request"}
+    assert await c.publish("p1", "/crash/a", [1]) == {
+        "type": "publish_error",
+        "id": "p1",
+        "errors": [unable],
+    }
+    assert await c.publish("p2", "/slow/a", [1]) == {
+        "type": "publish_error",
+        "id": "p2",
+        "errors": [unable],
+    }
+    assert await c.subscribe("s1", "/crash/a") == {
+        "type": "subscribe_error",
+        "id": "s1",
+        "errors": [unable],
+    }
+    assert await c.subscribe("s2", "/chatty/a") == {
+        "type": "subscribe_error",
+        "id": "s2",
+        "errors": [unable],
+    }
+    # The failed ids were never taken; the connection still works.
+    assert (await c.subscribe("s1", "/default/a"))["type"] == "subscribe_success"
+    assert await c.publish("p3", "/default/a", ["ok"]) == {
+        "type": "data",
+        "id": "s1",
+        "event": '"ok"',
+    }
+    await c.close()
+
+
+async def test_a_subscriber_that_does_not_read_is_dropped_not_waited_for(
+    start_gateway: StartGateway,
+) -> None:
+    api = events_api(limits={"outbox_max_bytes": 64 * 1024})
+    gw = await start_gateway({"apis": [api]})
+    host = f"127.0.0.1:{gw.port}"
+    # max_queue=1: the client library stops reading the socket once one frame is queued.
+    stuck = await websockets.connect(
+        f"ws://{host}/event/realtime",
+        subprotocols=[SUBPROTOCOL, header_subprotocol({"host": host, "x-api-key": API_KEY})],  # type: ignore[list-item]
+        max_queue=1,
+        max_size=None,
+    )
+    await stuck.send(
+        json.dumps(
+            {
+                "type": "subscribe",
+                "id": "stuck",
+                "channel": "/default/big",
+                "authorization": {"x-api-key": API_KEY},
+            }
+        )
+    )
+    reader = await EventsClient.connect(gw.port)
+    assert (await reader.subscribe("r", "/default/*"))["type"] == "subscribe_success"
+    publisher = await EventsClient.connect(gw.port)
+    big = "x" * (200 * 1024)
+    received = 0
+    rounds = 0
+    while gw.metrics.slow_consumers.labels("ev")._value.get() == 0:
+        rounds += 1
+        assert rounds < 200, "the stuck subscriber was never disconnected"
+        await publisher.send(
+            {
+                "type": "publish",
+                "id": f"p{rounds}",
+                "channel": "/default/big",
+                "events": [json.dumps(big)],
+                "authorization": {"x-api-key": API_KEY},
+            }
+        )
+        frame = await reader.recv()
+        assert frame["id"] == "r" and json.loads(frame["event"]) == big
+        received += 1
+        assert (await publisher.recv())["type"] == "publish_success"
+    assert received == rounds
+    # The stuck connection is gone from the gateway.
+    await wait_until(lambda: sum(1 for _ in gw.node.connections("ev")) == 2, timeout=10)
+    await reader.close()
+    await publisher.close()
+    stuck.transport.abort()  # type: ignore[attr-defined]
