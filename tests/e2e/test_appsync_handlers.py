@@ -62,6 +62,11 @@ def subscribe_default():
     return None
 
 
+@app.on_subscribe("/secure/*")
+def subscribe_secure():
+    return None
+
+
 def handler(event, context):
     EVENTS.append(event)
     return app.resolve(event, context)
