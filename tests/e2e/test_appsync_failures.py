@@ -134,3 +134,54 @@ async def test_a_subscriber_that_does_not_read_is_dropped_not_waited_for(
     await reader.close()
     await publisher.close()
     stuck.transport.abort()  # type: ignore[attr-defined]
+
+
+ORDERED = """
+import time
+
+
+def on_publish(event, context):
+    time.sleep(event["events"][0]["payload"]["sleep"])
+    return {"events": event["events"]}
+"""
+
+
+async def test_publish_order_is_kept_when_handlers_finish_out_of_order(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = write_handlers(tmp_path / "fns", {"ordered.py": ORDERED})
+    gw = await start_gateway(
+        {"apis": [events_api(code, namespaces={"default": {"on_publish": "ordered.on_publish"}})]}
+    )
+    sub = await EventsClient.connect(gw.port)
+    assert (await sub.subscribe("s", "/default/*"))["type"] == "subscribe_success"
+    pub = await EventsClient.connect(gw.port)
+    auth = {"x-api-key": API_KEY}
+    # The first publication's handler takes longest; both are in flight at once.
+    for n, sleep in enumerate([0.5, 0.0, 0.2]):
+        await pub.send(
+            {
+                "type": "publish",
+                "id": f"p{n}",
+                "channel": "/default/a",
+                "events": [json.dumps({"n": n, "sleep": sleep})],
+                "authorization": auth,
+            }
+        )
+    replies = [await pub.recv() for _ in range(3)]
+    assert {r["id"] for r in replies} == {"p0", "p1", "p2"}
+    got = [json.loads((await sub.recv())["event"])["n"] for _ in range(3)]
+    assert got == [0, 1, 2]
+    # Another channel is not held up by a slow one.
+    await pub.send(
+        {
+            "type": "publish",
+            "id": "slow",
+            "channel": "/default/a",
+            "events": [json.dumps({"n": 9, "sleep": 1.0})],
+            "authorization": auth,
+        }
+    )
+    assert (await pub.publish("fast", "/default/b", [{"n": 10, "sleep": 0}]))["id"] == "fast"
+    assert json.loads((await sub.recv())["event"])["n"] == 10
+    assert json.loads((await sub.recv())["event"])["n"] == 9
