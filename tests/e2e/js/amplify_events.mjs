@@ -1,17 +1,43 @@
 // Drives the real AWS Amplify JS `events` client against sockway (run by test_appsync_amplify.py).
-// Usage: node amplify_events.mjs <https endpoint .../event> <api key> <channel>
-// Prints one JSON line: {"received": [...], "publishWs": ..., "publishHttp": ...}.
+// Usage: node amplify_events.mjs '<json options>' where the options are
+//   {endpoint, channel, authMode, apiKey?, authToken?, accessToken?, accessKeyId?, secretAccessKey?}
+// Prints one JSON line: {"received": [...], "publishHttp": ..., "badError": "..."}.
 import WebSocket from 'ws';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
+import { decodeJWT } from '@aws-amplify/core';
 
 // Node 20 has no global WebSocket; Amplify uses the browser API, which `ws` implements.
 globalThis.WebSocket = WebSocket;
 
-const [endpoint, apiKey, channelName] = process.argv.slice(2);
-Amplify.configure({
-  API: { Events: { endpoint, region: 'us-east-1', defaultAuthMode: 'apiKey', apiKey } },
-});
+const opts = JSON.parse(process.argv[2]);
+Amplify.configure(
+  {
+    API: {
+      Events: {
+        endpoint: opts.endpoint,
+        region: 'us-east-1',
+        defaultAuthMode: opts.authMode,
+        apiKey: opts.apiKey,
+      },
+    },
+  },
+  {
+    // What a signed-in app gets from Amplify Auth: a Cognito access token, AWS credentials.
+    Auth: {
+      tokenProvider: {
+        getTokens: async () => (opts.accessToken ? { accessToken: decodeJWT(opts.accessToken) } : null),
+      },
+      credentialsProvider: {
+        getCredentialsAndIdentityId: async () =>
+          opts.accessKeyId
+            ? { credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey } }
+            : undefined,
+        clearCredentialsAndIdentityId: () => {},
+      },
+    },
+  },
+);
 
 const fail = (err) => {
   console.error('FAILED', err && (err.stack || JSON.stringify(err)));
@@ -22,9 +48,10 @@ setTimeout(() => fail(new Error('timed out')), 30000).unref();
 const received = [];
 let resolveDone;
 const done = new Promise((resolve) => (resolveDone = resolve));
+const authOptions = opts.authToken ? { authToken: opts.authToken } : {};
 
 try {
-  const channel = await events.connect(channelName);
+  const channel = await events.connect(opts.channel, authOptions);
   const sub = channel.subscribe({
     next: (data) => {
       received.push(data.event);
@@ -33,16 +60,16 @@ try {
     error: fail,
   });
   await sub.ready;
-  const publishWs = await channel.publish({ via: 'websocket', n: 1 });
-  const publishHttp = await events.post(channelName, { via: 'http', n: 2 });
+  await channel.publish({ via: 'websocket', n: 1, text: '<b> & é' });
+  const publishHttp = await events.post(opts.channel, { via: 'http', n: 2 }, authOptions);
   await done;
   // A refused subscription (unknown namespace) reaches the error callback.
-  const bad = await events.connect('/nowhere/x');
+  const bad = await events.connect('/nowhere/x', authOptions);
   const badError = await new Promise((resolve) => {
-    const s = bad.subscribe({ next: () => resolve('unexpected data'), error: (e) => resolve(String(e && (e.message || e.errors?.[0]?.message || JSON.stringify(e)))) });
+    const s = bad.subscribe({ next: () => resolve('unexpected data'), error: (e) => resolve(String(e?.errors?.[0]?.message ?? e?.message ?? JSON.stringify(e))) });
     s.ready.catch((e) => resolve(String(e && e.message)));
   });
-  console.log(JSON.stringify({ received, publishWs, publishHttp: publishHttp ?? null, badError }));
+  console.log(JSON.stringify({ received, publishHttp: publishHttp ?? null, badError }));
   channel.close();
   bad.close();
   events.closeAll();
