@@ -82,7 +82,8 @@ async def _serve(settings: Settings, demo: bool) -> None:
         lines.append(f"  API '{ep.api}':")
         width = max(len(label) for label, _ in ep.urls) + 2
         lines += [f"    {label + ':':<{width}} {url}" for label, url in ep.urls]
-    lines.append(f"  health: http://{settings.listen.rsplit(':', 1)[0]}:{gateway.port}/health")
+    if gateway.listen_info is not None:
+        lines.append(f"  health: http://{gateway.listen_info.public_host}:{gateway.port}/health")
     if demo and gateway.endpoints:
         lines.append("")
         lines.append("Try it (two terminals):")

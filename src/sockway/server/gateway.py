@@ -46,6 +46,7 @@ class Gateway:
         self.front_doors: list[FrontDoor] = []
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
+        self.listen_info: ListenInfo | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ready = False
@@ -130,8 +131,8 @@ class Gateway:
         public_host = "localhost" if host in ("0.0.0.0", "::", "") else host
         if ":" in public_host:
             public_host = f"[{public_host}]"
-        listen = ListenInfo(public_host, main.port, tls_port)
-        self.endpoints = [door.bind(listen) for door in self.front_doors]
+        self.listen_info = ListenInfo(public_host, main.port, tls_port)
+        self.endpoints = [door.bind(self.listen_info) for door in self.front_doors]
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         self._ready = True
 
