@@ -60,13 +60,9 @@ def exit_reason(returncode: int | None) -> str:
         return "Runtime exited without providing a reason"
     if returncode >= 0:
         return f"Runtime exited with error: exit status {returncode}"
-    names = {
-        signal.SIGKILL: "killed",
-        signal.SIGSEGV: "segmentation fault",
-        signal.SIGABRT: "aborted",
-    }
-    sig = signal.Signals(-returncode) if -returncode in signal.valid_signals() else None
-    name = names.get(sig, sig.name.lower().removeprefix("sig")) if sig else str(-returncode)
+    # Lambda's runtime API words signals as Go does: glibc's strsignal, lower-cased.
+    name = signal.strsignal(-returncode) or f"signal {-returncode}"
+    name = name.lower()
     return f"Runtime exited with error: signal: {name}"
 
 
