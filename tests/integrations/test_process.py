@@ -205,6 +205,7 @@ def test_function_environment_keeps_functions_apart() -> None:
 
 def test_exit_reasons_use_lambdas_wording() -> None:
     assert exit_reason(3) == "Runtime exited with error: exit status 3"
+    assert exit_reason(0) == "Runtime exited without providing a reason"
     assert exit_reason(-signal.SIGKILL) == "Runtime exited with error: signal: killed"
     assert exit_reason(-signal.SIGSEGV) == "Runtime exited with error: signal: segmentation fault"
     assert exit_reason(-signal.SIGTERM) == "Runtime exited with error: signal: terminated"

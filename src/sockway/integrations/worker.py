@@ -56,7 +56,7 @@ LogLine = Callable[[str | None, str], None]  # (request id or None during init, 
 
 def exit_reason(returncode: int | None) -> str:
     """Lambda's wording: ``exit status 1``, ``signal: killed``, ``signal: segmentation fault``."""
-    if returncode is None:
+    if returncode is None or returncode == 0:
         return "Runtime exited without providing a reason"
     if returncode >= 0:
         return f"Runtime exited with error: exit status {returncode}"

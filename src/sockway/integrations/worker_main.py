@@ -119,17 +119,18 @@ def _setup_logging() -> None:
     """Lambda's Python runtime: a root handler writing ``[LEVEL]\\ttime\\tmessage`` (the gateway
     prefixes function and request id), root level WARNING unless ``AWS_LAMBDA_LOG_LEVEL``."""
     import logging
+    import time
 
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(message)s", "%Y-%m-%dT%H:%M:%S"
-        )
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(message)s", "%Y-%m-%dT%H:%M:%S"
     )
-    handler.formatter.converter = __import__("time").gmtime  # type: ignore[union-attr]
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING").upper())
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "WARNING").upper()
+    root.setLevel(level if level in logging.getLevelNamesMapping() else "WARNING")
 
 
 def main() -> None:
