@@ -87,6 +87,25 @@ async def test_warm_worker_is_reused_and_keeps_module_state(build: Build) -> Non
     assert second["event"] == {"n": 2}
 
 
+async def test_concurrent_invocations_run_in_separate_workers(build: Build) -> None:
+    echo = build("mod.echo")
+    first, second = await asyncio.gather(echo.invoke({}, call()), echo.invoke({}, call()))
+    assert first["pid"] != second["pid"]
+    third = await echo.invoke({}, call())
+    assert third["pid"] in (first["pid"], second["pid"])  # both stay warm
+
+
+async def test_worker_that_cannot_start_is_a_service_error(
+    build: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.raises(InvocationError) as info:
+        await build("mod.echo").invoke({}, call())
+    assert info.value.error_type == "ServiceException"
+
+
 async def test_async_handler(build: Build) -> None:
     assert await build("mod.async_echo").invoke({"x": 1}, call()) == {
         "async": True,

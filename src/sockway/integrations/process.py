@@ -190,14 +190,18 @@ class ProcessIntegration:
             if worker.alive and worker.generation == self._generation:
                 return worker, False
             self._retire(worker)
-        worker = await Worker.spawn(
-            code_dir=self._spec.code_dir,
-            ref=self._spec.ref,
-            memory_mb=self._spec.memory_mb,
-            env=self._pools.environment(self._spec),
-            generation=self._generation,
-            log_line=self._log,
-        )
+        try:
+            worker = await Worker.spawn(
+                code_dir=self._spec.code_dir,
+                ref=self._spec.ref,
+                memory_mb=self._spec.memory_mb,
+                env=self._pools.environment(self._spec),
+                generation=self._generation,
+                log_line=self._log,
+            )
+        except OSError as exc:  # no processes or file descriptors left: Lambda's service error
+            gateway_log.error("cannot start a worker for %s: %s", self.function_name, exc)
+            raise InvocationError("ServiceException", f"cannot start a worker: {exc}") from exc
         self._workers.add(worker)
         try:
             await asyncio.wait_for(worker.wait_ready(), INIT_TIMEOUT_S)
