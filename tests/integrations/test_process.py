@@ -238,3 +238,23 @@ def test_check_process_handler_ref(tmp_path: Path) -> None:
         check_process_handler_ref("absent.handler", tmp_path)
     with pytest.raises(HandlerLoadError, match=r"must be written as module\.function"):
         check_process_handler_ref("nodot", tmp_path)
+
+
+@pytest.mark.parametrize(("reload", "expected"), [(False, "old"), (True, "new")])
+async def test_reload_mode_never_runs_a_stale_pyc(
+    tmp_path: Path, reload: bool, expected: str
+) -> None:
+    import py_compile
+
+    code = write_handlers(tmp_path / "code", {"same.py": "def h(e, c):\n    return 'old'\n"})
+    source = code / "same.py"
+    py_compile.compile(str(source))  # cached bytecode of the old source
+    stat = source.stat()
+    source.write_text("def h(e, c):\n    return 'new'\n")  # same size …
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # … and the same mtime
+    pools = WorkerPools(reload=reload)
+    try:
+        spec = FunctionSpec(ref="same.h", function_name="same", code_dir=code)
+        assert await pools.build(spec).invoke({}, call()) == expected
+    finally:
+        await pools.aclose()

@@ -195,6 +195,7 @@ class ProcessIntegration:
                 code_dir=self._spec.code_dir,
                 ref=self._spec.ref,
                 memory_mb=self._spec.memory_mb,
+                fresh_source=self._pools.reload,
                 env=self._pools.environment(self._spec),
                 generation=self._generation,
                 log_line=self._log,

@@ -86,6 +86,7 @@ class Worker:
         code_dir: Path | None,
         ref: str,
         memory_mb: int,
+        fresh_source: bool,
         env: Mapping[str, str],
         generation: int,
         log_line: LogLine,
@@ -98,6 +99,7 @@ class Worker:
             str(code_dir or ""),
             ref,
             str(memory_mb),
+            "fresh" if fresh_source else "cached",  # --reload: ignore .pyc files in code_dir
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -115,6 +115,36 @@ class _InitError(Exception):
         self.cause = cause
 
 
+def _compile_from_source(code_dir: str) -> None:
+    """``--reload``: modules under ``code_dir`` are compiled from their source, never from a
+    cached ``.pyc``. CPython validates a ``.pyc`` by the source's size and its mtime in whole
+    seconds, so an edit that keeps the size, saved within the second of the previous import,
+    would otherwise run the old code. Other modules (site-packages) keep their caches."""
+    import importlib.machinery as machinery
+
+    root = os.path.realpath(code_dir)
+
+    class SourceOnlyLoader(machinery.SourceFileLoader):
+        def get_code(self, fullname: str) -> Any:
+            path = self.get_filename(fullname)
+            return self.source_to_code(self.get_data(path), path)
+
+    finder_for = machinery.FileFinder.path_hook(
+        (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+        (SourceOnlyLoader, machinery.SOURCE_SUFFIXES),
+    )
+
+    def hook(path: str) -> Any:
+        real = os.path.realpath(path or ".")
+        if real != root and not real.startswith(root + os.sep):
+            raise ImportError("not under code_dir")  # let the next hook handle it
+        return finder_for(path)
+
+    sys.dont_write_bytecode = True
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()
+
+
 def _setup_logging() -> None:
     """Lambda's Python runtime: a root handler writing ``[LEVEL]\\ttime\\tmessage`` (the gateway
     prefixes function and request id), root level WARNING unless ``AWS_LAMBDA_LOG_LEVEL``."""
@@ -142,6 +172,8 @@ def main() -> None:
     code_dir, ref, memory_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if code_dir and code_dir not in sys.path[:1]:
         sys.path.insert(0, code_dir)
+    if code_dir and sys.argv[4:5] == ["fresh"]:
+        _compile_from_source(code_dir)
     _setup_logging()
     import inspect  # noqa: F401  (what _serve needs is imported in the init phase)
 
