@@ -190,7 +190,7 @@ async def test_cancelled_invocation_kills_its_worker_and_close_ends_all(
     assert not _alive(pid)
     with pytest.raises(InvocationError) as info:
         await echo.invoke({}, call())  # closed: nothing runs any more
-    assert info.value.error_type == "TooManyRequestsException"
+    assert info.value.error_type == "ServiceException"
 
 
 async def test_reload_starts_workers_with_the_new_code(build: Build, tmp_path: Path) -> None:
@@ -258,3 +258,22 @@ async def test_reload_mode_never_runs_a_stale_pyc(
         assert await pools.build(spec).invoke({}, call()) == expected
     finally:
         await pools.aclose()
+
+
+async def test_a_huge_output_line_does_not_break_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    source = "def h(e, c):\n    print('x' * (1024 * 1024))\n    print('after')\n    return 1\n"
+    code = write_handlers(tmp_path / "code", {"loud.py": source})
+    pools = WorkerPools(reload=False)
+    try:
+        loud = pools.build(FunctionSpec(ref="loud.h", function_name="loud", code_dir=code))
+        assert await loud.invoke({}, call()) == 1
+        assert await loud.invoke({}, call()) == 1
+    finally:
+        await pools.aclose()
+    assert "longer than 256 KiB was dropped" in caplog.text
+    assert "[loud] [req-1] after" in caplog.text

@@ -132,7 +132,9 @@ class ProcessIntegration:
         return self._spec.function_name
 
     async def invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
-        if self._inflight >= self._limit or self._closed:
+        if self._closed:
+            raise InvocationError("ServiceException", f"{self.function_name} is shut down")
+        if self._inflight >= self._limit:
             raise InvocationError("TooManyRequestsException", "Rate Exceeded.")
         self._inflight += 1
         try:

@@ -29,7 +29,7 @@ from sockway.integrations.worker_main import HEADER, LOG_FLUSHED, encode
 # Lambda's payload limit for a synchronous invocation (6 MB); a larger answer ends the worker.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 LOG_FLUSH_WAIT_S = 1.0  # bound on waiting for a worker's last log lines after an answer
-MAX_LOG_LINE_BYTES = 256 * 1024  # longer output without a newline is logged in pieces
+MAX_LOG_LINE_BYTES = 256 * 1024  # a longer output line is replaced by a note in the log
 
 
 class WorkerExited(Exception):
@@ -106,6 +106,7 @@ class Worker:
             env=dict(env),
             cwd=str(code_dir) if code_dir is not None else None,
             start_new_session=True,  # own process group: killpg ends the handler's children too
+            limit=MAX_LOG_LINE_BYTES,  # longest output line kept whole
         )
         return cls(proc, generation, log_line)
 
@@ -166,7 +167,7 @@ class Worker:
         """Wait (bounded) until the handler's output of the last invocation has been logged:
         up to the worker's flush marker if it answered, else until its stderr closes."""
         waiter = self._flushed.wait() if answered else asyncio.shield(self._logs)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, LOG_FLUSH_WAIT_S)
 
     async def _capture_logs(self) -> None:
@@ -175,8 +176,8 @@ class Worker:
         while True:
             try:
                 line = await stream.readline()
-            except ValueError:  # a line longer than the reader's limit
-                line = await stream.read(MAX_LOG_LINE_BYTES)
+            except ValueError:  # longer than the reader's limit: asyncio drops what it read
+                line = b"[sockway: an output line longer than 256 KiB was dropped]\n"
             if not line:
                 return
             if line == LOG_FLUSHED:
@@ -193,6 +194,6 @@ class Worker:
     async def reap(self) -> None:
         self.kill()
         await self.proc.wait()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._logs), LOG_FLUSH_WAIT_S)
         self._logs.cancel()
