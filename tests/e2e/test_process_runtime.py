@@ -328,6 +328,7 @@ apis:
     code_dir: ./code
     routes:
       hello: {handler: app.hello, route_response: true}
+      pinned: {handler: app.hello, route_response: true, runtime: inprocess}
 """
 
 
@@ -391,6 +392,7 @@ async def test_serve_reload_picks_up_an_edited_handler(tmp_path: Path) -> None:
         await asyncio.wait_for(reader, 10)
     text = "".join(output)
     assert "reloading live-hello" in text
+    assert "--reload does not apply to in-process handler live-pinned" in text
     assert "[live-hello] START RequestId: " in text
     assert "[live-hello] END RequestId: " in text
     assert re.search(r"\[live-hello\] REPORT RequestId: \S+\tDuration: [\d.]+ ms", text)
