@@ -37,7 +37,7 @@ class FunctionSpec:
     memory_mb: int = 128
     environment: Mapping[str, str] = field(default_factory=dict)
     runtime: str = "inprocess"  # "inprocess" | "process" (config.models.Runtime)
-    timeout_s: float | None = None  # the function's timeout (reported to process workers)
+    timeout_s: float | None = None  # as configured; each Invocation carries its deadline
     reserved_concurrency: int | None = None  # process runtime: over it → throttled
 
     @property
