@@ -53,8 +53,29 @@ def _check_route_key(key: str) -> str:
 
 RouteKey = Annotated[str, AfterValidator(_check_route_key)]
 
+# How a Python handler runs (README "Handler runtimes"): ``inprocess`` calls it in the gateway
+# process (fastest); ``process`` runs it in worker processes of its own (isolated, killable).
+Runtime = Literal["inprocess", "process"]
+DEFAULT_RUNTIME: Runtime = "inprocess"
 
-class RouteSpec(_Strict):
+
+class FunctionSettings(_Strict):
+    """Per-handler function settings; unset keys fall back to the API's."""
+
+    runtime: Runtime | None = Field(None, description="overrides the API's runtime")
+    memory_mb: int | None = Field(
+        None, ge=128, le=10240, description="overrides the API's memory_mb for this function"
+    )
+    reserved_concurrency: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="process runtime: invocations of this function at once; over it the call "
+        "is throttled (TooManyRequestsException), as Lambda's reserved concurrency",
+    )
+
+
+class RouteSpec(FunctionSettings):
     """A route's integration. The short form ``route: module.function`` means ``{handler: ...}``."""
 
     handler: str = Field(description="module.function, resolved from the API's code_dir")
@@ -66,7 +87,7 @@ class RouteSpec(_Strict):
     )
 
 
-class AuthorizerSpec(_Strict):
+class AuthorizerSpec(FunctionSettings):
     """REQUEST Lambda authorizer run on $connect (apigw spec §5)."""
 
     handler: str
@@ -136,6 +157,7 @@ class ApiBase(_Strict):
     region: str = "us-east-1"
     account_id: str = Field("123456789012", pattern=r"^\d{12}$")
     memory_mb: int = Field(128, ge=128, le=10240)
+    runtime: Runtime = Field(DEFAULT_RUNTIME, description="default runtime of the API's handlers")
 
 
 class WebSocketApi(ApiBase):
