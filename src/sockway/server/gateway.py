@@ -43,6 +43,7 @@ class Gateway:
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler")
         self.tls: TlsMaterial | None = None
+        self.integrations = IntegrationFactory(self.executor)
         self.front_doors: list[FrontDoor] = []
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
@@ -103,7 +104,7 @@ class Gateway:
             node=self.node,
             metrics=self.metrics,
             new_id=self.new_id,
-            integrations=IntegrationFactory(self.executor),
+            integrations=self.integrations,
         )
         self.front_doors = [build_front_door(api, ctx) for api in s.apis]
         tls_ctx = self.tls.server_context() if self.tls is not None else None
@@ -181,6 +182,7 @@ class Gateway:
                 await self._sweeper
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.integrations.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from sockway.api.management import ManagementApi
-from sockway.config.models import WebSocketApi
+from sockway.config.models import RouteSpec, WebSocketApi
 from sockway.integrations.base import Integration
 from sockway.integrations.factory import FunctionSpec
 from sockway.protocols.apigw.events import ApiIdentity
@@ -65,7 +65,12 @@ class WebSocketFrontDoor:
 
 
 def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFrontDoor:
-    def integration(ref: str, label: str) -> Integration:
+    def integration(ref: str, label: str, route: RouteSpec | None = None) -> Integration:
+        aws_lambda = api.lambda_
+        if route is None:
+            aws_lambda = aws_lambda.model_copy(update={"invocation_type": "RequestResponse"})
+        elif route.invocation_type is not None:
+            aws_lambda = aws_lambda.model_copy(update={"invocation_type": route.invocation_type})
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
@@ -75,6 +80,8 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
                 account_id=api.account_id,
                 memory_mb=api.memory_mb,
                 environment=api.environment,
+                http=api.http,
+                aws_lambda=aws_lambda,
             )
         )
 
@@ -82,7 +89,7 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
     routes = {
         key: Route(
             key,
-            integration(spec.handler, key),
+            integration(spec.handler, key, spec),
             spec.route_response,
             spec.timeout_s or default_timeout,
         )
