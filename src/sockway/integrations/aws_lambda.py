@@ -174,7 +174,7 @@ class LambdaIntegration:
                 "InvalidResponse", f"{where} returned a payload that is not JSON"
             ) from None
         if function_error:
-            error = function_error_of(value)
+            error = function_error_of(value, function_error)
             if error is None:
                 raise InvocationError(function_error, f"{where} failed: {value!r:.200}")
             error_type, message, stack = error

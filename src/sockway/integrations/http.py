@@ -188,7 +188,7 @@ class HttpIntegration:
             raise InvocationError("EndpointError", f"{where}: {_snippet(payload)}") from None
         if ok and not function_error:
             return value
-        error = function_error_of(value)
+        error = function_error_of(value, function_error or "EndpointError")
         if error is None:
             if ok:
                 raise InvocationError(
@@ -200,8 +200,11 @@ class HttpIntegration:
         raise InvocationError(error_type, message, f"{stack}\n({where})" if stack else f"({where})")
 
 
-def function_error_of(value: Any) -> tuple[str, str, str] | None:
-    """``(errorType, errorMessage, stack)`` of a Lambda error object, or None if it is not one."""
+def function_error_of(value: Any, default_type: str) -> tuple[str, str, str] | None:
+    """``(errorType, errorMessage, stack)`` of a Lambda error object, or None if it is not one.
+
+    ``default_type`` stands in for a missing ``errorType`` (Lambda's own timeout message has
+    none)."""
     if not isinstance(value, dict) or "errorMessage" not in value:
         return None
     error_type = value.get("errorType")
@@ -211,7 +214,7 @@ def function_error_of(value: Any) -> tuple[str, str, str] | None:
     else:
         stack = str(trace) if trace else ""
     return (
-        str(error_type) if error_type else "Unhandled",
+        str(error_type) if error_type else default_type,
         str(value.get("errorMessage")),
         stack,
     )
