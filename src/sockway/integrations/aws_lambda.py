@@ -13,20 +13,21 @@ Contract (README "AWS Lambda as handlers"):
   ``ResourceNotFoundException``, ``AccessDeniedException``, ...) is ``InvocationError`` with
   that code, as the client sees it on API Gateway: "Internal server error". Calls are not
   retried unless ``lambda.max_attempts`` > 1.
-- The route's timeout gives ``InvocationTimeout``; the call's thread keeps waiting for Lambda's
-  answer (the function still runs on AWS and holds its concurrency there), bounded by
-  ``READ_TIMEOUT_S``.
+- The route's timeout gives ``InvocationTimeout``. The call's thread stops reading one second
+  later (botocore's read timeout is the route's timeout + 1 s, one client per distinct
+  timeout), so a hung function never holds a thread, or the process's exit, for long.
 - botocore is blocking: calls run on a thread pool of ``lambda.max_concurrency`` threads per
   (region, endpoint, options), separate from the in-process handlers' pool so that slow
-  functions never starve local handlers; each pool has one client (created on first use, on
-  the pool's thread, since building it may look up credentials over the network) whose
-  connection pool has as many connections as threads.
+  functions never starve local handlers; each pool's clients are created on first use, on
+  the pool's thread (building one may look up credentials over the network), with as many
+  pooled connections as threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,8 +42,8 @@ from sockway.integrations.base import Invocation, InvocationError, InvocationTim
 from sockway.integrations.http import function_error_of
 from sockway.integrations.refs import LambdaTarget
 
-# Lambda's maximum run time (900 s) plus a margin: a read never outlives the function.
-READ_TIMEOUT_S = 910
+# botocore stops reading this long after the caller's deadline (the call is abandoned anyway).
+READ_MARGIN_S = 1
 
 
 class _ClientPool:
@@ -59,26 +60,34 @@ class _ClientPool:
         self._lock = lock
         self._region = region
         self._settings = s
-        self._client: Any = None
+        self._clients: dict[int, Any] = {}
         self.executor = ThreadPoolExecutor(s.max_concurrency, thread_name_prefix="lambda")
 
-    def client(self) -> Any:
+    def client(self, read_timeout_s: int) -> Any:
         with self._lock:  # botocore sessions are not safe to create clients concurrently
-            if self._client is None:
+            client = self._clients.get(read_timeout_s)
+            if client is None:
                 s = self._settings
-                self._client = self._session.create_client(
+                client = self._clients[read_timeout_s] = self._session.create_client(
                     "lambda",
                     region_name=self._region,
                     endpoint_url=s.endpoint_url,
                     config=Config(
                         connect_timeout=s.connect_timeout_s,
-                        read_timeout=READ_TIMEOUT_S,
+                        read_timeout=read_timeout_s,
                         retries={"total_max_attempts": s.max_attempts, "mode": "standard"},
                         max_pool_connections=s.max_concurrency,
                         user_agent_extra="sockway",
                     ),
                 )
-            return self._client
+            return client
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for client in self._clients.values():
+                client.close()  # idle pooled connections; calls in flight end by read timeout
+            self._clients.clear()
 
 
 class LambdaClients:
@@ -104,7 +113,7 @@ class LambdaClients:
 
     async def close(self) -> None:
         for pool in self._pools.values():
-            pool.executor.shutdown(wait=False, cancel_futures=True)
+            pool.close()
         self._pools.clear()
 
 
@@ -130,7 +139,8 @@ class LambdaIntegration:
 
     async def invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._call, orjson.dumps(event))
+        read_timeout_s = math.ceil(invocation.timeout_s) + READ_MARGIN_S
+        call = functools.partial(self._call, orjson.dumps(event), read_timeout_s)
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(self._pool.executor, call), invocation.timeout_s
@@ -143,7 +153,7 @@ class LambdaIntegration:
         except RuntimeError as exc:  # the pool was shut down: the gateway is stopping
             raise InvocationError("ServiceUnavailable", str(exc)) from exc
 
-    def _call(self, payload: bytes) -> Any:
+    def _call(self, payload: bytes, read_timeout_s: int) -> Any:
         """Runs on the pool's thread: one Invoke call, mapped to a result or an error."""
         target = self._target
         params: dict[str, Any] = {
@@ -155,7 +165,7 @@ class LambdaIntegration:
             params["Qualifier"] = target.qualifier
         where = f"Lambda {target.function_name} ({target.region})"
         try:
-            response = self._pool.client().invoke(**params)
+            response = self._pool.client(read_timeout_s).invoke(**params)
             body: bytes = response["Payload"].read()
         except ClientError as exc:
             error = exc.response.get("Error", {})
