@@ -225,3 +225,25 @@ async def test_function_error_throttling_and_timeout_fail_only_that_call(
     assert "handler l-echo failed: InvalidSignatureException" in logged
     assert "handler l-slow timed out" in logged
     assert SECRET_KEY not in logged
+
+
+async def test_api_level_event_type_spares_the_authorizer_and_env_endpoint(
+    fake: FakeLambda, start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", fake.url)  # botocore's own endpoint setting
+    config = lambda_api(
+        fake,
+        authorizer={"handler": AUTH_ARN, "identity_source": ["route.request.querystring.token"]},
+    )
+    config["lambda"] = {"invocation_type": "Event"}  # no endpoint_url: the environment's
+    config["routes"]["$connect"] = {
+        "handler": "lambda:connect",
+        "invocation_type": "RequestResponse",
+    }
+    del config["routes"]["$disconnect"]
+    gw = await start_gateway({"apis": [config]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev?token=good2") as ws:
+        await ws.send('{"action":"echo"}')
+        await wait_until(lambda: len(fake.named("echo")) == 1)
+    types = {i.function: i.invocation_type for i in fake.invokes}
+    assert types == {"auth": "RequestResponse", "connect": "RequestResponse", "echo": "Event"}
