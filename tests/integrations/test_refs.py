@@ -109,9 +109,10 @@ def test_http_and_lambda_blocks_are_validated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SOCKWAY_TEST_UNSET", raising=False)
+    monkeypatch.setenv("SOCKWAY_TEST_SET", "value")
     problems = _problems(
         {
-            "http": {"secret": "s", "secret_env": "X", "headers": {"Content-Type": "text/plain"}},
+            "http": {"secret": "s", "secret_env": "SOCKWAY_TEST_SET"},
             "lambda": {"invocation_type": "Async", "max_attempts": 0, "endpoint_url": "localhost"},
         },
         tmp_path,
@@ -122,11 +123,11 @@ def test_http_and_lambda_blocks_are_validated(
     assert any(p.startswith("apis[0].lambda.endpoint_url: ") for p in problems), problems
     problems = _problems({"http": {"secret_env": "SOCKWAY_TEST_UNSET"}}, tmp_path)
     assert problems == [
-        "apis[0].http: secret_env: environment variable 'SOCKWAY_TEST_UNSET' is not set"
+        "apis[0].http.secret_env: environment variable 'SOCKWAY_TEST_UNSET' is not set"
     ]
     problems = _problems({"http": {"headers": {"x-sockway-signature": "forged"}}}, tmp_path)
     assert problems == [
-        "apis[0].http: headers: 'x-sockway-signature' is set by sockway and cannot be overridden"
+        "apis[0].http.headers: 'x-sockway-signature' is set by sockway and cannot be overridden"
     ]
 
 

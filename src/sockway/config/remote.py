@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 InvocationType = Literal["RequestResponse", "Event"]
 
@@ -39,15 +39,25 @@ class HttpSettings(BaseModel):
         6 * 1024 * 1024, gt=0, description="Lambda's 6 MB synchronous response limit"
     )
 
+    @field_validator("secret_env")
+    @classmethod
+    def _env_is_set(cls, value: str | None) -> str | None:
+        if value is not None and not os.environ.get(value):
+            raise ValueError(f"environment variable '{value}' is not set")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"'{name}' is set by sockway and cannot be overridden")
+        return value
+
     @model_validator(mode="after")
     def _one_secret(self) -> HttpSettings:
         if self.secret is not None and self.secret_env is not None:
             raise ValueError("give either 'secret' or 'secret_env', not both")
-        if self.secret_env is not None and not os.environ.get(self.secret_env):
-            raise ValueError(f"secret_env: environment variable '{self.secret_env}' is not set")
-        for name in self.headers:
-            if name.lower() in _RESERVED_HEADERS:
-                raise ValueError(f"headers: '{name}' is set by sockway and cannot be overridden")
         return self
 
     def signing_key(self) -> bytes | None:

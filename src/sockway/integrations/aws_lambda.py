@@ -47,7 +47,7 @@ READ_MARGIN_S = 1
 
 
 class _ClientPool:
-    """One botocore Lambda client and the threads that call it."""
+    """botocore Lambda clients (one per read timeout) and the threads that call them."""
 
     def __init__(
         self,
@@ -64,6 +64,9 @@ class _ClientPool:
         self.executor = ThreadPoolExecutor(s.max_concurrency, thread_name_prefix="lambda")
 
     def client(self, read_timeout_s: int) -> Any:
+        client = self._clients.get(read_timeout_s)
+        if client is not None:
+            return client
         with self._lock:  # botocore sessions are not safe to create clients concurrently
             client = self._clients.get(read_timeout_s)
             if client is None:

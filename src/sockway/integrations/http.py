@@ -71,7 +71,7 @@ class HttpTransport:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # limit=0: the per-URL semaphores bound the connections, not one global pool.
-            connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(limit=0)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"User-Agent": f"sockway/{__version__}"},
