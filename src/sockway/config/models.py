@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from sockway.auth.authorizer import IdentitySourceError, check_identity_source
+from sockway.config.remote import HttpSettings, InvocationType, LambdaSettings
+from sockway.integrations.refs import HandlerForm, handler_form
 from sockway.protocols.apigw.routing import ExpressionError, SelectionExpression
 
 _STAGE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
@@ -85,6 +87,20 @@ class RouteSpec(FunctionSettings):
     timeout_s: float | None = Field(
         None, gt=0, le=900, description="overrides limits.integration_timeout_s for this route"
     )
+    invocation_type: InvocationType | None = Field(
+        None, description="Lambda handlers only: overrides lambda.invocation_type for this route"
+    )
+
+    @model_validator(mode="after")
+    def _lambda_only(self) -> RouteSpec:
+        if (
+            self.invocation_type is not None
+            and handler_form(self.handler) is not HandlerForm.LAMBDA
+        ):
+            raise ValueError(
+                "invocation_type applies only to Lambda handlers (arn:aws:lambda:… or lambda:NAME)"
+            )
+        return self
 
 
 class AuthorizerSpec(FunctionSettings):
@@ -158,6 +174,8 @@ class ApiBase(_Strict):
     account_id: str = Field("123456789012", pattern=r"^\d{12}$")
     memory_mb: int = Field(128, ge=128, le=10240)
     runtime: Runtime = Field(DEFAULT_RUNTIME, description="default runtime of the API's handlers")
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings())
+    lambda_: LambdaSettings = Field(default_factory=lambda: LambdaSettings(), alias="lambda")
 
 
 class WebSocketApi(ApiBase):

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from sockway.api.management import ManagementApi
-from sockway.config.models import FunctionSettings, WebSocketApi
+from sockway.config.models import FunctionSettings, RouteSpec, WebSocketApi
 from sockway.integrations.base import Integration
 from sockway.integrations.factory import FunctionSpec
 from sockway.protocols.apigw.events import ApiIdentity
@@ -70,6 +70,11 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
     def integration(
         ref: str, label: str, function: FunctionSettings, timeout_s: float
     ) -> Integration:
+        aws_lambda = api.lambda_
+        if not isinstance(function, RouteSpec):  # the authorizer is always RequestResponse
+            aws_lambda = aws_lambda.model_copy(update={"invocation_type": "RequestResponse"})
+        elif function.invocation_type is not None:
+            aws_lambda = aws_lambda.model_copy(update={"invocation_type": function.invocation_type})
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
@@ -82,6 +87,8 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
                 runtime=function.runtime or api.runtime,
                 timeout_s=timeout_s,
                 reserved_concurrency=function.reserved_concurrency,
+                http=api.http,
+                aws_lambda=aws_lambda,
             )
         )
 
