@@ -7,7 +7,7 @@ const [host, port, key, authBase] = process.argv.slice(2);
 const clients = {};
 const out = (msg) => process.stdout.write(JSON.stringify(msg) + "\n");
 
-function connect(id) {
+function connect(id, params) {
   const pusher = new Pusher(key, {
     cluster: "local",
     wsHost: host,
@@ -15,8 +15,8 @@ function connect(id) {
     forceTLS: false,
     enabledTransports: ["ws"],
     disableStats: true,
-    channelAuthorization: { endpoint: `${authBase}/pusher/auth`, transport: "ajax" },
-    userAuthentication: { endpoint: `${authBase}/pusher/user-auth`, transport: "ajax" },
+    channelAuthorization: { endpoint: `${authBase}/pusher/auth`, transport: "ajax", params: params || {} },
+    userAuthentication: { endpoint: `${authBase}/pusher/user-auth`, transport: "ajax", params: params || {} },
   });
   pusher.connection.bind("state_change", (s) => out({ id, type: "state", current: s.current }));
   pusher.connection.bind("connected", () =>
@@ -58,7 +58,7 @@ function signin(id) {
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
   const cmd = JSON.parse(line);
   try {
-    if (cmd.cmd === "connect") connect(cmd.id);
+    if (cmd.cmd === "connect") connect(cmd.id, cmd.params);
     else if (cmd.cmd === "subscribe") subscribe(cmd.id, cmd.channel, cmd.events);
     else if (cmd.cmd === "unsubscribe") clients[cmd.id].unsubscribe(cmd.channel);
     else if (cmd.cmd === "trigger") {
