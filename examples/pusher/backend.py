@@ -1,7 +1,7 @@
 """The app's back end for the Pusher example: auth endpoints, a send endpoint, a webhook receiver.
 
 Written only with the `pusher` SDK and aiohttp, exactly as it would be for Pusher Channels or
-soketi. Run: `python backend.py` (port 8000), next to `sockway serve -c sockway.yaml`.
+soketi. Run: `python backend.py` (port 8000), next to `sockway serve --config sockway.yaml`.
 """
 
 from __future__ import annotations

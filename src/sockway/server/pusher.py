@@ -68,10 +68,10 @@ class PusherFrontDoor:
         if registry is None:
             registry = PusherRegistry()
             app[REGISTRY] = registry
-            app.router.add_get("/app/{key}", lambda r: _upgrade(registry, r))
-            app.router.add_route("*", "/apps/{app_id}/{tail:.*}", lambda r: _by_app_id(registry, r))
+            app.router.add_get("/app/{key}", registry.upgrade)
+            app.router.add_route("*", "/apps/{app_id}/{tail:.*}", registry.by_app_id)
             app.router.add_route(
-                "*", "/users/{user_id}/terminate_connections", lambda r: _by_key(registry, r)
+                "*", "/users/{user_id}/terminate_connections", registry.by_auth_key
             )
         registry.by_key[self.app.settings.key] = self
         registry.by_id[self.app.settings.app_id] = self
