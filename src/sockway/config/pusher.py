@@ -100,6 +100,9 @@ class WebhookDelivery(_Strict):
         "reject bodies older than 5 minutes",
     )
     max_batch_events: int = Field(50, gt=0, description="events per request at most")
+    max_concurrent_requests: int = Field(
+        16, gt=0, description="requests in flight per webhook (one channel's are never parallel)"
+    )
     max_pending_events: int = Field(
         10_000, gt=0, description="queued per webhook; beyond it new events are counted as lost"
     )

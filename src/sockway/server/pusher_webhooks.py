@@ -72,6 +72,7 @@ class _HookQueue:
         self.pending: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.size = 0
+        self.in_flight = asyncio.Semaphore(owner.app.webhook_delivery.max_concurrent_requests)
 
     def put(self, time_ms: int, event: dict[str, Any]) -> None:
         limits = self.owner.app.webhook_delivery
@@ -121,7 +122,8 @@ class _HookQueue:
         extra = {"api": app.name}
         while True:
             try:
-                await self.target.deliver(body, headers, limits.timeout_s)
+                async with self.in_flight:
+                    await self.target.deliver(body, headers, limits.timeout_s)
             except DeliveryFailed as exc:
                 age_s = (self.owner.now_ms() - time_ms) / 1000
                 if (
