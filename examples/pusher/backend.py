@@ -57,7 +57,11 @@ async def channel_auth(request: web.Request) -> web.Response:
     if channel.startswith("presence-"):
         user = _user(request, form)
         custom = {"user_id": user["id"], "user_info": {"name": user["name"]}}
-    return web.json_response(request.app[APP].authenticate(channel, form["socket_id"], custom))
+    answer = request.app[APP].authenticate(channel, form["socket_id"], custom)
+    # shared_secret (private-encrypted- channels) comes back as base64 bytes.
+    return web.json_response(
+        {k: v.decode() if isinstance(v, bytes) else v for k, v in answer.items()}
+    )
 
 
 async def user_auth(request: web.Request) -> web.Response:

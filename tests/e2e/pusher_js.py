@@ -33,7 +33,11 @@ class AuthServer:
         if channel.startswith("presence-"):
             user = self.users[self.user_for_socket.get(socket_id, "anon")]
             custom = {"user_id": user["id"], "user_info": {"name": user["name"]}}
-        return web.json_response(self.client.authenticate(channel, socket_id, custom))
+        answer = self.client.authenticate(channel, socket_id, custom)
+        # The py SDK returns shared_secret (encrypted channels) as base64 bytes.
+        return web.json_response(
+            {k: v.decode() if isinstance(v, bytes) else v for k, v in answer.items()}
+        )
 
     async def user_auth(self, request: web.Request) -> web.Response:
         form = await request.post()

@@ -3,6 +3,9 @@ app's back end: auth endpoint, triggers, queries, sign-in and termination (pushe
 
 from __future__ import annotations
 
+import asyncio
+import base64
+
 import pusher
 import pytest
 
@@ -10,6 +13,7 @@ from tests.e2e.pusher_js import AuthServer, PusherJs
 from tests.e2e.pusher_support import APP_ID, KEY, SECRET, pusher_app, sdk
 from tests.e2e.support import wait_until
 
+MASTER_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 USERS = {
     "anon": {"id": "0", "name": "Anon"},
     "ann": {"id": "1", "name": "Ann"},
@@ -21,7 +25,13 @@ USERS = {
 async def js_env(start_gateway):
     gw = await start_gateway({"apis": [pusher_app(enable_client_messages=True)]})
     client = pusher.Pusher(
-        app_id=APP_ID, key=KEY, secret=SECRET, host="127.0.0.1", port=gw.port, ssl=False
+        app_id=APP_ID,
+        key=KEY,
+        secret=SECRET,
+        host="127.0.0.1",
+        port=gw.port,
+        ssl=False,
+        encryption_master_key_base64=MASTER_KEY,
     )
     auth = await AuthServer(client, USERS).start()
     js = await PusherJs.start(gw.port, KEY, auth.url)
@@ -94,3 +104,17 @@ async def test_signin_send_to_user_and_terminate(js_env):
     assert error["error"]["code"] == 4009
     # 4009 is in pusher-js's "refused" range: it disconnects and does not reconnect.
     await js.wait_for(id="ann", type="state", current="disconnected")
+
+
+async def test_encrypted_channel_end_to_end(js_env):
+    """The SDK encrypts, sockway relays ciphertext, pusher-js decrypts with the shared secret
+    its auth endpoint handed out (pusher spec §1.8)."""
+    gw, auth, js = js_env
+    await _connect(js, auth, "ann")
+    await js.send(cmd="subscribe", id="ann", channel="private-encrypted-vault")
+    await js.wait_for(id="ann", type="subscribed", channel="private-encrypted-vault")
+    await asyncio.to_thread(
+        auth.client.trigger, "private-encrypted-vault", "secret", {"code": 1234}
+    )
+    got = await js.wait_for(id="ann", type="event", channel="private-encrypted-vault")
+    assert got["event"] == "secret" and got["data"] == {"code": 1234}
