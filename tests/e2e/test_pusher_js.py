@@ -109,7 +109,7 @@ async def test_signin_send_to_user_and_terminate(js_env):
 async def test_encrypted_channel_end_to_end(js_env):
     """The SDK encrypts, sockway relays ciphertext, pusher-js decrypts with the shared secret
     its auth endpoint handed out (pusher spec §1.8)."""
-    gw, auth, js = js_env
+    _gw, auth, js = js_env
     await _connect(js, auth, "ann")
     await js.send(cmd="subscribe", id="ann", channel="private-encrypted-vault")
     await js.wait_for(id="ann", type="subscribed", channel="private-encrypted-vault")
