@@ -194,3 +194,29 @@ async def test_shutdown_sends_4200(start_gateway):
     with pytest.raises(websockets.ConnectionClosed):
         await c.recv()
     assert c.ws.close_code == 4200
+
+
+async def test_apps_are_isolated(start_gateway):
+    gw = await start_gateway(
+        {
+            "apis": [
+                pusher_app(),
+                pusher_app(name="other", app_id="456", key="other-key", secret="other-secret"),
+            ]
+        }
+    )
+    mine, theirs = await Client.connect(gw), await Client.connect(gw, "other-key")
+    await mine.subscribe("news")
+    await theirs.subscribe("news")
+    await sdk(gw, app_id="456", key="other-key", secret="other-secret").trigger(
+        "news", "for-other", "x"
+    )
+    assert (await theirs.recv())["event"] == "for-other"
+    # Signed with the other app's secret: refused on this app.
+    other_auth = sdk(gw, app_id="456", key="other-key", secret="other-secret").authenticate(
+        "private-a", mine.socket_id
+    )
+    assert (await mine.subscribe("private-a", other_auth))["event"] == "pusher:subscription_error"
+    await sdk(gw).trigger("news", "for-mine", "y")
+    assert (await mine.recv())["event"] == "for-mine"  # nothing of the other app before it
+    assert await sdk(gw).channels_info() == {"channels": {"news": {}}}
