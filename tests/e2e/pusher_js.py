@@ -29,6 +29,9 @@ class AuthServer:
         socket_id, channel = str(form["socket_id"]), str(form["channel_name"])
         if channel == "private-forbidden":
             return web.Response(status=403)
+        if channel == "private-badsig":
+            # A real signature, but for another socket: sockway must refuse it.
+            return web.json_response(self.client.authenticate(channel, "1.1"))
         custom = None
         if channel.startswith("presence-"):
             user = self.users[self.user_for_socket.get(socket_id, "anon")]
@@ -70,10 +73,10 @@ class PusherJs:
         self.seen: list[dict[str, Any]] = []
 
     @classmethod
-    async def start(cls, port: int, key: str, auth_url: str) -> PusherJs:
+    async def start(cls, port: int, key: str, auth_url: str, script: Path = DRIVER) -> PusherJs:
         proc = await asyncio.create_subprocess_exec(
             "node",
-            str(DRIVER),
+            str(script),
             "127.0.0.1",
             str(port),
             key,

@@ -9,10 +9,11 @@ import base64
 import pusher
 import pytest
 
-from tests.e2e.pusher_js import AuthServer, PusherJs
+from tests.e2e.pusher_js import DRIVER, AuthServer, PusherJs
 from tests.e2e.pusher_support import APP_ID, KEY, SECRET, pusher_app, sdk
 from tests.e2e.support import wait_until
 
+ECHO_DRIVER = DRIVER.with_name("echo_driver.mjs")
 MASTER_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 USERS = {
     "anon": {"id": "0", "name": "Anon"},
@@ -118,3 +119,30 @@ async def test_encrypted_channel_end_to_end(js_env):
     )
     got = await js.wait_for(id="ann", type="event", channel="private-encrypted-vault")
     assert got["event"] == "secret" and got["data"] == {"code": 1234}
+
+
+async def test_laravel_echo(start_gateway):
+    """Laravel Echo on pusher-js: public and private listeners, and ``.error()`` receiving
+    sockway's channel-scoped ``pusher:subscription_error`` for a bad signature."""
+    gw = await start_gateway({"apis": [pusher_app()]})
+    client = pusher.Pusher(
+        app_id=APP_ID, key=KEY, secret=SECRET, host="127.0.0.1", port=gw.port, ssl=False
+    )
+    auth = await AuthServer(client, USERS).start()
+    echo = await PusherJs.start(gw.port, KEY, auth.url, ECHO_DRIVER)
+    try:
+        await echo.wait_for(type="subscribed", channel="orders")
+        await echo.wait_for(type="subscribed", channel="private-room")
+        error = await echo.wait_for(type="error", channel="private-badsig")
+        assert error["error"] == {
+            "type": "AuthError",
+            "error": "The connection is unauthorized.",
+            "status": 401,
+        }
+        await asyncio.to_thread(client.trigger, "orders", "OrderShipped", {"id": 7})
+        assert (await echo.wait_for(type="event", channel="orders"))["data"] == {"id": 7}
+        await asyncio.to_thread(client.trigger, "private-room", "Said", {"text": "hi"})
+        assert (await echo.wait_for(type="event", channel="private-room"))["data"] == {"text": "hi"}
+    finally:
+        await echo.stop()
+        await auth.stop()
