@@ -220,3 +220,15 @@ async def test_apps_are_isolated(start_gateway):
     await sdk(gw).trigger("news", "for-mine", "y")
     assert (await mine.recv())["event"] == "for-mine"  # nothing of the other app before it
     assert await sdk(gw).channels_info() == {"channels": {"news": {}}}
+
+
+async def test_oversize_frame_closes_1009(start_gateway):
+    gw = await start_gateway({"apis": [pusher_app(max_message_bytes=1024)]})
+    c = await Client.connect(gw)
+    await c.ws.send(json.dumps({"event": "client-x", "channel": "private-a", "data": "x" * 2000}))
+    with pytest.raises(websockets.ConnectionClosed):
+        await c.recv()
+    assert c.ws.close_code == 1009
+    other = await Client.connect(gw)  # the server keeps working
+    await other.send("pusher:ping")
+    await other.expect("pusher:pong")

@@ -272,3 +272,32 @@ async def test_lambda_webhook(start_gateway):
         assert payload["payload"]["events"] == [{"name": "channel_occupied", "channel": "lam"}]
     finally:
         await runner.cleanup()
+
+
+async def test_queue_overflow_is_counted_as_dropped(start_gateway):
+    down = "http://127.0.0.1:9/nothing-listens-here"
+    delivery = {**FAST, "max_pending_events": 1}
+    gw = await start_gateway(
+        {
+            "apis": [
+                pusher_app(
+                    webhooks=[hook(down, ["channel_occupied", "channel_vacated"])],
+                    webhook_delivery=delivery,
+                )
+            ]
+        }
+    )
+    c = await Client.connect(gw)
+    await c.subscribe("c")  # occupied: being retried
+    await c.send("pusher:unsubscribe", {"channel": "c"})  # vacated: queued
+    await c.subscribe("c")  # occupied: over the bound
+
+    def outcome(name: str) -> float:
+        for line in gw.metrics.render().decode().splitlines():
+            if line.startswith(f'sockway_pusher_webhooks_total{{api="p",outcome="{name}"}}'):
+                return float(line.split()[-1])
+        return 0
+
+    await wait_until(lambda: outcome("dropped") == 1)
+    await gw.stop(grace_s=5)  # shutdown: no more backoff, the rest is recorded as failed
+    assert outcome("failed") == 2
