@@ -45,7 +45,6 @@ class Metrics:
             ["api"],
             registry=r,
         )
-
         self.pusher_webhooks = Counter(
             "sockway_pusher_webhooks",
             "Pusher webhook events by outcome (delivered, retried, failed, dropped)",
