@@ -366,11 +366,11 @@ def test_tls_auto_with_key(tmp_path: Path) -> None:
 
 def test_unknown_api_type(tmp_path: Path) -> None:
     assert problems_of({"apis": [{"name": "a", "type": "graphql"}]}, tmp_path) == [
-        "apis[0].type: unknown API type 'graphql' (expected one of: websocket)"
+        "apis[0].type: unknown API type 'graphql' (expected one of: websocket, pusher)"
     ]
 
 
-@pytest.mark.parametrize(("kind", "label"), [("events", "AppSync Events"), ("pusher", "Pusher")])
+@pytest.mark.parametrize(("kind", "label"), [("events", "AppSync Events")])
 def test_future_api_types_are_not_available(tmp_path: Path, kind: str, label: str) -> None:
     assert problems_of({"apis": [{"name": "a", "type": kind}]}, tmp_path) == [
         f"apis[0].type: API type '{kind}' ({label}) is not available in this version"
@@ -379,7 +379,7 @@ def test_future_api_types_are_not_available(tmp_path: Path, kind: str, label: st
 
 def test_missing_api_type(tmp_path: Path) -> None:
     assert problems_of({"apis": [{"name": "a"}]}, tmp_path) == [
-        "apis[0].type: missing (expected one of: websocket)"
+        "apis[0].type: missing (expected one of: websocket, pusher)"
     ]
 
 

@@ -16,9 +16,10 @@ import yaml
 from pydantic import ValidationError
 
 from sockway.config.models import DEFAULT_RUNTIME, Settings
+from sockway.config.pusher import check_unique_pusher_apps
 
-API_TYPES = ("websocket",)
-_LATER_TYPES = {"events": "AppSync Events", "pusher": "Pusher"}
+API_TYPES = ("websocket", "pusher")
+_LATER_TYPES = {"events": "AppSync Events"}
 # Names pydantic puts into error locations that are not config keys: union members, the
 # discriminator tag, and the marker of a dict key.
 _NOT_KEYS = frozenset({"[key]", *API_TYPES})
@@ -108,6 +109,7 @@ def parse_config(document: Any, base_dir: Path) -> Settings:
     except ValidationError as exc:
         problems += _format_errors(exc)
     problems += _check_unique(raw)
+    problems += check_unique_pusher_apps(_raw_apis(raw))
     problems += check_handlers(raw)
     if problems:
         raise ConfigError(problems)
@@ -140,6 +142,8 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     stages: dict[str, str] = {}
     for i, api in enumerate(_raw_apis(raw)):
         name, stage = api.get("name"), api.get("stage", "dev")
+        if api.get("type") == "pusher":
+            stage = None  # served under /app/{key} and /apps/{app_id}, not a stage
         if isinstance(name, str):
             if name in names:
                 problems.append(f"apis[{i}].name: two APIs are named '{name}'")

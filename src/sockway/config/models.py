@@ -258,7 +258,9 @@ class TlsSettings(_Strict):
 
 # Every API type, told apart by ``type:``. A new type adds its settings class here, its name
 # to ``config.loader.API_TYPES`` and its builder to ``server.frontdoors.BUILDERS``.
-Api = Annotated[WebSocketApi, Field(discriminator="type")]
+from sockway.config.pusher import PusherApp  # noqa: E402  (it builds on ApiBase above)
+
+Api = Annotated[WebSocketApi | PusherApp, Field(discriminator="type")]
 
 
 class Settings(_Strict):
