@@ -109,7 +109,7 @@ def test_check_config_prints_every_problem_with_its_key_path(tmp_path: Path) -> 
     result = _run(tmp_path, "check-config", "sockway.yaml")
     assert result.returncode == 1
     assert "listen: '127.0.0.1:not-a-port' is not host:port" in result.stderr
-    assert "apis[1].type: API type 'pusher' (Pusher) is not available" in result.stderr
+    assert "apis[1].app_id: Field required" in result.stderr
 
     # Once the structure is valid, handlers are resolved and every bad one is listed.
     fixed = BAD_CONFIG.replace("not-a-port", "8080").split("  - name: later")[0]

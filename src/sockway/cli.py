@@ -40,7 +40,12 @@ def _fail(problems: list[str]) -> None:
 )
 @click.option("--host", help="Override the host of 'listen'.")
 @click.option("--port", type=int, help="Override the port of 'listen' (0 picks a free port).")
-def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Restart a process-runtime function's workers when files under its code_dir change.",
+)
+def serve(config_path: Path | None, host: str | None, port: int | None, reload: bool) -> None:
     """Start the gateway (the embedded demo when no --config is given)."""
     try:
         if config_path is None:
@@ -59,7 +64,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     try:
         import uvloop
 
-        uvloop.run(_serve(settings, demo=config_path is None))
+        uvloop.run(_serve(settings, demo=config_path is None, reload=reload))
     except ListenError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -67,10 +72,10 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
         _fail(exc.problems)
 
 
-async def _serve(settings: Settings, demo: bool) -> None:
+async def _serve(settings: Settings, demo: bool, reload: bool = False) -> None:
     from sockway.server.gateway import Gateway
 
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, reload=reload)
     await gateway.start()
     lines = [f"sockway {__version__} listening"]
     if gateway.tls is not None and gateway.tls.ca_file is not None:
@@ -82,7 +87,8 @@ async def _serve(settings: Settings, demo: bool) -> None:
         lines.append(f"  API '{ep.api}':")
         width = max(len(label) for label, _ in ep.urls) + 2
         lines += [f"    {label + ':':<{width}} {url}" for label, url in ep.urls]
-    lines.append(f"  health: http://{settings.listen.rsplit(':', 1)[0]}:{gateway.port}/health")
+    if gateway.listen_info is not None:
+        lines.append(f"  health: http://{gateway.listen_info.public_host}:{gateway.port}/health")
     if demo and gateway.endpoints:
         lines.append("")
         lines.append("Try it (two terminals):")

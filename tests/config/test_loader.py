@@ -366,20 +366,13 @@ def test_tls_auto_with_key(tmp_path: Path) -> None:
 
 def test_unknown_api_type(tmp_path: Path) -> None:
     assert problems_of({"apis": [{"name": "a", "type": "graphql"}]}, tmp_path) == [
-        "apis[0].type: unknown API type 'graphql' (expected one of: websocket, events)"
-    ]
-
-
-@pytest.mark.parametrize(("kind", "label"), [("pusher", "Pusher")])
-def test_future_api_types_are_not_available(tmp_path: Path, kind: str, label: str) -> None:
-    assert problems_of({"apis": [{"name": "a", "type": kind}]}, tmp_path) == [
-        f"apis[0].type: API type '{kind}' ({label}) is not available in this version"
+        "apis[0].type: unknown API type 'graphql' (expected one of: websocket, pusher, events)"
     ]
 
 
 def test_missing_api_type(tmp_path: Path) -> None:
     assert problems_of({"apis": [{"name": "a"}]}, tmp_path) == [
-        "apis[0].type: missing (expected one of: websocket, events)"
+        "apis[0].type: missing (expected one of: websocket, pusher, events)"
     ]
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sockway.config.models import ApiBase, Credential, _Strict
+from sockway.config.models import ApiBase, Credential, FunctionSettings, _Strict
 
 AuthType = Literal[
     "API_KEY", "AWS_LAMBDA", "OPENID_CONNECT", "AMAZON_COGNITO_USER_POOLS", "AWS_IAM"
@@ -45,7 +45,7 @@ class ApiKeyProvider(_Strict):
         return value
 
 
-class LambdaAuthProvider(_Strict):
+class LambdaAuthProvider(FunctionSettings):
     """AWS_LAMBDA authorizer (spec §3.5): a handler answering ``{isAuthorized, handlerContext}``."""
 
     type: Literal["AWS_LAMBDA"]
@@ -115,8 +115,9 @@ AuthProvider = Annotated[
 ]
 
 
-class HandlerSpec(_Strict):
-    """An onPublish / onSubscribe handler (spec §6.3, direct Lambda integration)."""
+class HandlerSpec(FunctionSettings):
+    """An onPublish / onSubscribe handler (spec §6.3, direct Lambda integration); any handler
+    form (``module.function``, ``http(s)://…``, ``arn:aws:lambda:…`` / ``lambda:NAME``)."""
 
     handler: str
     invoke_type: Literal["REQUEST_RESPONSE", "EVENT"] = "REQUEST_RESPONSE"

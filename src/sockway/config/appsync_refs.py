@@ -14,16 +14,27 @@ EVENTS_AUTH_TYPES = (
 )
 
 
-def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
-    """(key path, ``module.function``) of the Lambda authorizer and every namespace handler."""
-    refs: list[tuple[str, str]] = []
+def _runtime(api: dict[str, Any], spec: Any) -> str:
+    for source in (spec, api):
+        value = source.get("runtime") if isinstance(source, dict) else None
+        if isinstance(value, str):
+            return value
+    from sockway.config.models import DEFAULT_RUNTIME
+
+    return DEFAULT_RUNTIME
+
+
+def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key path, reference, runtime) of the Lambda authorizer and every namespace handler."""
+    refs: list[tuple[str, str, str]] = []
     providers = api.get("auth_providers")
     if isinstance(providers, list):
         for j, provider in enumerate(providers):
             if isinstance(provider, dict) and provider.get("type") == "AWS_LAMBDA":
                 handler = provider.get("handler")
                 if isinstance(handler, str):
-                    refs.append((f"apis[{i}].auth_providers[{j}].handler", handler))
+                    loc = f"apis[{i}].auth_providers[{j}].handler"
+                    refs.append((loc, handler, _runtime(api, provider)))
     namespaces = api.get("namespaces")
     if isinstance(namespaces, dict):
         for name, ns in namespaces.items():
@@ -33,5 +44,6 @@ def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
                 spec = ns.get(slot)
                 handler = spec.get("handler") if isinstance(spec, dict) else spec
                 if isinstance(handler, str):
-                    refs.append((f"apis[{i}].namespaces.{name}.{slot}", handler))
+                    loc = f"apis[{i}].namespaces.{name}.{slot}"
+                    refs.append((loc, handler, _runtime(api, spec)))
     return refs

@@ -16,10 +16,11 @@ import yaml
 from pydantic import ValidationError
 
 from sockway.config.appsync_refs import EVENTS_AUTH_TYPES, events_handler_refs
-from sockway.config.models import Settings
+from sockway.config.models import DEFAULT_RUNTIME, Settings
+from sockway.config.pusher import check_unique_pusher_apps
 
-API_TYPES = ("websocket", "events")
-_LATER_TYPES = {"pusher": "Pusher"}
+API_TYPES = ("websocket", "pusher", "events")
+_LATER_TYPES: dict[str, str] = {}
 # Names pydantic puts into error locations that are not config keys: union members, the
 # discriminator tag, and the marker of a dict key.
 _NOT_KEYS = frozenset({"[key]", *API_TYPES, *EVENTS_AUTH_TYPES})
@@ -116,6 +117,7 @@ def parse_config(document: Any, base_dir: Path) -> Settings:
     except ValidationError as exc:
         problems += _format_errors(exc)
     problems += _check_unique(raw)
+    problems += check_unique_pusher_apps(_raw_apis(raw))
     problems += check_handlers(raw)
     if problems:
         raise ConfigError(problems)
@@ -149,6 +151,8 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     event_paths: dict[str, str] = {}
     for i, api in enumerate(_raw_apis(raw)):
         name, stage = api.get("name"), api.get("stage", "dev")
+        if api.get("type") == "pusher":
+            stage = None  # served under /app/{key} and /apps/{app_id}, not a stage
         if api.get("type") == "events":
             path = f"{api.get('base_path', '')}/event"  # served: {base_path}/event[/realtime]
             if path in event_paths:
@@ -177,25 +181,43 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _websocket_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str]]:
-    refs: list[tuple[str, str]] = []
+def _runtime(api: dict[str, Any], spec: Any) -> str:
+    """A handler's runtime: its own ``runtime`` key, else the API's, else the default."""
+    for source in (spec, api):
+        value = source.get("runtime") if isinstance(source, dict) else None
+        if isinstance(value, str):
+            return value
+    return DEFAULT_RUNTIME
+
+
+def _websocket_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
+    refs: list[tuple[str, str, str]] = []
     authorizer = api.get("authorizer")
     if isinstance(authorizer, dict) and isinstance(authorizer.get("handler"), str):
-        refs.append((f"apis[{i}].authorizer.handler", authorizer["handler"]))
+        refs.append(
+            (f"apis[{i}].authorizer.handler", authorizer["handler"], _runtime(api, authorizer))
+        )
     routes = api.get("routes")
     if isinstance(routes, dict):
         for key, spec in routes.items():
             handler = spec.get("handler") if isinstance(spec, dict) else spec
             if isinstance(handler, str):
-                refs.append((f"apis[{i}].routes.{key}", handler))
+                refs.append((f"apis[{i}].routes.{key}", handler, _runtime(api, spec)))
     return refs
 
 
-# Where each API type keeps handler references: (key path, reference) pairs of a raw API.
-HANDLER_REFS: dict[str, Callable[[int, dict[str, Any]], list[tuple[str, str]]]] = {
+# Where each API type keeps handler references: (key path, reference, runtime) of a raw API.
+HANDLER_REFS: dict[str, Callable[[int, dict[str, Any]], list[tuple[str, str, str]]]] = {
     "websocket": _websocket_refs,
     "events": events_handler_refs,
 }
+
+
+def has_inprocess_handlers(i: int, api: dict[str, Any]) -> bool:
+    """Whether a raw API runs any handler in the gateway process (its ``environment`` then
+    applies to the gateway's own environment; process workers get theirs separately)."""
+    refs = HANDLER_REFS.get(str(api.get("type")))
+    return any(runtime != "process" for _, _, runtime in (refs(i, api) if refs else []))
 
 
 def check_handlers(raw: dict[str, Any]) -> list[str]:
@@ -203,8 +225,9 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
 
     Works on the raw document so that handler problems are reported together with schema
     problems. Each API's ``environment`` is applied first: handlers often read it at import
-    time, as on Lambda. In-process handlers share one process environment, so two APIs may not
-    give a variable different values.
+    time, as on Lambda. In-process handlers share one process environment, so two APIs with
+    in-process handlers may not give a variable different values. ``runtime: process`` handlers
+    are only looked up, never imported here; their APIs' environments go to their workers.
     """
     # Imported here: loading handlers imports user code, which the models must not do.
     from sockway.integrations.environment import apply_handler_environment, dev_ca_bundle_path
@@ -215,7 +238,7 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
     environments: list[dict[str, str]] = []
     for i, api in enumerate(_raw_apis(raw)):
         environment = api.get("environment")
-        if isinstance(environment, dict):
+        if isinstance(environment, dict) and has_inprocess_handlers(i, api):
             for key, value in environment.items():
                 owner = owners.setdefault(str(key), (str(api.get("name")), str(value)))
                 if owner[1] != str(value):
@@ -240,9 +263,9 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
                 problems.append(f"apis[{i}].code_dir: directory '{code_dir}' does not exist")
             continue
         refs = HANDLER_REFS.get(str(api.get("type")))
-        for loc, ref in refs(i, api) if refs is not None else []:
+        for loc, ref, runtime in refs(i, api) if refs is not None else []:
             try:
-                check_handler_ref(ref, Path(code_dir) if code_dir else None)
+                check_handler_ref(ref, Path(code_dir) if code_dir else None, runtime)
             except HandlerLoadError as exc:
                 problems.append(f"{loc}: {exc}")
     return problems

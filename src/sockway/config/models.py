@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from sockway.auth.authorizer import IdentitySourceError, check_identity_source
+from sockway.config.remote import HttpSettings, InvocationType, LambdaSettings
+from sockway.integrations.refs import HandlerForm, handler_form
 from sockway.protocols.apigw.routing import ExpressionError, SelectionExpression
 
 _STAGE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
@@ -53,8 +55,29 @@ def _check_route_key(key: str) -> str:
 
 RouteKey = Annotated[str, AfterValidator(_check_route_key)]
 
+# How a Python handler runs (README "Handler runtimes"): ``inprocess`` calls it in the gateway
+# process (fastest); ``process`` runs it in worker processes of its own (isolated, killable).
+Runtime = Literal["inprocess", "process"]
+DEFAULT_RUNTIME: Runtime = "inprocess"
 
-class RouteSpec(_Strict):
+
+class FunctionSettings(_Strict):
+    """Per-handler function settings; unset keys fall back to the API's."""
+
+    runtime: Runtime | None = Field(None, description="overrides the API's runtime")
+    memory_mb: int | None = Field(
+        None, ge=128, le=10240, description="overrides the API's memory_mb for this function"
+    )
+    reserved_concurrency: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="process runtime: invocations of this function at once; over it the call "
+        "is throttled (TooManyRequestsException), as Lambda's reserved concurrency",
+    )
+
+
+class RouteSpec(FunctionSettings):
     """A route's integration. The short form ``route: module.function`` means ``{handler: ...}``."""
 
     handler: str = Field(description="module.function, resolved from the API's code_dir")
@@ -64,9 +87,23 @@ class RouteSpec(_Strict):
     timeout_s: float | None = Field(
         None, gt=0, le=900, description="overrides limits.integration_timeout_s for this route"
     )
+    invocation_type: InvocationType | None = Field(
+        None, description="Lambda handlers only: overrides lambda.invocation_type for this route"
+    )
+
+    @model_validator(mode="after")
+    def _lambda_only(self) -> RouteSpec:
+        if (
+            self.invocation_type is not None
+            and handler_form(self.handler) is not HandlerForm.LAMBDA
+        ):
+            raise ValueError(
+                "invocation_type applies only to Lambda handlers (arn:aws:lambda:… or lambda:NAME)"
+            )
+        return self
 
 
-class AuthorizerSpec(_Strict):
+class AuthorizerSpec(FunctionSettings):
     """REQUEST Lambda authorizer run on $connect (apigw spec §5)."""
 
     handler: str
@@ -136,6 +173,9 @@ class ApiBase(_Strict):
     region: str = "us-east-1"
     account_id: str = Field("123456789012", pattern=r"^\d{12}$")
     memory_mb: int = Field(128, ge=128, le=10240)
+    runtime: Runtime = Field(DEFAULT_RUNTIME, description="default runtime of the API's handlers")
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings())
+    lambda_: LambdaSettings = Field(default_factory=lambda: LambdaSettings(), alias="lambda")
 
 
 class WebSocketApi(ApiBase):
@@ -219,8 +259,9 @@ class TlsSettings(_Strict):
 # Every API type, told apart by ``type:``. A new type adds its settings class here, its name
 # to ``config.loader.API_TYPES`` and its builder to ``server.frontdoors.BUILDERS``.
 from sockway.config.appsync import EventsApi  # noqa: E402 (builds on ApiBase above)
+from sockway.config.pusher import PusherApp  # noqa: E402  (it builds on ApiBase above)
 
-Api = Annotated[WebSocketApi | EventsApi, Field(discriminator="type")]
+Api = Annotated[WebSocketApi | PusherApp | EventsApi, Field(discriminator="type")]
 
 
 class Settings(_Strict):

@@ -90,8 +90,21 @@ class Node:
     def members(self, api_name: str, channel: ChannelName) -> list[Connection]:
         return list(self._channels.get((api_name, channel), ()))
 
-    def publish(self, api_name: str, channel: ChannelName, payload: bytes) -> tuple[int, int]:
-        """Send ``payload`` as a text frame to every member of the channel.
+    def member_count(self, api_name: str, channel: ChannelName) -> int:
+        return len(self._channels.get((api_name, channel), ()))
+
+    def channel_names(self, api_name: str) -> list[ChannelName]:
+        """Channels of this API with at least one member."""
+        return [name for (api, name) in self._channels if api == api_name]
+
+    def publish(
+        self,
+        api_name: str,
+        channel: ChannelName,
+        payload: bytes,
+        exclude: Connection | None = None,
+    ) -> tuple[int, int]:
+        """Send ``payload`` as a text frame to every member of the channel but ``exclude``.
 
         The frame is encoded once and written to each member without awaiting any of them.
         A member whose outbox is full is disconnected (``SLOW_CONSUMER_CLOSE``), never allowed
@@ -105,6 +118,8 @@ class Node:
         delivered = 0
         slow: list[Connection] = []
         for conn in members:
+            if conn is exclude:
+                continue
             result = conn.send_frame(frame, now)
             if result is SendResult.SENT:
                 delivered += 1

@@ -45,6 +45,12 @@ class Metrics:
             ["api"],
             registry=r,
         )
+        self.pusher_webhooks = Counter(
+            "sockway_pusher_webhooks",
+            "Pusher webhook events by outcome (delivered, retried, failed, dropped)",
+            ["api", "outcome"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -66,12 +66,13 @@ class AiohttpSink:
     (DESIGN, measured: 4.6 vs 6.3 µs per delivered message at N=1,000).
     """
 
-    __slots__ = ("close_cause", "transport", "ws")
+    __slots__ = ("_closing", "close_cause", "transport", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, transport: Any) -> None:
         self.ws = ws
         self.transport = transport
         self.close_cause: tuple[int, str] | None = None
+        self._closing: asyncio.Task[None] | None = None  # referenced so it is not collected
 
     def write_frame(self, frame: bytes) -> None:
         self.transport.write(frame)
@@ -83,7 +84,7 @@ class AiohttpSink:
         if self.close_cause is not None:
             return
         self.close_cause = (code, reason)
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     def frame_too_big(self) -> None:
         """A frame over ``max_frame_bytes`` arrived (FrameGuard): close 1009 at once.

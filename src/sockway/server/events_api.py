@@ -10,6 +10,7 @@ from aiohttp import web
 from sockway.api.appsync_http import PublishEndpoint
 from sockway.auth.events import EventsAuth
 from sockway.config.appsync import EventsApi, HandlerSpec, LambdaAuthProvider
+from sockway.config.models import FunctionSettings
 from sockway.integrations.base import Integration
 from sockway.integrations.factory import FunctionSpec
 from sockway.server.appsync import EventsRuntime, Handler, NamespaceHandlers
@@ -57,7 +58,11 @@ class EventsFrontDoor:
 
 
 def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
-    def integration(ref: str, label: str) -> Integration:
+    def integration(
+        ref: str, label: str, function: FunctionSettings, timeout_s: float, asynchronous: bool
+    ) -> Integration:
+        # EVENT handlers are invoked asynchronously on AWS Lambda too (spec §6.3).
+        invocation_type = "Event" if asynchronous else "RequestResponse"
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
@@ -65,8 +70,13 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
                 code_dir=api.code_dir,
                 region=api.region,
                 account_id=api.account_id,
-                memory_mb=api.memory_mb,
+                memory_mb=function.memory_mb or api.memory_mb,
                 environment=api.environment,
+                runtime=function.runtime or api.runtime,
+                timeout_s=timeout_s,
+                reserved_concurrency=function.reserved_concurrency,
+                http=api.http,
+                aws_lambda=api.lambda_.model_copy(update={"invocation_type": invocation_type}),
             )
         )
 
@@ -74,7 +84,8 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
         if spec is None:
             return None
         timeout = spec.timeout_s or api.limits.handler_timeout_s
-        return Handler(integration(spec.handler, label), spec, timeout)
+        built = integration(spec.handler, label, spec, timeout, spec.invoke_type == "EVENT")
+        return Handler(built, spec, timeout)
 
     handlers = {
         name: NamespaceHandlers(
@@ -84,11 +95,13 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
         for name, ns in api.namespaces.items()
     }
     authorizer = next((p for p in api.auth_providers if isinstance(p, LambdaAuthProvider)), None)
-    auth = EventsAuth(
-        api,
-        integration(authorizer.handler, "authorizer") if authorizer is not None else None,
-        ctx.new_id,
-    )
+    authorizer_integration = None
+    if authorizer is not None:
+        timeout = authorizer.timeout_s or api.limits.handler_timeout_s
+        authorizer_integration = integration(
+            authorizer.handler, "authorizer", authorizer, timeout, asynchronous=False
+        )
+    auth = EventsAuth(api, authorizer_integration, ctx.new_id)
     runtime = EventsRuntime(
         settings=api,
         node=ctx.node,

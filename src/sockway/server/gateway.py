@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from sockway.api.ops import add_ops_routes
+from sockway.config.loader import has_inprocess_handlers
 from sockway.config.models import Settings, parse_hostport
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import Node
@@ -34,18 +35,28 @@ class Gateway:
     """One gateway process. ``start()`` binds and serves; ``stop()`` drains and exits cleanly."""
 
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, new_id: IdGenerator | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        new_id: IdGenerator | None = None,
+        reload: bool = False,
     ) -> None:
         self.settings = settings
+        self.integrations = IntegrationFactory(
+            ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler"),
+            reload=reload,  # --reload: restart process-runtime workers when their code changes
+        )
         self.clock = clock or SystemClock()
         self.new_id = new_id or aws_style_id
         self.node = Node(self.clock)
         self.metrics = Metrics()
-        self.executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler")
+        self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None
         self.front_doors: list[FrontDoor] = []
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
+        self.listen_info: ListenInfo | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ready = False
@@ -66,7 +77,12 @@ class Gateway:
                 os.environ.get(UPSTREAM_CA_BUNDLE) or os.environ.get("AWS_CA_BUNDLE"),
             )
         region = self.settings.apis[0].region if self.settings.apis else "us-east-1"
-        apply_handler_environment((a.environment for a in self.settings.apis), region, bundle)
+        inprocess = [
+            a.environment
+            for i, a in enumerate(self.settings.apis)
+            if has_inprocess_handlers(i, a.model_dump(mode="json"))
+        ]
+        apply_handler_environment(inprocess, region, bundle)
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
@@ -102,7 +118,7 @@ class Gateway:
             node=self.node,
             metrics=self.metrics,
             new_id=self.new_id,
-            integrations=IntegrationFactory(self.executor),
+            integrations=self.integrations,
         )
         self.front_doors = [build_front_door(api, ctx) for api in s.apis]
         tls_ctx = self.tls.server_context() if self.tls is not None else None
@@ -130,8 +146,8 @@ class Gateway:
         public_host = "localhost" if host in ("0.0.0.0", "::", "") else host
         if ":" in public_host:
             public_host = f"[{public_host}]"
-        listen = ListenInfo(public_host, main.port, tls_port)
-        self.endpoints = [door.bind(listen) for door in self.front_doors]
+        self.listen_info = ListenInfo(public_host, main.port, tls_port)
+        self.endpoints = [door.bind(self.listen_info) for door in self.front_doors]
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         self._ready = True
 
@@ -180,6 +196,7 @@ class Gateway:
                 await self._sweeper
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.integrations.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from sockway.api.management import ManagementApi
-from sockway.config.models import WebSocketApi
+from sockway.config.models import FunctionSettings, RouteSpec, WebSocketApi
 from sockway.integrations.base import Integration
 from sockway.integrations.factory import FunctionSpec
 from sockway.protocols.apigw.events import ApiIdentity
@@ -65,7 +65,16 @@ class WebSocketFrontDoor:
 
 
 def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFrontDoor:
-    def integration(ref: str, label: str) -> Integration:
+    default_timeout = api.limits.integration_timeout_s
+
+    def integration(
+        ref: str, label: str, function: FunctionSettings, timeout_s: float
+    ) -> Integration:
+        aws_lambda = api.lambda_
+        if not isinstance(function, RouteSpec):  # the authorizer is always RequestResponse
+            aws_lambda = aws_lambda.model_copy(update={"invocation_type": "RequestResponse"})
+        elif function.invocation_type is not None:
+            aws_lambda = aws_lambda.model_copy(update={"invocation_type": function.invocation_type})
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
@@ -73,16 +82,20 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
                 code_dir=api.code_dir,
                 region=api.region,
                 account_id=api.account_id,
-                memory_mb=api.memory_mb,
+                memory_mb=function.memory_mb or api.memory_mb,
                 environment=api.environment,
+                runtime=function.runtime or api.runtime,
+                timeout_s=timeout_s,
+                reserved_concurrency=function.reserved_concurrency,
+                http=api.http,
+                aws_lambda=aws_lambda,
             )
         )
 
-    default_timeout = api.limits.integration_timeout_s
     routes = {
         key: Route(
             key,
-            integration(spec.handler, key),
+            integration(spec.handler, key, spec, spec.timeout_s or default_timeout),
             spec.route_response,
             spec.timeout_s or default_timeout,
         )
@@ -90,10 +103,11 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
     }
     authorizer = None
     if api.authorizer is not None:
+        timeout_s = api.authorizer.timeout_s or default_timeout
         authorizer = Authorizer(
             api.authorizer,
-            integration(api.authorizer.handler, "authorizer"),
-            api.authorizer.timeout_s or default_timeout,
+            integration(api.authorizer.handler, "authorizer", api.authorizer, timeout_s),
+            timeout_s,
         )
     runtime = ApiRuntime(
         settings=api,

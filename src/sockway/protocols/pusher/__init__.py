@@ -1,0 +1,1 @@
+"""Pusher Channels protocol v7 (pusher spec): pure wire, channel and signature logic."""

@@ -1,0 +1,226 @@
+"""One running Pusher app: its sockets, users, presence, cache channels and webhooks.
+
+The operations both doors share live here: subscribe/unsubscribe bookkeeping (with the
+``channel_occupied``/``vacated`` and member webhooks), publishing an API event (encoded once,
+written to every recipient without awaiting any), server-to-user delivery and terminating a
+user's connections (pusher spec §1.5-§1.8, §3.2, §4.1).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from sockway.config.pusher import PusherApp
+from sockway.core.connection import Connection, SendResult
+from sockway.core.frames import encode_text_frame
+from sockway.core.ids import ChannelName
+from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.presence import Presence
+from sockway.observability.metrics import Metrics
+from sockway.protocols.pusher import messages as wire
+from sockway.protocols.pusher.channels import Kind, is_cache, kind_of, server_to_user_id
+from sockway.server.pusher_webhooks import Webhooks
+
+
+@dataclass(eq=False, slots=True)
+class PusherSocket:
+    """Protocol state of one connection (its channels are ``conn.channels``)."""
+
+    conn: Connection
+    last_seen_ms: int
+    user_id: str | None = None
+    presence: dict[str, Any] = field(default_factory=dict)  # channel → user_id as given
+    ping_sent_ms: int | None = None
+    auth_deadline_ms: int | None = None
+    rate_window_ms: int = 0
+    rate_count: int = 0
+
+    @property
+    def socket_id(self) -> str:
+        return str(self.conn.id)
+
+
+class PusherAppState:
+    def __init__(self, settings: PusherApp, node: Node, metrics: Metrics, hooks: Webhooks):
+        self.settings = settings
+        self.node = node
+        self.metrics = metrics
+        self.webhooks = hooks
+        self.presence = Presence()
+        self.sockets: dict[str, PusherSocket] = {}
+        self.users: dict[str, set[PusherSocket]] = {}
+        self.cache: dict[str, tuple[int, bytes]] = {}  # channel → (expires_ms, frame payload)
+        self.draining = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def new_socket_id(self) -> str:
+        """``\\d+.\\d+`` as both SDKs validate (spec §1.10), unique on this node."""
+        while True:
+            socket_id = f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}"
+            if socket_id not in self.sockets:
+                return socket_id
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, sock: PusherSocket, payload: bytes) -> None:
+        result = sock.conn.send_text(payload, self.node.now_ms())
+        if result is SendResult.SENT:
+            self.metrics.messages_out.labels(self.name).inc()
+        elif result is SendResult.OUTBOX_FULL:
+            self.metrics.slow_consumers.labels(self.name).inc()
+            sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
+
+    def close_with_error(self, sock: PusherSocket, code: int, message: str) -> None:
+        """``pusher:error`` then close with the same code (spec §1.3)."""
+        self.send(sock, wire.error(code, message))
+        sock.conn.sink.close(code, message)
+
+    def broadcast(self, channel: str, payload: bytes, exclude: Connection | None = None) -> int:
+        delivered, slow = self.node.publish(self.name, ChannelName(channel), payload, exclude)
+        if delivered:
+            self.metrics.messages_out.labels(self.name).inc(delivered)
+        if slow:
+            self.metrics.slow_consumers.labels(self.name).inc(slow)
+        return delivered
+
+    # -- membership -------------------------------------------------------------------------
+
+    def subscription_count(self, channel: str) -> int:
+        return self.node.member_count(self.name, ChannelName(channel))
+
+    def join(self, sock: PusherSocket, channel: str, member: tuple[Any, Any] | None) -> None:
+        """Add the membership, then send ``subscription_succeeded`` (+ cache) to ``sock``.
+
+        ``member`` is ``(user_id, user_info)`` on presence channels.
+        """
+        name = ChannelName(channel)
+        already = name in sock.conn.channels
+        self.node.join(sock.conn, name)
+        count = self.subscription_count(channel)
+        if not already and count == 1:
+            self.webhooks.emit({"name": "channel_occupied", "channel": channel})
+        if member is not None:
+            user_id, user_info = member
+            previous = sock.presence.get(channel)
+            if previous is not None and str(previous) != str(user_id):
+                self._presence_leave(sock, channel)
+            sock.presence[channel] = user_id
+            if self.presence.join(channel, sock.socket_id, user_id, user_info):
+                self.broadcast(channel, wire.member_added(channel, user_id, user_info), sock.conn)
+                self.webhooks.emit(
+                    {"name": "member_added", "channel": channel, "user_id": str(user_id)}
+                )
+            ids, hash_ = self.presence.snapshot(channel)
+            self.send(sock, wire.presence_succeeded(channel, ids, hash_))
+        else:
+            self.send(sock, wire.subscription_succeeded(channel))
+            if not already:
+                self._count_changed(channel, count)
+        if is_cache(channel):
+            self._send_cached(sock, channel)
+
+    def leave(self, sock: PusherSocket, channel: str) -> None:
+        if not self.node.leave(sock.conn, ChannelName(channel)):
+            return
+        if channel in sock.presence:
+            self._presence_leave(sock, channel)
+        count = self.subscription_count(channel)
+        if count == 0:
+            self.webhooks.emit({"name": "channel_vacated", "channel": channel})
+        if kind_of(channel) is not Kind.PRESENCE:
+            self._count_changed(channel, count)
+
+    def _presence_leave(self, sock: PusherSocket, channel: str) -> None:
+        user_id = sock.presence.pop(channel)
+        if self.presence.leave(channel, sock.socket_id, user_id) is not None:
+            self.broadcast(channel, wire.member_removed(channel, user_id), sock.conn)
+            self.webhooks.emit(
+                {"name": "member_removed", "channel": channel, "user_id": str(user_id)}
+            )
+
+    def _count_changed(self, channel: str, count: int) -> None:
+        if self.webhooks.wants("subscription_count"):
+            self.webhooks.emit(
+                {"name": "subscription_count", "channel": channel, "subscription_count": count}
+            )
+
+    def _send_cached(self, sock: PusherSocket, channel: str) -> None:
+        cached = self.cache.get(channel)
+        if cached is not None and cached[0] > self.node.now_ms():
+            self.send(sock, cached[1])
+            return
+        self.cache.pop(channel, None)
+        self.send(sock, wire.cache_miss(channel))
+        self.webhooks.emit({"name": "cache_miss", "channel": channel})
+
+    # -- connections ------------------------------------------------------------------------
+
+    def add(self, sock: PusherSocket) -> None:
+        self.sockets[sock.socket_id] = sock
+
+    def remove(self, sock: PusherSocket) -> None:
+        """The connection ended: leave every channel (webhooks, member_removed) and forget it."""
+        for channel in list(sock.conn.channels):
+            self.leave(sock, channel)
+        self.sockets.pop(sock.socket_id, None)
+        if sock.user_id is not None:
+            owned = self.users.get(sock.user_id)
+            if owned is not None:
+                owned.discard(sock)
+                if not owned:
+                    del self.users[sock.user_id]
+
+    def sign_in(self, sock: PusherSocket, user_id: str) -> None:
+        if sock.user_id is not None and sock.user_id != user_id:
+            owned = self.users.get(sock.user_id)
+            if owned is not None:
+                owned.discard(sock)
+        sock.user_id = user_id
+        sock.auth_deadline_ms = None
+        self.users.setdefault(user_id, set()).add(sock)
+
+    # -- HTTP API side ----------------------------------------------------------------------
+
+    def publish(self, channel: str, event: str, data: str, socket_id: str | None) -> None:
+        """Deliver an API-triggered event (``data`` exactly as the caller sent it)."""
+        payload = wire.channel_event(event, channel, data)
+        excluded = self.sockets.get(socket_id) if socket_id else None
+        user_id = server_to_user_id(channel)
+        if user_id is not None:
+            self._send_to_user(user_id, payload, excluded)
+        else:
+            self.broadcast(channel, payload, excluded.conn if excluded else None)
+        if is_cache(channel):
+            self.cache[channel] = (
+                self.node.now_ms() + int(self.settings.cache_ttl_s * 1000),
+                payload,
+            )
+
+    def _send_to_user(self, user_id: str, payload: bytes, excluded: PusherSocket | None) -> None:
+        """Every socket signed in as ``user_id``, subscribed or not (spec §1.7)."""
+        recipients = [s for s in self.users.get(user_id, ()) if s is not excluded]
+        if not recipients:
+            return
+        frame = encode_text_frame(payload)  # encoded once for all of the user's sockets
+        now = self.node.now_ms()
+        for sock in recipients:
+            result = sock.conn.send_frame(frame, now)
+            if result is SendResult.SENT:
+                self.metrics.messages_out.labels(self.name).inc()
+            elif result is SendResult.OUTBOX_FULL:
+                sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
+
+    def terminate_user(self, user_id: str) -> int:
+        sockets = list(self.users.get(user_id, ()))
+        for sock in sockets:
+            self.close_with_error(sock, wire.UNAUTHORIZED, "You got disconnected by the app.")
+        return len(sockets)
+
+    def purge_cache(self, now_ms: int) -> None:
+        for channel in [c for c, (expires, _) in self.cache.items() if expires <= now_ms]:
+            del self.cache[channel]
