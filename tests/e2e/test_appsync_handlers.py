@@ -280,3 +280,18 @@ async def test_event_invocation_does_not_change_the_broadcast(
     await wait_until(lambda: len(recorded("authz", "BACKGROUND")) == 1)
     assert recorded("authz", "BACKGROUND")[0]["events"][0]["payload"] == {"a": 1}
     await c.close()
+
+
+async def test_powertools_handler_in_the_process_runtime(start_gateway: StartGateway, tmp_path: Path) -> None:
+    config = handler_config(tmp_path)
+    config["namespaces"]["default"] = {
+        "on_publish": {"handler": "pt_app.handler", "runtime": "process"},
+        "on_subscribe": {"handler": "pt_app.handler", "runtime": "process"},
+    }
+    gw = await start_gateway({"apis": [config]})
+    c = await EventsClient.connect(gw.port)
+    assert (await c.subscribe("no", "/default/private/x"))["errors"][0]["errorType"] == "UnauthorizedException"
+    assert (await c.subscribe("s", "/default/*"))["type"] == "subscribe_success"
+    data = await c.publish("p", "/default/room", [{"text": "from a worker"}])
+    assert json.loads(data["event"]) == {"text": "FROM A WORKER"}
+    await c.close()
