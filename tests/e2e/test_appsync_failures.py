@@ -185,3 +185,44 @@ async def test_publish_order_is_kept_when_handlers_finish_out_of_order(
     assert (await pub.publish("fast", "/default/b", [{"n": 10, "sleep": 0}]))["id"] == "fast"
     assert json.loads((await sub.recv())["event"])["n"] == 10
     assert json.loads((await sub.recv())["event"])["n"] == 9
+
+
+INFLATE = """
+def on_publish(event, context):
+    return {"events": [{"id": e["id"], "payload": "x" * e["payload"]} for e in event["events"]]}
+"""
+
+
+async def test_an_event_made_too_large_by_its_handler_gets_broadcast_error(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = write_handlers(tmp_path / "fns", {"inflate.py": INFLATE})
+    api = events_api(
+        code,
+        namespaces={"default": {"on_publish": "inflate.on_publish"}},
+        limits={"max_event_bytes": 1000},
+    )
+    gw = await start_gateway({"apis": [api]})
+    c = await EventsClient.connect(gw.port)
+    assert (await c.subscribe("s", "/default/*"))["type"] == "subscribe_success"
+    await c.send(
+        {
+            "type": "publish",
+            "id": "p",
+            "channel": "/default/a",
+            "events": ["2000", "3"],
+            "authorization": {"x-api-key": API_KEY},
+        }
+    )
+    assert await c.recv() == {
+        "type": "broadcast_error",
+        "id": "s",
+        "errors": [
+            {
+                "errorType": "MessageProcessingError",
+                "message": "There was an error processing the message",
+            }
+        ],
+    }
+    assert await c.recv() == {"type": "data", "id": "s", "event": '"xxx"'}
+    assert (await c.recv())["type"] == "publish_success"

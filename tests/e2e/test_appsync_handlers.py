@@ -282,7 +282,9 @@ async def test_event_invocation_does_not_change_the_broadcast(
     await c.close()
 
 
-async def test_powertools_handler_in_the_process_runtime(start_gateway: StartGateway, tmp_path: Path) -> None:
+async def test_powertools_handler_in_the_process_runtime(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
     config = handler_config(tmp_path)
     config["namespaces"]["default"] = {
         "on_publish": {"handler": "pt_app.handler", "runtime": "process"},
@@ -290,7 +292,9 @@ async def test_powertools_handler_in_the_process_runtime(start_gateway: StartGat
     }
     gw = await start_gateway({"apis": [config]})
     c = await EventsClient.connect(gw.port)
-    assert (await c.subscribe("no", "/default/private/x"))["errors"][0]["errorType"] == "UnauthorizedException"
+    assert (await c.subscribe("no", "/default/private/x"))["errors"][0][
+        "errorType"
+    ] == "UnauthorizedException"
     assert (await c.subscribe("s", "/default/*"))["type"] == "subscribe_success"
     data = await c.publish("p", "/default/room", [{"text": "from a worker"}])
     assert json.loads(data["event"]) == {"text": "FROM A WORKER"}

@@ -31,7 +31,12 @@ from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
 from sockway.integrations.base import Integration, Invocation, InvocationError, InvocationTimeout
 from sockway.observability.metrics import Metrics
 from sockway.protocols.appsync import events as ev
-from sockway.protocols.appsync.messages import BAD_REQUEST, EventsError, encode_event
+from sockway.protocols.appsync.messages import (
+    BAD_REQUEST,
+    EventsError,
+    broadcast_error,
+    encode_event,
+)
 
 log = logging.getLogger("sockway.appsync")
 
@@ -231,7 +236,9 @@ class EventsRuntime:
         The event is JSON-encoded once per publication; each subscription only prefixes its
         own frame head (its id differs), so the per-recipient cost is one concatenation
         (measured: 0.29 µs per subscriber vs 0.72 µs for a JSON dump per subscriber, N=1,000).
-        A subscriber whose outbox is full is closed, the others still get the event.
+        A subscriber whose outbox is full is closed, the others still get the event. An event
+        a handler made larger than ``max_event_bytes`` is not delivered: each subscription gets
+        ``broadcast_error`` (MessageProcessingError) instead (spec §2.2, §5: 240 KB delivered).
         """
         subs = list(self.index.match(channel))
         if not subs or not texts:
@@ -239,10 +246,13 @@ class EventsRuntime:
         now = self.node.now_ms()
         sent = 0
         slow: list[Connection] = []
+        limit = self.settings.limits.max_event_bytes
         for text in texts:
+            oversize = len(text.encode()) > limit
             tail = encode_event(text) + b"}"
             for sub in subs:
-                result = sub.conn.send_frame(encode_text_frame(sub.frame_head + tail), now)
+                payload = broadcast_error(sub.id) if oversize else sub.frame_head + tail
+                result = sub.conn.send_frame(encode_text_frame(payload), now)
                 if result is SendResult.SENT:
                     sent += 1
                 elif result is SendResult.OUTBOX_FULL:

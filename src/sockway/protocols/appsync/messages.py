@@ -115,3 +115,9 @@ def data_frame(sub_id: str, encoded_event: bytes) -> bytes:
 def data_frame_head(sub_id: str) -> bytes:
     """The part of a subscription's data frames before the event, built once per subscription."""
     return b'{"type":"data","id":"' + sub_id.encode() + b'","event":'
+
+
+def broadcast_error(sub_id: str) -> bytes:
+    """An event could not be delivered to this subscription (spec §2.3 ``broadcast_error``)."""
+    error = EventsError(MESSAGE_ERROR, "There was an error processing the message")
+    return failure("broadcast_error", sub_id, error)
