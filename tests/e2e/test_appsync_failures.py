@@ -226,3 +226,23 @@ async def test_an_event_made_too_large_by_its_handler_gets_broadcast_error(
     }
     assert await c.recv() == {"type": "data", "id": "s", "event": '"xxx"'}
     assert (await c.recv())["type"] == "publish_success"
+
+
+async def test_publish_rate_per_connection(start_gateway: StartGateway) -> None:
+    gw = await start_gateway({"apis": [events_api(limits={"max_publishes_per_second": 1})]})
+    c = await EventsClient.connect(gw.port)
+    for n in range(3):
+        await c.send(
+            {
+                "type": "publish",
+                "id": f"p{n}",
+                "channel": "/default/a",
+                "events": ["1"],
+                "authorization": {"x-api-key": API_KEY},
+            }
+        )
+    replies = [await c.recv() for _ in range(3)]
+    # Three requests span at most two one-second windows: at least one is over the limit.
+    limited = [r for r in replies if r["type"] == "publish_error"]
+    assert limited and all(r["errors"][0]["errorType"] == "LimitExceededError" for r in limited)
+    assert any(r["type"] == "publish_success" for r in replies)

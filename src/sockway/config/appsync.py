@@ -147,6 +147,9 @@ class EventsLimits(_Strict):
     max_events_per_publish: int = Field(5, gt=0, description="AppSync: 5 events per publish")
     max_subscriptions_per_connection: int = Field(200, gt=0, description="AppSync: 200")
     max_connection_duration_s: float = Field(86400, gt=0, description="AppSync: 24 h")
+    max_publishes_per_second: int = Field(
+        25, gt=0, description="AppSync: 25 WebSocket publish requests per second per connection"
+    )
     connection_timeout_ms: int = Field(
         300_000, gt=0, description="sent in connection_ack; clients drop after it without ka"
     )

@@ -50,6 +50,8 @@ class EventsSession:
     pending: set[str] = field(default_factory=set)  # subscribe ids being authorized
     acked: bool = False
     last_ka_ms: int = 0
+    publish_window_s: int = 0  # the second being counted, and its publish requests
+    publishes_in_window: int = 0
 
 
 def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
@@ -264,6 +266,13 @@ class RealtimeEndpoint:
         self._send(session, wire.success("unsubscribe_success", op_id))
 
     async def _publish(self, session: EventsSession, op_id: str, message: dict[str, Any]) -> None:
+        second = self.rt.node.now_ms() // 1000
+        if second != session.publish_window_s:
+            session.publish_window_s, session.publishes_in_window = second, 0
+        session.publishes_in_window += 1
+        limit = self.rt.settings.limits.max_publishes_per_second
+        if session.publishes_in_window > limit:
+            raise EventsError(wire.LIMIT_EXCEEDED, f"Rate exceeded: {limit} publishes per second")
         raw_channel, raw_events = message.get("channel"), message.get("events")
         # The virtual body AWS_IAM signs: JSON.stringify({channel, events}) (spec §3.4).
         body = orjson.dumps({"channel": raw_channel, "events": raw_events})
