@@ -241,3 +241,17 @@ async def test_keep_alive_and_max_duration(start_gateway: StartGateway, tmp_path
     # The connection is closed once it reaches its maximum duration.
     await c.ws.wait_closed()
     assert c.ws.close_code == 1000
+
+
+async def test_connect_auth_in_the_query_string(start_gateway: StartGateway) -> None:
+    import base64
+
+    gw = await start_gateway({"apis": [events_api()]})
+    host = f"127.0.0.1:{gw.port}"
+    header = base64.b64encode(json.dumps({"host": host, "x-api-key": API_KEY}).encode()).decode()
+    async with websockets.connect(
+        f"ws://{host}/event/realtime?header={header}&payload=e30=",
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"

@@ -55,7 +55,11 @@ class EventsSession:
 
 
 def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
-    """(authorization headers, subprotocol offered) of an upgrade request (§2.1)."""
+    """(authorization headers, subprotocol offered) of an upgrade request (§2.1).
+
+    Sources, first found wins: the ``header-`` subprotocol, the ``header`` query parameter,
+    the upgrade request's own headers.
+    """
     offered = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]
@@ -71,6 +75,16 @@ def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
             if isinstance(decoded, dict):
                 return lower_headers(decoded), wire.SUBPROTOCOL in offered
             return {}, wire.SUBPROTOCOL in offered
+    query_header = request.query.get("header")
+    if query_header:
+        # GraphQL-realtime style ``?header=<base64 JSON>&payload=e30=`` (some clients, §2.1).
+        try:
+            decoded = orjson.loads(base64.b64decode(query_header + "=" * (-len(query_header) % 4)))
+        except (binascii.Error, ValueError):
+            decoded = None
+        return (lower_headers(decoded) if isinstance(decoded, dict) else {}), (
+            wire.SUBPROTOCOL in offered
+        )
     return lower_headers(dict(request.headers)), wire.SUBPROTOCOL in offered
 
 
