@@ -8,6 +8,8 @@ with the ``x-amzn-ErrorType`` header. CORS preflight is answered for browser cli
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 from aiohttp import web
 
@@ -15,6 +17,8 @@ from sockway.auth.events import lower_headers
 from sockway.protocols.appsync import messages as wire
 from sockway.protocols.appsync.messages import EventsError
 from sockway.server.appsync import EventsRuntime, Operation
+
+log = logging.getLogger("sockway.appsync")
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -73,6 +77,9 @@ class PublishEndpoint:
             outcome = await rt.publish(doc.get("channel"), doc.get("events"), op)
         except EventsError as exc:
             return _error(exc)
+        except Exception:  # our bug: log it, answer 500 (DESIGN habit 3)
+            log.exception("HTTP publish failed", extra={"api": rt.name})
+            return _error(wire.internal_failure())
         result = wire.publish_result(None, outcome.successful, outcome.failed)
         return web.Response(
             status=200, body=orjson.dumps(result), content_type="application/json", headers=_CORS

@@ -232,6 +232,9 @@ class RealtimeEndpoint:
                 await self._publish(session, op_id, message)
         except EventsError as exc:
             self._send(session, wire.failure(f"{kind}_error", op_id, exc))
+        except Exception:  # our bug: log it, answer, keep the connection (DESIGN habit 3)
+            log.exception("%s %s failed", kind, op_id, extra={"api": self.rt.name})
+            self._send(session, wire.failure(f"{kind}_error", op_id, wire.internal_failure()))
 
     def _ack(self, session: EventsSession) -> None:
         self._send(session, wire.connection_ack(self.rt.settings.limits.connection_timeout_ms))

@@ -49,6 +49,11 @@ class EventsError(Exception):
         return {"errorType": self.error_type, "message": self.message}
 
 
+def internal_failure() -> EventsError:
+    """Our bug, not the client's (logged with its traceback where it happened)."""
+    return EventsError("InternalFailureException", "An internal error occurred", status=500)
+
+
 def unauthorized() -> EventsError:
     return EventsError(UNAUTHORIZED, NOT_AUTHORIZED_MESSAGE)
 
