@@ -86,7 +86,7 @@ async def test_handler_crash_and_timeout_answer_and_keep_working(
 async def test_a_subscriber_that_does_not_read_is_dropped_not_waited_for(
     start_gateway: StartGateway,
 ) -> None:
-    api = events_api(limits={"outbox_max_bytes": 64 * 1024})
+    api = events_api(limits={"outbox_max_bytes": 64 * 1024, "max_publishes_per_second": 1000})
     gw = await start_gateway({"apis": [api]})
     host = f"127.0.0.1:{gw.port}"
     # max_queue=1: the client library stops reading the socket once one frame is queued.
