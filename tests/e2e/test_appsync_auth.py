@@ -171,3 +171,41 @@ async def test_aws_iam_websocket_and_http(start_gateway: StartGateway) -> None:
         async with http.post(f"http://{host}/event", data=http_body + b" ", headers=wrong) as resp:
             assert resp.status == 401
     await c.close()
+
+
+async def test_jwks_from_a_url(start_gateway: StartGateway, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    key, jwks = keypair(tmp_path)
+    served = 0
+
+    async def keys(_: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        return web.Response(text=jwks.read_text(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", keys)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        api = events_api(
+            auth_providers=[{"type": "OPENID_CONNECT", "issuer": ISSUER, "jwks_url": url}]
+        )
+        gw = await start_gateway({"apis": [api]})
+        oidc = token(key, iss=ISSUER, aud="any")
+        c = await EventsClient.connect(gw.port, {"host": "h", "Authorization": oidc})
+        assert (await c.subscribe("a", "/default/a", {"Authorization": oidc}))[
+            "type"
+        ] == "subscribe_success"
+        assert (await c.subscribe("b", "/default/b", {"Authorization": oidc}))[
+            "type"
+        ] == "subscribe_success"
+        assert served == 1  # cached
+        await c.close()
+    finally:
+        await runner.cleanup()
