@@ -250,7 +250,7 @@ async def mode_pub(a: argparse.Namespace) -> None:
         host = f"{parts.hostname}:{parts.port}"
 
         def answered(_: HttpConn, status: int) -> None:
-            if status != 200:
+            if status != 200 and status >= 0:  # -1: the connection closed (at the end)
                 errors[0] += 1
 
         conns = await http_conns(a.url, a.http_conns, answered, a.src_ip)

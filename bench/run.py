@@ -90,11 +90,11 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
 
 
 QUICK = scenarios.Params(
-    fanout_deliveries=100_000, paced_s=2.0, echo_s=2.0, post_s=2.0, connect_n=1000, timeout_s=60
+    fanout_deliveries=200_000, paced_s=2.0, echo_s=2.0, post_s=2.0, connect_n=1000, timeout_s=60
 )
 
 # Rough seconds per trial (process start-up included), for the progress display's ETA.
-COST = {"fanout": 9, "paced": 8, "echo": 8, "post": 8, "idle": 20, "connect": 6}
+COST = {"fanout": 15, "paced": 9, "echo": 7, "post": 7, "idle": 25, "connect": 6}
 
 
 def versions() -> dict[str, Any]:
@@ -155,17 +155,32 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 short run: a smoke test (~2 min)")
     ap.add_argument("--runs", type=int, help="runs per trial (default 3, quick 1)")
     ap.add_argument("--only", help="comma list of scenarios to run")
+    ap.add_argument("--render", metavar="JSONL", help="only re-render the report of a raw file")
+    ap.add_argument("--systems", help="comma list: only these servers (e.g. sockway)")
     ap.add_argument("--out", help="report file (default bench/RESULTS.md, quick: results/)")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     params = QUICK if args.quick else scenarios.Params()
-    rows_plan = [r for r in plan(args.quick) if not args.only or r[0] in args.only.split(",")]
+    rows_plan = [
+        (s, prm, [n for n in names if not args.systems or n in args.systems.split(",")])
+        for s, prm, names in plan(args.quick)
+        if not args.only or s in args.only.split(",")
+    ]
+    if args.render:
+        lines = [json.loads(x) for x in Path(args.render).read_text().splitlines() if x.strip()]
+        meta, rows = lines[0]["meta"], lines[1:]
+        done = {(r["scenario"], r["param"]) for r in rows}
+        rows_plan = [r for r in rows_plan if (r[0], r[1]) in done]
     out = (
         Path(args.out)
         if args.out
         else (HERE / "results" / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")
     )
 
+    if args.render:
+        out.write_text(report.render(meta, rows, rows_plan, quick=args.quick))
+        print(report.bar_table(rows, rows_plan))
+        return
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
