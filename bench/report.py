@@ -100,7 +100,10 @@ def _fmt(v: Any) -> str:
 
 def bar_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:
     present = {(s, p) for s, p, _ in plan}
-    lines = ["| scenario | sockway | reference | ratio | bar | met |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| scenario | sockway | reference | ratio | bar | met | server CPU µs per op, ours / ref |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for scen, prm, ref, bar, higher, label in BARS:
         if (scen, prm) not in present:
             continue
@@ -114,9 +117,15 @@ def bar_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]
             else ("yes" if (ratio >= bar if higher else ratio <= bar) else "**no**")
         )
         sign = "≥" if higher else "≤"
+        cpu_key = "cpu_us_per_conn" if scen == "connect" else "cpu_us_per_msg"
+        cpu_ours = _median(rows, scen, prm, "sockway", cpu_key)
+        cpu_ref = _median(rows, scen, prm, ref, cpu_key)
+        cpu = "-"
+        if cpu_ref and not math.isnan(cpu_ref) and not math.isnan(cpu_ours):
+            cpu = f"{_fmt(cpu_ours)} / {_fmt(cpu_ref)} = {cpu_ours / cpu_ref:.2f}x"
         lines.append(
             f"| {label} | {_fmt(ours)} | {ref} {_fmt(theirs)} | {ratio:.2f}x | "
-            f"{sign} {bar}x | {met} |"
+            f"{sign} {bar}x | {met} | {cpu} |"
         )
     return "\n".join(lines)
 

@@ -157,6 +157,11 @@ def main() -> None:
     ap.add_argument("--only", help="comma list of scenarios to run")
     ap.add_argument("--render", metavar="JSONL", help="only re-render the report of a raw file")
     ap.add_argument("--systems", help="comma list: only these servers (e.g. sockway)")
+    ap.add_argument(
+        "--baseline-src",
+        help="also run 'sockway-base' from this src/ directory "
+        "(an older checkout) to record what an optimisation bought",
+    )
     ap.add_argument("--out", help="report file (default bench/RESULTS.md, quick: results/)")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -166,6 +171,11 @@ def main() -> None:
         for s, prm, names in plan(args.quick)
         if not args.only or s in args.only.split(",")
     ]
+    if args.baseline_src:
+        SYSTEMS["sockway-base"] = replace(
+            SYSTEMS["sockway"], name="sockway-base", env={"PYTHONPATH": args.baseline_src}
+        )
+        rows_plan = [(s, p, [*names, "sockway-base"]) for s, p, names in rows_plan]
     if args.render:
         lines = [json.loads(x) for x in Path(args.render).read_text().splitlines() if x.strip()]
         meta, rows = lines[0]["meta"], lines[1:]
