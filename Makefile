@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint install clean
+.PHONY: serve test lint install clean bench bench-quick
 
 $(BIN)/.sockway-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# Benchmarks (issue 7): the gateway against raw picows / Node ws / websockets / aiohttp servers
+# in the same run, pinned to one core each side. Full: ~13 min -> bench/RESULTS.md;
+# QUICK=1 (or bench-quick): one short smoke run, ~1.5 min -> bench/results/RESULTS-quick.md.
+bench: install
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(ARGS)
+
+bench-quick:
+	$(MAKE) bench QUICK=1
 
 clean:
 	rm -rf $(VENV) .sockway .pytest_cache .mypy_cache .ruff_cache

@@ -148,13 +148,13 @@ class PythonIntegration:
     async def invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
         context = self._context(invocation)
         try:
-            if self._is_async:
-                return await asyncio.wait_for(self._func(event, context), invocation.timeout_s)
-            loop = asyncio.get_running_loop()
-            call = functools.partial(self._func, event, context)
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._executor, call), invocation.timeout_s
-            )
+            # asyncio.timeout, not wait_for: no extra Task per invocation (bench, echo route:
+            # wait_for + its Task were ~10 % of the gateway's samples).
+            async with asyncio.timeout(invocation.timeout_s):
+                if self._is_async:
+                    return await self._func(event, context)
+                call = functools.partial(self._func, event, context)
+                return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except TimeoutError as exc:
             raise InvocationTimeout(
                 f"{self._function_name} timed out after {invocation.timeout_s:g} s"

@@ -8,6 +8,7 @@ carries ``headers``/``multiValueHeaders`` and a string ``disconnectReason``; eve
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ _NOT_IN_PROXY_EVENT = frozenset({"connection", "upgrade", "content-length"})
 
 def clf_time(epoch_ms: int) -> str:
     """``requestTime``: ``dd/MMM/yyyy:HH:mm:ss +0000`` in UTC with English month (§1.1)."""
-    t = time.gmtime(epoch_ms / 1000)
+    return _clf_second(epoch_ms // 1000)
+
+
+# Every event of the same second shares the text (bench, echo route: formatting it per message
+# was 2.2 % of the gateway's samples).
+@functools.lru_cache(maxsize=4)
+def _clf_second(epoch_s: int) -> str:
+    t = time.gmtime(epoch_s)
     return (
         f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"

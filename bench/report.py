@@ -1,0 +1,199 @@
+"""RESULTS.md: the bars of issue 7 as same-run ratios, per-scenario medians, and the analysis
+kept by hand in ``bench/ANALYSIS.md`` (appended verbatim, so ``make bench`` never loses it)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+PRIMARY = {
+    "fanout": "msgs_per_s",
+    "paced": "p99_ms",
+    "echo": "rps",
+    "post": "posts_per_s",
+    "idle": "kb_per_conn",
+    "connect": "conns_per_s",
+}
+COLUMNS = {
+    "fanout": (
+        "msgs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "server_cpu_pct",
+        "client_cpu_pct",
+        "cpu_us_per_msg",
+        "delivered",
+        "expected",
+    ),
+    "paced": (
+        "p50_ms",
+        "p99_ms",
+        "msgs_per_s",
+        "server_cpu_pct",
+        "cpu_us_per_msg",
+        "delivered",
+        "expected",
+    ),
+    "echo": ("rps", "p50_ms", "p99_ms", "server_cpu_pct", "client_cpu_pct", "cpu_us_per_msg"),
+    "post": (
+        "posts_per_s",
+        "p50_ms",
+        "p99_ms",
+        "non_200",
+        "server_cpu_pct",
+        "client_cpu_pct",
+        "cpu_us_per_msg",
+    ),
+    "idle": ("kb_per_conn", "connected", "rss_base_mb", "rss_after_mb", "connect_s"),
+    "connect": (
+        "conns_per_s",
+        "connected",
+        "failures",
+        "server_cpu_pct",
+        "client_cpu_pct",
+        "cpu_us_per_conn",
+    ),
+}
+# (scenario, parameter, reference, bar, higher_is_better, label)
+BARS = [
+    ("fanout", 1000, "picows", 0.9, True, "fan-out ceiling N=1,000, msgs/s"),
+    ("fanout", 1000, "node-ws", 1.5, True, "fan-out ceiling N=1,000, msgs/s"),
+    ("fanout", 5000, "picows", 0.9, True, "fan-out ceiling N=5,000, msgs/s"),
+    ("fanout", 5000, "node-ws", 1.5, True, "fan-out ceiling N=5,000, msgs/s"),
+    ("paced", 1000, "picows", 1.2, False, "fan-out p99 at 20k msgs/s, N=1,000"),
+    ("echo", 100, "picows", 0.5, True, "two-way route round trip, 100 clients, req/s"),
+    ("post", 16, "aiohttp-hello", 0.5, True, "@connections POST, 16 keep-alive clients, posts/s"),
+    ("idle", 18000, "websockets", 1.0, False, "KB per idle connection (18,000)"),
+    ("idle", 2000, "websockets", 1.0, False, "KB per idle connection (2,000)"),
+    ("connect", 3000, "picows", 0.7, True, "connect rate with $connect handler, conns/s"),
+    ("connect", 1000, "picows", 0.7, True, "connect rate with $connect handler, conns/s"),
+]
+
+
+def _median(rows: list[dict[str, Any]], scen: str, prm: int, system: str, key: str) -> float:
+    vals = [
+        r["result"][key]
+        for r in rows
+        if r["scenario"] == scen
+        and r["param"] == prm
+        and r["system"] == system
+        and "result" in r
+        and r["result"].get(key) is not None
+        and not (isinstance(r["result"][key], float) and math.isnan(r["result"][key]))
+    ]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def bar_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:
+    present = {(s, p) for s, p, _ in plan}
+    lines = [
+        "| scenario | sockway | reference | ratio | bar | met | server CPU µs per op, ours / ref |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scen, prm, ref, bar, higher, label in BARS:
+        if (scen, prm) not in present:
+            continue
+        key = PRIMARY[scen]
+        ours = _median(rows, scen, prm, "sockway", key)
+        theirs = _median(rows, scen, prm, ref, key)
+        ratio = ours / theirs if theirs and not math.isnan(theirs) else float("nan")
+        met = (
+            "-"
+            if math.isnan(ratio)
+            else ("yes" if (ratio >= bar if higher else ratio <= bar) else "**no**")
+        )
+        sign = "≥" if higher else "≤"
+        cpu_key = "cpu_us_per_conn" if scen == "connect" else "cpu_us_per_msg"
+        cpu_ours = _median(rows, scen, prm, "sockway", cpu_key)
+        cpu_ref = _median(rows, scen, prm, ref, cpu_key)
+        cpu = "-"
+        if cpu_ref and not math.isnan(cpu_ref) and not math.isnan(cpu_ours):
+            cpu = f"{_fmt(cpu_ours)} / {_fmt(cpu_ref)} = {cpu_ours / cpu_ref:.2f}x"
+        lines.append(
+            f"| {label} | {_fmt(ours)} | {ref} {_fmt(theirs)} | {ratio:.2f}x | "
+            f"{sign} {bar}x | {met} | {cpu} |"
+        )
+    return "\n".join(lines)
+
+
+def detail(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:
+    out = []
+    for scen, prm, systems in plan:
+        cols = COLUMNS[scen]
+        key = PRIMARY[scen]
+        base = _median(rows, scen, prm, systems[0], key)
+        out.append(f"\n### {scen} ({prm}) — medians; ratio = {key} of sockway / the row's\n")
+        out.append("| system | runs (" + key + ") | " + " | ".join(cols) + " | sockway ÷ this |")
+        out.append("|---" * (len(cols) + 3) + "|")
+        for name in systems:
+            mine = [
+                r
+                for r in rows
+                if r["scenario"] == scen and r["param"] == prm and r["system"] == name
+            ]
+            runs = ", ".join(_fmt(r["result"][key]) if "result" in r else "error" for r in mine)
+            cells = [_fmt(_median(rows, scen, prm, name, c)) for c in cols]
+            v = _median(rows, scen, prm, name, key)
+            ratio = f"{base / v:.2f}x" if v and not math.isnan(v) else "-"
+            out.append(f"| {name} | {runs} | " + " | ".join(cells) + f" | {ratio} |")
+        errors = [r for r in rows if r["scenario"] == scen and r["param"] == prm and "error" in r]
+        for r in errors:
+            out.append(f"\nerror: run {r['run']} {r['system']}: {r['error']}")
+    return "\n".join(out)
+
+
+def render(
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    plan: list[tuple[str, int, list[str]]],
+    quick: bool,
+) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    head = [
+        "# sockway benchmark results"
+        + (" (quick smoke run: not the figures of record)" if quick else ""),
+        "",
+        f"Produced by `make bench{'-quick' if quick else ''}` (`{meta['command']}`) on "
+        f"{meta['date']}; {meta['cpus']} CPUs, open-files limit {meta['nofile']}; "
+        f"{meta['runs']} run(s) per trial, medians shown.",
+        "",
+        f"Versions: {versions}.",
+        "",
+        "Each trial starts a fresh server pinned to CPU 0 (`taskset`); load generators are "
+        "separate processes (picows clients on uvloop) pinned to CPU 1; loopback only. "
+        "sockway = `sockway serve --config bench/sockway-bench.yaml` (one worker), websocket "
+        "API front door: fan-out published by `POST /bench/@channels/fan` from a keep-alive "
+        "HTTP client, subscribers joined by an in-process async `$connect` handler; references "
+        "publish over their own `/pub` WebSocket. AppSync Events and Pusher front doors are "
+        "not on main yet: they join through `SYSTEMS`/`plan()` in `bench/run.py`.",
+        "",
+        "## The bars (issue 7)",
+        "",
+        bar_table(rows, plan),
+        "",
+        "## Every scenario",
+        detail(rows, plan),
+        "",
+        "Columns: `server_cpu_pct`/`client_cpu_pct` over the measured window (100 = one core; "
+        "a server well under 100 % with the client near 100 % means the load generator is the "
+        "limit and the server's figure is a lower bound); `cpu_us_per_msg` = server CPU µs "
+        "per delivered message / request — the figure least affected by the load generator.",
+    ]
+    analysis = HERE / "ANALYSIS.md"
+    if analysis.exists():
+        head += ["", analysis.read_text().rstrip()]
+    return "\n".join(head) + "\n"

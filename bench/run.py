@@ -1,0 +1,245 @@
+"""sockway's benchmark (issue 7): the gateway against raw servers started in the same run.
+
+    make bench          # full: 3 runs of every scenario (~13 min on 2 cores) -> bench/RESULTS.md
+    make bench-quick    # smoke: 1 short run (~2 min) -> bench/results/RESULTS-quick.md
+
+The gateway is ``sockway serve --config bench/sockway-bench.yaml`` (handlers in
+``bench/handlers/``), pinned to CPU 0 like every reference server; load generators
+(``loadgen.py``, picows on uvloop) run as separate processes pinned to CPU 1. Every trial
+starts a fresh server; runs are interleaved (run 1 of everything, then run 2, ...), and the
+report gives medians and same-run ratios. Raw results: ``bench/results/<stamp>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import harness
+import report
+import scenarios
+from harness import HERE, PY, REPO, Server, System
+
+GATEWAY_ENV = {"PYTHONPATH": str(REPO / "src")}
+GATEWAY_CMD = [
+    PY,
+    "-m",
+    "sockway",
+    "serve",
+    "--config",
+    str(HERE / "sockway-bench.yaml"),
+    "--port",
+    "{port}",
+]
+REF = [PY, str(HERE / "refservers.py")]
+
+# The websocket API front door. AppSync Events and Pusher join by adding their System here
+# (their subscribe path, publish path, and loadgen --hello/--stamp-marker) and their name to
+# the fan-out/paced rows of PLAN; the rest of the harness is protocol-neutral.
+SYSTEMS = {
+    "sockway": System(
+        "sockway",
+        GATEWAY_CMD,
+        "listening",
+        sub_path="/bench?channel=fan",
+        plain_path="/bench",
+        pub_path=None,
+        http_publish="/bench/@channels/fan",
+        echo_path="/bench",
+        echo_template='{"action":"echo","t":"{}"}',
+        env=GATEWAY_ENV,
+    ),
+    "picows": System("picows", [*REF, "picows", "{port}"], "LISTENING"),
+    "node-ws": System("node-ws", ["node", str(HERE / "ref_ws_server.js"), "{port}"], "LISTENING"),
+    "websockets": System("websockets", [*REF, "websockets", "{port}"], "LISTENING"),
+    "aiohttp-hello": System("aiohttp-hello", [*REF, "aiohttp-hello", "{port}"], "LISTENING"),
+}
+# Sync (thread-pool) echo handler: what most Lambda code looks like; reported, no bar.
+SYSTEMS["sockway-sync"] = replace(
+    SYSTEMS["sockway"], name="sockway-sync", echo_template='{"action":"echo_sync","t":"{}"}'
+)
+
+SCENARIOS = {
+    "fanout": scenarios.fanout,
+    "paced": scenarios.paced,
+    "echo": scenarios.echo,
+    "post": scenarios.post,
+    "idle": scenarios.idle,
+    "connect": scenarios.connect,
+}
+
+
+def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
+    """(scenario, parameter, systems) in run order; the first system is the one under test."""
+    return [
+        ("fanout", 1000, ["sockway", "picows", "node-ws"]),
+        *([] if quick else [("fanout", 5000, ["sockway", "picows", "node-ws"])]),
+        ("paced", 1000, ["sockway", "picows"]),
+        ("echo", 100, ["sockway", "sockway-sync", "picows", "node-ws"]),
+        ("post", 16, ["sockway", "aiohttp-hello"]),
+        ("idle", 2000 if quick else 18000, ["sockway", "websockets"]),
+        ("connect", 1000 if quick else 3000, ["sockway", "picows"]),
+    ]
+
+
+QUICK = scenarios.Params(
+    fanout_deliveries=200_000, paced_s=2.0, echo_s=2.0, post_s=2.0, connect_n=1000, timeout_s=60
+)
+
+# Rough seconds per trial (process start-up included), for the progress display's ETA.
+COST = {"fanout": 15, "paced": 9, "echo": 7, "post": 7, "idle": 25, "connect": 6}
+
+
+def versions() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    for pkg in ("sockway", "aiohttp", "picows", "aiofastnet", "uvloop", "websockets", "orjson"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    try:
+        import subprocess
+
+        out["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        ws = json.loads((REPO / "node_modules/ws/package.json").read_text())
+        out["node ws"] = ws["version"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return out
+
+
+class Progress:
+    """One line per trial: position, elapsed, ETA, and the trial's headline figure."""
+
+    def __init__(self, trials: list[tuple[int, str, int, str]]) -> None:
+        self.left = sum(COST[s] for _, s, _, _ in trials)
+        self.total = len(trials)
+        self.done = 0
+        self.start = time.monotonic()
+
+    def begin(self, run: int, scen: str, prm: int, name: str) -> None:
+        el = time.monotonic() - self.start
+        sys.stdout.write(
+            f"[{self.done + 1:>2}/{self.total}] {el:5.0f}s  eta ~{self.left:4.0f}s  "
+            f"run {run} {scen:7} {prm:>6} {name:14} "
+        )
+        sys.stdout.flush()
+
+    def end(self, scen: str, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.left = max(0, self.left - COST[scen])
+        res = row.get("result")
+        if res is None:
+            print(f"ERROR {row.get('error')}", flush=True)
+            return
+        key = report.PRIMARY[scen]
+        extra = f"  server cpu {res['server_cpu_pct']:.0f}%" if "server_cpu_pct" in res else ""
+        print(f"{key} {res[key]:,.1f}{extra}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="1 short run: a smoke test (~2 min)")
+    ap.add_argument("--runs", type=int, help="runs per trial (default 3, quick 1)")
+    ap.add_argument("--only", help="comma list of scenarios to run")
+    ap.add_argument("--render", metavar="JSONL", help="only re-render the report of a raw file")
+    ap.add_argument("--systems", help="comma list: only these servers (e.g. sockway)")
+    ap.add_argument(
+        "--baseline-src",
+        help="also run 'sockway-base' from this src/ directory "
+        "(an older checkout) to record what an optimisation bought",
+    )
+    ap.add_argument("--out", help="report file (default bench/RESULTS.md, quick: results/)")
+    args = ap.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    params = QUICK if args.quick else scenarios.Params()
+    rows_plan = [
+        (s, prm, [n for n in names if not args.systems or n in args.systems.split(",")])
+        for s, prm, names in plan(args.quick)
+        if not args.only or s in args.only.split(",")
+    ]
+    if args.baseline_src:
+        SYSTEMS["sockway-base"] = replace(
+            SYSTEMS["sockway"], name="sockway-base", env={"PYTHONPATH": args.baseline_src}
+        )
+        rows_plan = [(s, p, [*names, "sockway-base"]) for s, p, names in rows_plan]
+    if args.render:
+        lines = [json.loads(x) for x in Path(args.render).read_text().splitlines() if x.strip()]
+        meta, rows = lines[0]["meta"], lines[1:]
+        done = {(r["scenario"], r["param"]) for r in rows}
+        rows_plan = [r for r in rows_plan if (r[0], r[1]) in done]
+    out = (
+        Path(args.out)
+        if args.out
+        else (HERE / "results" / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md")
+    )
+
+    if args.render:
+        out.write_text(report.render(meta, rows, rows_plan, quick=args.quick))
+        print(report.bar_table(rows, rows_plan))
+        return
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {harness.CLIENT_CPU})  # keep the orchestrator off the server core
+    (HERE / "results").mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    meta = {
+        "command": "python bench/run.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": versions(),
+        "cpus": os.cpu_count(),
+        "nofile": hard,
+        "runs": runs,
+        "params": params.__dict__,
+    }
+    trials = [
+        (run, s, prm, name)
+        for run in range(1, runs + 1)
+        for s, prm, names in rows_plan
+        for name in names
+    ]
+    progress = Progress(trials)
+    print(f"sockway bench: {len(trials)} trials, {runs} run(s); raw: results/{stamp}.jsonl")
+    rows: list[dict[str, Any]] = []
+    with open(HERE / "results" / f"{stamp}.jsonl", "w") as raw:
+        raw.write(json.dumps({"meta": meta}) + "\n")
+        for run, scen, prm, name in trials:
+            progress.begin(run, scen, prm, name)
+            row: dict[str, Any] = {"run": run, "scenario": scen, "param": prm, "system": name}
+            srv = None
+            try:
+                srv = Server(SYSTEMS[name], f"{stamp}-{scen}-{prm}-{name}-{run}")
+                time.sleep(0.3)
+                row["result"] = SCENARIOS[scen](srv, params, prm)
+            except Exception as exc:
+                row["error"] = repr(exc)
+            finally:
+                if srv is not None:
+                    srv.stop()
+            rows.append(row)
+            raw.write(json.dumps(row) + "\n")
+            raw.flush()
+            progress.end(scen, row)
+            time.sleep(0.3)
+    text = report.render(meta, rows, rows_plan, quick=args.quick)
+    out.write_text(text)
+    print(f"\nwrote {out} in {time.monotonic() - progress.start:.0f} s")
+    print(report.bar_table(rows, rows_plan))
+
+
+if __name__ == "__main__":
+    main()

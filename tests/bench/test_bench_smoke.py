@@ -1,0 +1,50 @@
+"""Smoke run of the benchmark harness (issue 7), so ``make bench`` does not rot.
+
+Runs the gateway scenarios that need no reference server for a couple of seconds each and
+checks that every trial produced a result. No figure is asserted: performance belongs in
+``bench/RESULTS.md``, not in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.md"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--quick",
+            "--runs",
+            "1",
+            "--only",
+            "fanout,echo,post,connect",
+            "--systems",
+            "sockway",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
+    rows = [json.loads(x) for x in (BENCH / raw).read_text().splitlines()[1:]]
+    assert {r["scenario"] for r in rows} == {"fanout", "echo", "post", "connect"}
+    for row in rows:
+        assert "result" in row, row.get("error")
+    fanout = next(r["result"] for r in rows if r["scenario"] == "fanout")
+    assert fanout["delivered"] == fanout["expected"]
+    assert next(r["result"] for r in rows if r["scenario"] == "post")["non_200"] == 0
+    assert "## The bars (issue 7)" in out.read_text()
