@@ -1,4 +1,4 @@
-"""examples/appsync-events: the Powertools handler with its Python and Amplify clients."""
+"""examples/events: the Powertools handler with its Python and Amplify clients."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import StartGateway
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "appsync-events"
+EXAMPLE = ROOT / "examples" / "events"
 KEY = "da2-sockwaylocaldevelopmentkey"
 
 

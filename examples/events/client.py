@@ -1,6 +1,6 @@
 """A Python client of the example: subscribe to a room, publish over WebSocket and HTTP.
 
-    python examples/appsync-events/client.py https://localhost:8080/event da2-sockwaylocaldevelopmentkey
+    python examples/events/client.py https://localhost:8080/event da2-sockwaylocaldevelopmentkey
 
 Trusts the gateway's development CA (``.sockway/tls/ca.pem``, or ``--ca``). Prints every event
 received and the publish results, including the message the handler refused.
