@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sockway.config.models import handler_runtime
+
 # The auth provider ``type`` tags (pydantic puts them into error locations; not config keys).
 EVENTS_AUTH_TYPES = (
     "API_KEY",
@@ -12,16 +14,6 @@ EVENTS_AUTH_TYPES = (
     "AMAZON_COGNITO_USER_POOLS",
     "AWS_IAM",
 )
-
-
-def _runtime(api: dict[str, Any], spec: Any) -> str:
-    for source in (spec, api):
-        value = source.get("runtime") if isinstance(source, dict) else None
-        if isinstance(value, str):
-            return value
-    from sockway.config.models import DEFAULT_RUNTIME
-
-    return DEFAULT_RUNTIME
 
 
 def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -34,7 +26,7 @@ def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str
                 handler = provider.get("handler")
                 if isinstance(handler, str):
                     loc = f"apis[{i}].auth_providers[{j}].handler"
-                    refs.append((loc, handler, _runtime(api, provider)))
+                    refs.append((loc, handler, handler_runtime(api, provider)))
     namespaces = api.get("namespaces")
     if isinstance(namespaces, dict):
         for name, ns in namespaces.items():
@@ -45,5 +37,5 @@ def events_handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str
                 handler = spec.get("handler") if isinstance(spec, dict) else spec
                 if isinstance(handler, str):
                     loc = f"apis[{i}].namespaces.{name}.{slot}"
-                    refs.append((loc, handler, _runtime(api, spec)))
+                    refs.append((loc, handler, handler_runtime(api, spec)))
     return refs

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from sockway.config.appsync_refs import EVENTS_AUTH_TYPES, events_handler_refs
-from sockway.config.models import DEFAULT_RUNTIME, Settings
+from sockway.config.models import Settings, handler_runtime
 from sockway.config.pusher import check_unique_pusher_apps
 
 API_TYPES = ("websocket", "pusher", "events")
@@ -181,28 +181,23 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _runtime(api: dict[str, Any], spec: Any) -> str:
-    """A handler's runtime: its own ``runtime`` key, else the API's, else the default."""
-    for source in (spec, api):
-        value = source.get("runtime") if isinstance(source, dict) else None
-        if isinstance(value, str):
-            return value
-    return DEFAULT_RUNTIME
-
-
 def _websocket_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
     refs: list[tuple[str, str, str]] = []
     authorizer = api.get("authorizer")
     if isinstance(authorizer, dict) and isinstance(authorizer.get("handler"), str):
         refs.append(
-            (f"apis[{i}].authorizer.handler", authorizer["handler"], _runtime(api, authorizer))
+            (
+                f"apis[{i}].authorizer.handler",
+                authorizer["handler"],
+                handler_runtime(api, authorizer),
+            )
         )
     routes = api.get("routes")
     if isinstance(routes, dict):
         for key, spec in routes.items():
             handler = spec.get("handler") if isinstance(spec, dict) else spec
             if isinstance(handler, str):
-                refs.append((f"apis[{i}].routes.{key}", handler, _runtime(api, spec)))
+                refs.append((f"apis[{i}].routes.{key}", handler, handler_runtime(api, spec)))
     return refs
 
 

@@ -61,6 +61,15 @@ Runtime = Literal["inprocess", "process"]
 DEFAULT_RUNTIME: Runtime = "inprocess"
 
 
+def handler_runtime(api: dict[str, Any], spec: Any) -> str:
+    """A raw handler's runtime: its own ``runtime`` key, else its API's, else the default."""
+    for source in (spec, api):
+        value = source.get("runtime") if isinstance(source, dict) else None
+        if isinstance(value, str):
+            return value
+    return DEFAULT_RUNTIME
+
+
 class FunctionSettings(_Strict):
     """Per-handler function settings; unset keys fall back to the API's."""
 
