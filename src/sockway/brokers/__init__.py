@@ -1,0 +1,1 @@
+"""Brokers: what the nodes of one gateway share (``base`` is the contract)."""
