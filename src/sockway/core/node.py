@@ -6,6 +6,7 @@ One ``Node`` per process, built at start-up and passed explicitly (DESIGN: no mo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from sockway.core.connection import Connection, SendResult, State
 from sockway.core.frames import encode_text_frame
@@ -16,11 +17,23 @@ from sockway.core.ids import ChannelName, Clock, ConnectionId
 SLOW_CONSUMER_CLOSE = (1008, "Slow consumer: outbox full")
 
 
+class NodeObserver(Protocol):
+    """Told of every change other nodes must learn of (``server.cluster`` implements it)."""
+
+    def opened(self, conn: Connection) -> None: ...
+
+    def closed(self, conn: Connection) -> None: ...
+
+    def channel_count(self, api_name: str, channel: ChannelName, count: int) -> None:
+        """The channel's local member count changed to ``count`` (0: no member left)."""
+
+
 class Node:
     """Connections and channels of this process."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, observer: NodeObserver | None = None) -> None:
         self.clock = clock
+        self.observer = observer
         self._connections: dict[ConnectionId, Connection] = {}
         self._channels: dict[tuple[str, ChannelName], set[Connection]] = {}
 
@@ -36,19 +49,29 @@ class Node:
     def open(self, conn: Connection) -> None:
         conn.state = State.OPEN
         conn.last_active_ms = self.now_ms()
+        if self.observer is not None:
+            self.observer.opened(conn)
 
     def remove(self, conn: Connection) -> None:
         """Forget a connection and end all its channel memberships."""
+        was_open = conn.state is State.OPEN
         conn.state = State.CLOSED
-        self._connections.pop(conn.id, None)
+        if self._connections.pop(conn.id, None) is not None and was_open and self.observer:
+            self.observer.closed(conn)
         for channel in conn.channels:
-            key = (conn.api_name, channel)
-            members = self._channels.get(key)
-            if members is not None:
-                members.discard(conn)
-                if not members:
-                    del self._channels[key]
+            self._discard(conn, channel)
         conn.channels.clear()
+
+    def _discard(self, conn: Connection, channel: ChannelName) -> None:
+        key = (conn.api_name, channel)
+        members = self._channels.get(key)
+        if members is None:
+            return
+        members.discard(conn)
+        if not members:
+            del self._channels[key]
+        if self.observer is not None:
+            self.observer.channel_count(conn.api_name, channel, len(members))
 
     def get(self, api_name: str, conn_id: str) -> Connection | None:
         """The open or connecting connection with this id on this API, else None."""
@@ -71,20 +94,20 @@ class Node:
         """Add a membership; allowed while CONNECTING (delivery starts once OPEN)."""
         if conn.state is State.CLOSED:
             raise ValueError("connection is closed")
+        if channel in conn.channels:
+            return
         conn.channels.add(channel)
-        self._channels.setdefault((conn.api_name, channel), set()).add(conn)
+        members = self._channels.setdefault((conn.api_name, channel), set())
+        members.add(conn)
+        if self.observer is not None:
+            self.observer.channel_count(conn.api_name, channel, len(members))
 
     def leave(self, conn: Connection, channel: ChannelName) -> bool:
         """Remove the membership; True if there was one."""
         if channel not in conn.channels:
             return False
         conn.channels.discard(channel)
-        key = (conn.api_name, channel)
-        members = self._channels.get(key)
-        if members is not None:
-            members.discard(conn)
-            if not members:
-                del self._channels[key]
+        self._discard(conn, channel)
         return True
 
     def members(self, api_name: str, channel: ChannelName) -> list[Connection]:

@@ -18,6 +18,7 @@ from aiohttp import web
 from sockway.core.node import Node
 from sockway.integrations.factory import IntegrationFactory
 from sockway.observability.metrics import Metrics
+from sockway.server.cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Endpoint:
 @dataclass(frozen=True)
 class GatewayContext:
     node: Node
+    cluster: Cluster
     metrics: Metrics
     new_id: Callable[[], str]
     integrations: IntegrationFactory

@@ -13,6 +13,8 @@ from pathlib import Path
 from aiohttp import web
 
 from sockway.api.ops import add_ops_routes
+from sockway.brokers.base import Broker
+from sockway.brokers.memory import MemoryBroker
 from sockway.config.loader import has_inprocess_handlers
 from sockway.config.models import Settings, parse_hostport
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
@@ -21,6 +23,7 @@ from sockway.integrations.environment import UPSTREAM_CA_BUNDLE, apply_handler_e
 from sockway.integrations.factory import IntegrationFactory
 from sockway.observability.metrics import Metrics
 from sockway.protocols.apigw import messages as wire
+from sockway.server.cluster import Cluster
 from sockway.server.frontdoor import Endpoint, FrontDoor, GatewayContext, ListenInfo
 from sockway.server.frontdoors import build_front_door
 from sockway.server.listener import Listener, bind_socket
@@ -41,6 +44,7 @@ class Gateway:
         clock: Clock | None = None,
         new_id: IdGenerator | None = None,
         reload: bool = False,
+        broker: Broker | None = None,
     ) -> None:
         self.settings = settings
         self.integrations = IntegrationFactory(
@@ -50,6 +54,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.new_id = new_id or aws_style_id
         self.node = Node(self.clock)
+        # Without a broker the gateway is a cluster of one on the embedded memory broker.
+        self.cluster = Cluster(broker or MemoryBroker(), self.node)
         self.metrics = Metrics()
         self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None
@@ -114,8 +120,10 @@ class Gateway:
                 assert s.tls.key is not None
                 self.tls = TlsMaterial(Path(s.tls.certificate), s.tls.key, None)
         self._prepare_environment()
+        await self.cluster.start()
         ctx = GatewayContext(
             node=self.node,
+            cluster=self.cluster,
             metrics=self.metrics,
             new_id=self.new_id,
             integrations=self.integrations,
@@ -196,6 +204,7 @@ class Gateway:
                 await self._sweeper
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.cluster.close()
         await self.integrations.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
