@@ -2,7 +2,8 @@
 
 ``start_gateway(config_dict)`` validates the dict exactly as a YAML file would be (relative
 paths resolve against ``tmp_path``), starts a ``Gateway`` on ``127.0.0.1:0`` and stops it after
-the test. The process environment and imported handler modules are restored afterwards, so
+the test; ``broker=`` puts it on a given broker (several gateways on one ``MemoryBus`` or one Redis
+form a cluster). The process environment and imported handler modules are restored afterwards, so
 tests can ship handler modules with the same names.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sockway.brokers.base import Broker
 from sockway.config import parse_config
 from sockway.server.gateway import Gateway
 
@@ -42,12 +44,14 @@ def _isolate_process_state(tmp_path: Path) -> Iterator[None]:
 async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
     started: list[Gateway] = []
 
-    async def start(config: dict[str, Any], base_dir: Path | None = None) -> Gateway:
+    async def start(
+        config: dict[str, Any], base_dir: Path | None = None, broker: Broker | None = None
+    ) -> Gateway:
         config = dict(config)
         config.setdefault("listen", "127.0.0.1:0")
         config.setdefault("state_dir", str(tmp_path / "state"))
         settings = parse_config(config, base_dir or tmp_path)
-        gateway = Gateway(settings)
+        gateway = Gateway(settings, broker=broker)
         await gateway.start()
         started.append(gateway)
         return gateway

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,11 +27,13 @@ import orjson
 from aiohttp import web
 
 from sockway.auth.sigv4 import SigV4Failure, verify
+from sockway.brokers.base import BrokerUnavailable
 from sockway.core.connection import Connection, SendResult, State
 from sockway.core.ids import ChannelName
 from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.protocols.apigw import messages as wire
 from sockway.server.apigw import ApiRuntime
+from sockway.server.cluster import Cluster, topic
 
 log = logging.getLogger("sockway.management")
 
@@ -54,11 +57,6 @@ def _answer(status: int, body: Any = None, error_type: str | None = None) -> web
     return web.Response(status=status, body=orjson.dumps(body), headers=headers, content_type=_JSON)
 
 
-def gone() -> web.Response:
-    """§4.2: unknown, closed or still-connecting id → 410 GoneException with an empty body."""
-    return _answer(410, error_type="GoneException")
-
-
 def _error(status: int, error_type: str, message: str) -> web.Response:
     return _answer(status, {"message": message}, error_type)
 
@@ -66,8 +64,11 @@ def _error(status: int, error_type: str, message: str) -> web.Response:
 class ManagementApi:
     """HTTP handlers for one websocket API's management endpoints."""
 
-    def __init__(self, runtime: ApiRuntime) -> None:
+    def __init__(self, runtime: ApiRuntime, cluster: Cluster) -> None:
         self.runtime = runtime
+        self.cluster = cluster
+        cluster.requests[self.request_op] = self.on_request
+        cluster.requests[self.members_op] = self.on_members_request
         self._secrets = {
             c.access_key_id: c.secret_access_key for c in runtime.settings.management.credentials
         }
@@ -110,7 +111,7 @@ class ManagementApi:
         return response
 
     async def connections(self, request: web.Request) -> web.StreamResponse:
-        """``/{stage}/@connections/{id}[/channels/{name}]``."""
+        """``/{stage}/@connections/{id}[/channels/{name}]``, wherever the connection is."""
         segments = request.raw_path.split("?", 1)[0].split("/")
         # ['', stage, '@connections', id, ('channels', name)?]
         body = await self._body(request) if request.method in ("POST", "PUT") else b""
@@ -119,50 +120,95 @@ class ManagementApi:
             "GET": "GetConnection",
             "DELETE": "DeleteConnection",
         }.get(request.method, request.method)
+        channel: str | None = None
         if len(segments) == 6 and segments[4] == "channels":
             operation = "JoinChannel" if request.method == "PUT" else "LeaveChannel"
+            channel = unquote(segments[5])
         if body is None:
-            return self._count(
-                operation,
-                _error(
-                    413,
-                    "PayloadTooLargeException",
-                    f"Request entity too large: the limit is {self._limit} bytes",
-                ),
-            )
+            return self._count(operation, _too_large(self._limit))
         denied = self._authenticate(request, body)
         if denied is not None:
             return self._count(operation, denied)
         conn_id = unquote(segments[3]) if len(segments) > 3 else ""
-        conn = self.runtime.node.get(self.runtime.name, conn_id)
-        if len(segments) == 4:
-            return self._count(operation, self._connection_op(request.method, conn, body))
-        if len(segments) == 6 and segments[4] == "channels" and request.method in ("PUT", "DELETE"):
-            return self._count(
-                operation, self._channel_membership(request.method, conn, unquote(segments[5]))
-            )
+        if len(segments) == 4 or (channel is not None and request.method in ("PUT", "DELETE")):
+            if channel is not None and not _CHANNEL.match(channel):
+                return self._count(operation, _bad_channel(channel))
+            outcome = await self._on_connection(request.method, conn_id, channel, body)
+            return self._count(operation, outcome.response())
         return self._count(operation, _not_found(request))
 
-    def _connection_op(self, method: str, conn: Connection | None, body: bytes) -> web.Response:
+    async def _on_connection(
+        self, method: str, conn_id: str, channel: str | None, body: bytes
+    ) -> Outcome:
+        """Act on this node's connection, or ask the node that holds it (issue 6 §2)."""
+        if self.runtime.node.get(self.runtime.name, conn_id) is not None:
+            return self.local_connection_op(method, conn_id, channel, body)
+        cluster = self.cluster
+        try:
+            owner = await cluster.broker.locate(topic(self.runtime.name, conn_id))
+            if owner is None or owner == cluster.node_id:
+                return GONE
+            answer, _ = await cluster.request(
+                owner,
+                self.request_op,
+                {"method": method, "id": conn_id, "channel": channel},
+                body,
+            )
+        except LookupError:  # the holder died: its connections are gone
+            return GONE
+        except BrokerUnavailable as exc:
+            return unavailable(exc)
+        return Outcome(answer["status"], answer.get("body"), answer.get("error_type"))
+
+    @property
+    def request_op(self) -> str:
+        return f"apigw.connection:{self.runtime.name}"
+
+    async def on_request(self, args: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
+        """Another node forwards an ``@connections`` call for a connection of this node."""
+        outcome = self.local_connection_op(args["method"], args["id"], args.get("channel"), data)
+        return {
+            "status": outcome.status,
+            "body": outcome.body,
+            "error_type": outcome.error_type,
+        }, b""
+
+    async def on_members_request(
+        self, args: dict[str, Any], data: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        members = self.runtime.node.members(self.runtime.name, ChannelName(args["channel"]))
+        return {"ids": [str(c.id) for c in members]}, b""
+
+    def local_connection_op(
+        self, method: str, conn_id: str, channel: str | None, body: bytes
+    ) -> Outcome:
+        conn = self.runtime.node.get(self.runtime.name, conn_id)
+        if channel is not None:
+            return self._channel_membership(method, conn, channel)
+        return self._connection_op(method, conn, body)
+
+    def _connection_op(self, method: str, conn: Connection | None, body: bytes) -> Outcome:
         if conn is None or conn.state is not State.OPEN:
-            return gone()
+            return GONE
         node = self.runtime.node
         if method == "POST":
             result = conn.send_text(body, node.now_ms())
             if result is SendResult.GONE:
-                return gone()
+                return GONE
             if result is SendResult.OUTBOX_FULL:
                 # botocore retries LimitExceededException (a throttling code), so nothing is lost.
-                return _error(
-                    429, "LimitExceededException", "The WebSocket client side buffer is full"
+                return Outcome(
+                    429,
+                    {"message": "The WebSocket client side buffer is full"},
+                    "LimitExceededException",
                 )
             self.runtime.metrics.messages_out.labels(self.runtime.name).inc()
-            return _answer(200)
+            return Outcome(200)
         if method == "GET":
             identity = {"sourceIp": conn.source_ip}
             if conn.user_agent is not None:
                 identity["userAgent"] = conn.user_agent
-            return _answer(
+            return Outcome(
                 200,
                 {
                     "connectedAt": _iso(conn.connected_at_ms),
@@ -172,37 +218,33 @@ class ManagementApi:
             )
         if method == "DELETE":
             conn.sink.close(wire.CLOSE_NORMAL, wire.REASON_DELETE)  # §4.1: 1000, then 204
-            return _answer(204)
-        return _error(405, "MethodNotAllowedException", f"{method} is not supported here")
+            return Outcome(204)
+        return Outcome(
+            405, {"message": f"{method} is not supported here"}, "MethodNotAllowedException"
+        )
 
-    def _channel_membership(
-        self, method: str, conn: Connection | None, channel: str
-    ) -> web.Response:
-        if not _CHANNEL.match(channel):
-            return _bad_channel(channel)
+    def _channel_membership(self, method: str, conn: Connection | None, channel: str) -> Outcome:
         # Joining is allowed during $connect (CONNECTING): the membership starts delivering when
         # the handshake completes and ends if $connect rejects. Everything else needs OPEN.
         if conn is None or conn.state is State.CLOSED:
-            return gone()
+            return GONE
         if method == "PUT":
             self.runtime.node.join(conn, ChannelName(channel))
         else:
             self.runtime.node.leave(conn, ChannelName(channel))
-        return _answer(204)
+        return Outcome(204)
 
     async def channels(self, request: web.Request) -> web.StreamResponse:
-        """``/{stage}/@channels/{name}``: broadcast (POST) or list members (GET)."""
+        """``/{stage}/@channels/{name}``: broadcast (POST) or list members (GET), cluster-wide.
+
+        A broadcast reaches the channel's members on every node; ``delivered`` counts those of
+        the node that took the request (the others deliver without answering back). With the
+        broker unreachable the request fails with 503 before anything is delivered.
+        """
         operation = "PostToChannel" if request.method == "POST" else "GetChannel"
         body = await self._body(request) if request.method == "POST" else b""
         if body is None:
-            return self._count(
-                operation,
-                _error(
-                    413,
-                    "PayloadTooLargeException",
-                    f"Request entity too large: the limit is {self._limit} bytes",
-                ),
-            )
+            return self._count(operation, _too_large(self._limit))
         denied = self._authenticate(request, body)
         if denied is not None:
             return self._count(operation, denied)
@@ -212,25 +254,72 @@ class ManagementApi:
         channel = unquote(segments[3])
         if not _CHANNEL.match(channel):
             return self._count(operation, _bad_channel(channel))
-        node = self.runtime.node
+        if not self.cluster.available:
+            return self._count(operation, unavailable(None).response())
         if request.method == "POST":
-            delivered, dropped = node.publish(self.runtime.name, ChannelName(channel), body)
-            self.runtime.metrics.messages_out.labels(self.runtime.name).inc(delivered)
-            if dropped:
-                self.runtime.metrics.slow_consumers.labels(self.runtime.name).inc(dropped)
-                log.warning(
-                    "channel %s: closed %d slow consumers (%s)",
-                    channel,
-                    dropped,
-                    SLOW_CONSUMER_CLOSE[1],
-                    extra={"api": self.runtime.name},
-                )
-            return self._count(
-                operation,
-                _answer(200, {"delivered": delivered, "disconnectedSlowConsumers": dropped}),
-            )
-        members = sorted(c.id for c in node.members(self.runtime.name, ChannelName(channel)))
+            return self._count(operation, await self._broadcast(channel, body))
+        try:
+            replies = await self.cluster.request_all(self.members_op, {"channel": channel})
+        except BrokerUnavailable as exc:
+            return self._count(operation, unavailable(exc).response())
+        members = sorted(i for answer, _ in replies for i in answer.get("ids", ()))
         return self._count(operation, _answer(200, {"channel": channel, "connectionIds": members}))
+
+    @property
+    def members_op(self) -> str:
+        return f"apigw.members:{self.runtime.name}"
+
+    async def _broadcast(self, channel: str, body: bytes) -> web.Response:
+        name = self.runtime.name
+        delivered, dropped = self.runtime.node.publish(name, ChannelName(channel), body)
+        self.runtime.metrics.messages_out.labels(name).inc(delivered)
+        if dropped:
+            self.runtime.metrics.slow_consumers.labels(name).inc(dropped)
+            log.warning(
+                "channel %s: closed %d slow consumers (%s)",
+                channel,
+                dropped,
+                SLOW_CONSUMER_CLOSE[1],
+                extra={"api": name},
+            )
+        try:
+            await self.cluster.publish(name, channel, body)
+        except BrokerUnavailable as exc:
+            # Local members got it; a retry would repeat it for them (documented).
+            return unavailable(exc).response()
+        return _answer(200, {"delivered": delivered, "disconnectedSlowConsumers": dropped})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An answer that can travel between nodes (status, JSON body, error type)."""
+
+    status: int
+    body: Any = None
+    error_type: str | None = None
+
+    def response(self) -> web.Response:
+        return _answer(self.status, self.body, self.error_type)
+
+
+# §4.2: unknown, closed or still-connecting id → 410 GoneException with an empty body.
+GONE = Outcome(410, None, "GoneException")
+
+
+def unavailable(exc: Exception | None) -> Outcome:
+    """503: botocore retries it (a transient status), so callers need do nothing."""
+    detail = f" ({exc})" if exc is not None else ""
+    return Outcome(
+        503,
+        {"message": f"The cluster broker is unreachable{detail}; retry the request"},
+        "ServiceUnavailableException",
+    )
+
+
+def _too_large(limit: int) -> web.Response:
+    return _error(
+        413, "PayloadTooLargeException", f"Request entity too large: the limit is {limit} bytes"
+    )
 
 
 def _bad_channel(channel: str) -> web.Response:

@@ -13,13 +13,14 @@ from sockway.integrations.base import Integration
 from sockway.integrations.factory import FunctionSpec
 from sockway.protocols.apigw.events import ApiIdentity
 from sockway.server.apigw import ApiRuntime, Authorizer, Route
+from sockway.server.cluster import Cluster
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
 
 
 class WebSocketFrontDoor:
-    def __init__(self, runtime: ApiRuntime) -> None:
+    def __init__(self, runtime: ApiRuntime, cluster: Cluster) -> None:
         self.runtime = runtime
-        self.management = ManagementApi(runtime)
+        self.management = ManagementApi(runtime, cluster)
 
     @property
     def name(self) -> str:
@@ -117,4 +118,4 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
         routes=routes,
         authorizer=authorizer,
     )
-    return WebSocketFrontDoor(runtime)
+    return WebSocketFrontDoor(runtime, ctx.cluster)
