@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -12,9 +13,16 @@ from sockway.observability.metrics import Metrics
 RESERVED_PATHS = frozenset({"health", "ready", "metrics"})
 
 
-def add_ops_routes(app: web.Application, metrics: Metrics, is_ready: Callable[[], bool]) -> None:
+def add_ops_routes(
+    app: web.Application,
+    metrics: Metrics,
+    is_ready: Callable[[], bool],
+    describe: Callable[[], dict[str, Any]] = dict,
+) -> None:
+    """``describe`` adds fields to ``/health`` (this node's id, the broker's state)."""
+
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", **describe()})
 
     async def ready(_: web.Request) -> web.Response:
         if is_ready():

@@ -92,7 +92,7 @@ class Gateway:
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
-        add_ops_routes(app, self.metrics, lambda: self._ready)
+        add_ops_routes(app, self.metrics, lambda: self._ready, self._describe)
         for door in self.front_doors:
             door.add_routes(app)
 
@@ -106,6 +106,15 @@ class Gateway:
 
         app.router.add_route("*", "/{tail:.*}", forbidden)
         return app
+
+    def _describe(self) -> dict[str, str]:
+        """``/health``: which node answered and whether it reaches the cluster broker. A node
+        whose broker is unreachable still serves its own connections (issue 6 §4), so it stays
+        ready; ``broker: unreachable`` is for dashboards and alerts."""
+        return {
+            "node": self.cluster.node_id,
+            "broker": "connected" if self.cluster.available else "unreachable",
+        }
 
     # -- lifecycle ------------------------------------------------------------------------
 
