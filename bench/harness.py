@@ -81,11 +81,13 @@ class System:
     ready_marker: str
     sub_path: str = "/sub"  # a subscriber of the fan-out channel
     plain_path: str = "/sub"  # a connection that only connects (idle, connect rate, sinks)
-    # Hook for front doors whose subscribers must say something first or wrap the payload
-    # (AppSync Events, Pusher): loadgen's --hello (frame sent on open) and --stamp-marker.
+    # Front doors whose subscribers must say something first or wrap the payload (AppSync
+    # Events, Pusher): loadgen's --header/--hello (upgrade headers, frames sent on open),
+    # --ack-marker (subscription confirmed) and --stamp-marker, for subscribers and the probe.
     subscribe_args: tuple[str, ...] = ()
     pub_path: str | None = "/pub"  # WebSocket publisher (None: publishes over HTTP)
     http_publish: str | None = None  # HTTP path of a publication
+    publish_args: tuple[str, ...] = ()  # loadgen pub: --publish-kind, --marker, credentials
     echo_path: str = "/echo"
     echo_template: str = "{}"
     env: dict[str, str] = field(default_factory=dict)

@@ -14,8 +14,14 @@ start (``go``) or finish (``done``), so the orchestrator can line processes up.
   idle     hold N idle connections until told ``done``
   connect  open N connections as fast as ``--concurrency`` allows, then close them
 
-Fan-out message (exactly ``--size`` bytes): ``"<seq:010d> <monotonic_ns:019d> "`` + ``x``
-padding; all processes share ``CLOCK_MONOTONIC``, so latency = receive time - stamp.
+Fan-out message (exactly ``--size`` bytes): ``--marker`` + ``"<seq:010d> <monotonic_ns:019d> "``
++ ``x`` padding; all processes share ``CLOCK_MONOTONIC``, so latency = receive time - stamp.
+Front doors that wrap the message (AppSync Events ``data`` frames carry it as a JSON string
+inside JSON, Pusher as ``data`` of an event frame) are read by ``--stamp-marker``: the stamp is
+found right after the marker anywhere in the frame, and frames without it (acks, keep-alives)
+are not counted. ``--publish-kind`` wraps the published message as each API's HTTP publish
+expects: ``raw`` (websocket-API ``@channels`` POST), ``appsync`` (``POST /event`` with
+``x-api-key``), ``pusher`` (``POST /apps/{id}/events`` signed as the pusher SDKs sign).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import sys
 import time
@@ -67,10 +75,24 @@ class Quiet(WSListener):  # type: ignore[misc]
             transport.disconnect()
 
 
-async def open_many(factory: Any, url: str, n: int, src: str | None, concurrency: int) -> tuple:
+def headers(a: argparse.Namespace) -> dict[str, str]:
+    """``--header 'Name: value'`` (repeatable): extra upgrade request headers."""
+    return dict(h.split(": ", 1) for h in a.header or ())
+
+
+async def open_many(
+    factory: Any,
+    url: str,
+    n: int,
+    src: str | None,
+    concurrency: int,
+    extra_headers: dict[str, str] | None = None,
+) -> tuple:
     """Open ``n`` WebSocket connections, ``concurrency`` at a time (3 tries each)."""
     gate = asyncio.Semaphore(concurrency)
-    extra = {"local_addr": (src, 0)} if src else {}
+    extra: dict[str, Any] = {"local_addr": (src, 0)} if src else {}
+    if extra_headers:
+        extra["extra_headers"] = extra_headers
     conns: list[tuple[Any, Any]] = []
     failed = 0
 
@@ -148,11 +170,46 @@ class HttpConn(asyncio.Protocol):
         self.on_answer(self, -1)
 
 
-def http_request(host: str, path: str, body: bytes) -> bytes:
+def http_request(
+    host: str, path: str, body: bytes, ctype: str = "application/octet-stream", extra: str = ""
+) -> bytes:
     return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ctype}\r\n{extra}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+def pusher_signed_path(path: str, body: bytes, key: str, secret: str) -> str:
+    """``path?auth_key=..&auth_timestamp=..&auth_version=1.0&body_md5=..&auth_signature=..``:
+    HMAC-SHA256 (hex) of ``POST\\n<path>\\n<sorted query>``, as the pusher SDKs sign."""
+    query = (
+        f"auth_key={key}&auth_timestamp={int(time.time())}&auth_version=1.0"
+        f"&body_md5={hashlib.md5(body).hexdigest()}"
+    )
+    signature = hmac.new(
+        secret.encode(), f"POST\n{path}\n{query}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"{path}?{query}&auth_signature={signature}"
+
+
+def publisher(a: argparse.Namespace, host: str) -> Any:
+    """``message -> raw HTTP request`` for ``--publish-kind`` (the API's own publish path)."""
+    if a.publish_kind == "appsync":
+        head = b'{"channel":' + json.dumps(a.channel).encode() + b',"events":["\\"'
+        extra = f"x-api-key: {a.api_key}\r\n"
+        return lambda m: http_request(
+            host, a.http_path, head + m + b'\\""]}', "application/json", extra
+        )
+    if a.publish_kind == "pusher":
+        head = b'{"name":"m","channel":' + json.dumps(a.channel).encode() + b',"data":"'
+
+        def pusher(m: bytes) -> bytes:
+            body = head + m + b'"}'
+            path = pusher_signed_path(a.http_path, body, a.app_key, a.secret)
+            return http_request(host, path, body, "application/json")
+
+        return pusher
+    return lambda m: http_request(host, a.http_path, m)
 
 
 async def http_conns(url: str, n: int, on_answer: Any, src: str | None) -> list[HttpConn]:
@@ -178,31 +235,43 @@ async def mode_subs(a: argparse.Namespace) -> None:
     done = asyncio.Event()
 
     marker = a.stamp_marker.encode() if a.stamp_marker else b""
-    hello = a.hello.encode() if a.hello else b""
-
-    def stamp(payload: bytes) -> int:
-        if not marker:
-            return int(payload[11:30])
-        at = payload.find(marker) + len(marker) + 11
-        return int(payload[at : at + 19])
+    hellos = [h.encode() for h in a.hello or ()]
+    ack = a.ack_marker.encode() if a.ack_marker else b""
+    acked = [0]
+    all_acked = asyncio.Event()
 
     class Sub(WSListener):  # type: ignore[misc]
         def on_ws_connected(self, transport: Any) -> None:
-            if hello:
-                transport.send(TEXT, hello)
+            for h in hellos:
+                transport.send(TEXT, h)
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:  # the hot path: keep lean
             if frame.msg_type == TEXT:
                 t = now_ns()
-                lat.append(t - stamp(frame.get_payload_as_bytes()))
+                payload = frame.get_payload_as_bytes()
+                if marker:
+                    at = payload.find(marker)
+                    if at < 0:  # an ack or keep-alive of the protocol, not a message
+                        if ack and ack in payload:
+                            acked[0] += 1
+                            if acked[0] >= a.n:
+                                all_acked.set()
+                        return
+                    at += len(marker) + 11
+                    lat.append(t - int(payload[at : at + 19]))
+                else:
+                    lat.append(t - int(payload[11:30]))
                 last[0] = t
                 if len(lat) >= goal:
                     done.set()
             elif frame.msg_type == CLOSE:
                 transport.disconnect()
 
-    conns, failed = await open_many(Sub, a.url, a.n, a.src_ip, 200)
-    ready(connected=len(conns), failures=failed)
+    conns, failed = await open_many(Sub, a.url, a.n, a.src_ip, 200, headers(a))
+    if ack:  # every subscription confirmed before the publisher starts
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_acked.wait(), 60)
+    ready(connected=len(conns), failures=failed, acked=acked[0])
     cpu0 = time.process_time()
     deadline = time.monotonic() + a.max_time
     while not done.is_set() and time.monotonic() < deadline:
@@ -231,23 +300,34 @@ async def mode_pub(a: argparse.Namespace) -> None:
     wake = asyncio.Event()
     errors = [0]
 
-    hello = a.hello.encode() if a.hello else b""
+    hellos = [h.encode() for h in a.hello or ()]
+    marker = a.marker.encode()
+    ack = a.ack_marker.encode() if a.ack_marker else b""
+    acked = asyncio.Event()
 
     class Probe(WSListener):  # type: ignore[misc]
         def on_ws_connected(self, transport: Any) -> None:
-            if hello:
-                transport.send(TEXT, hello)
+            for h in hellos:
+                transport.send(TEXT, h)
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type == TEXT:
+                payload = frame.get_payload_as_bytes()
+                if marker and marker not in payload:
+                    if ack and ack in payload:
+                        acked.set()
+                    return
                 seen[0] += 1
                 wake.set()
 
-    extra = {"local_addr": (a.src_ip, 0)} if a.src_ip else {}
-    probe, _ = await ws_connect(Probe, a.probe_url, **extra)
+    extra: dict[str, Any] = {"local_addr": (a.src_ip, 0)} if a.src_ip else {}
+    probe, _ = await ws_connect(Probe, a.probe_url, extra_headers=headers(a) or None, **extra)
+    if ack:
+        await asyncio.wait_for(acked.wait(), 30)
     if a.http_path:
         parts = urlsplit(a.url)
         host = f"{parts.hostname}:{parts.port}"
+        make = publisher(a, host)
 
         def answered(_: HttpConn, status: int) -> None:
             if status != 200 and status >= 0:  # -1: the connection closed (at the end)
@@ -257,7 +337,7 @@ async def mode_pub(a: argparse.Namespace) -> None:
 
         def send(payload: bytes) -> None:
             conn = min(conns, key=lambda c: c.pending)  # least outstanding first
-            conn.request(http_request(host, a.http_path, payload))
+            conn.request(make(payload))
 
         def finish() -> None:
             for c in conns:
@@ -273,7 +353,7 @@ async def mode_pub(a: argparse.Namespace) -> None:
             close_all([pub])
 
     await asyncio.sleep(a.settle)
-    pad = b"x" * max(0, a.size - 31)
+    pad = b"x" * max(0, a.size - 31 - len(marker))
     sent = 0
     stalled = False
     t_first = now_ns()
@@ -293,7 +373,7 @@ async def mode_pub(a: argparse.Namespace) -> None:
                     break
             if stalled:
                 break
-        send(b"%010d %019d " % (sent, now_ns()) + pad)
+        send(marker + b"%010d %019d " % (sent, now_ns()) + pad)
         sent += 1
     t_last = now_ns()
     end = time.monotonic() + 10
@@ -500,8 +580,18 @@ def main() -> None:
     ap.add_argument("--max-time", type=float, default=120.0)
     ap.add_argument("--hold", type=float, default=120.0)
     ap.add_argument("--src-ip")
-    ap.add_argument("--hello", help="subs/pub probe: text frame sent once connected (subscribe)")
-    ap.add_argument("--stamp-marker", help="subs: bytes right before the message in a wrapper")
+    ap.add_argument(
+        "--hello", action="append", help="subs/pub probe: text frame sent once connected (repeat)"
+    )
+    ap.add_argument("--header", action="append", help="subs/pub probe: 'Name: value' (repeat)")
+    ap.add_argument("--stamp-marker", help="subs: the message starts right after these bytes")
+    ap.add_argument("--ack-marker", help="subs/pub probe: wait for a frame with this per socket")
+    ap.add_argument("--marker", default="", help="pub: text the published message starts with")
+    ap.add_argument("--publish-kind", choices=("raw", "appsync", "pusher"), default="raw")
+    ap.add_argument("--channel", default="fan", help="pub: channel of appsync/pusher publishes")
+    ap.add_argument("--api-key", default="", help="pub appsync: x-api-key")
+    ap.add_argument("--app-key", default="", help="pub pusher: auth_key")
+    ap.add_argument("--secret", default="", help="pub pusher: the app secret")
     a = ap.parse_args()
     uvloop.run(MODES[a.mode](a))
 

@@ -1,6 +1,6 @@
 """sockway's benchmark (issue 7): the gateway against raw servers started in the same run.
 
-    make bench          # full: 3 runs of every scenario (~13 min on 2 cores) -> bench/RESULTS.md
+    make bench          # full: 3 runs of every scenario (~14 min on 2 cores) -> bench/RESULTS.md
     make bench-quick    # smoke: 1 short run (~2 min) -> bench/results/RESULTS-quick.md
 
 The gateway is ``sockway serve --config bench/sockway-bench.yaml`` (handlers in
@@ -13,6 +13,7 @@ report gives medians and same-run ratios. Raw results: ``bench/results/<stamp>.j
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import resource
@@ -40,9 +41,27 @@ GATEWAY_CMD = [
 ]
 REF = [PY, str(HERE / "refservers.py")]
 
-# The websocket API front door. AppSync Events and Pusher join by adding their System here
-# (their subscribe path, publish path, and loadgen --hello/--stamp-marker) and their name to
-# the fan-out/paced rows of PLAN; the rest of the harness is protocol-neutral.
+# The three front doors of the gateway (one process serves all three APIs of the bench config),
+# each subscribed and published through its own protocol and HTTP publish path, and the raw
+# references. The published message is the same 100 bytes everywhere; AppSync Events and Pusher
+# wrap it (a JSON string in a ``data`` frame, the ``data`` of a Pusher event), so their
+# subscribers find the stamp after the ``@T`` marker and ignore acks and keep-alives.
+EVENTS_KEY = "da2-sockwaybenchkey"  # bench/sockway-bench.yaml, API bench-events
+_events_auth = (
+    base64.urlsafe_b64encode(json.dumps({"host": "127.0.0.1", "x-api-key": EVENTS_KEY}).encode())
+    .decode()
+    .rstrip("=")
+)
+EVENTS_SUBSCRIBE = json.dumps(
+    {
+        "type": "subscribe",
+        "id": "fan",
+        "channel": "/bench/fan",
+        "authorization": {"host": "127.0.0.1", "x-api-key": EVENTS_KEY},
+    }
+)
+PUSHER_SUBSCRIBE = '{"event":"pusher:subscribe","data":{"channel":"fan"}}'
+GATEWAYS = ("sockway", "sockway-events", "sockway-pusher")  # rows compared with the bars
 SYSTEMS = {
     "sockway": System(
         "sockway",
@@ -54,6 +73,68 @@ SYSTEMS = {
         http_publish="/bench/@channels/fan",
         echo_path="/bench",
         echo_template='{"action":"echo","t":"{}"}',
+        env=GATEWAY_ENV,
+    ),
+    "sockway-events": System(
+        "sockway-events",
+        GATEWAY_CMD,
+        "listening",
+        sub_path="/event/realtime",
+        plain_path="/event/realtime",
+        pub_path=None,
+        http_publish="/event",
+        subscribe_args=(
+            "--header",
+            f"Sec-WebSocket-Protocol: aws-appsync-event-ws, header-{_events_auth}",
+            "--hello",
+            '{"type":"connection_init"}',
+            "--hello",
+            EVENTS_SUBSCRIBE,
+            "--ack-marker",
+            "subscribe_success",
+            "--stamp-marker",
+            "@T",
+        ),
+        publish_args=(
+            "--publish-kind",
+            "appsync",
+            "--marker",
+            "@T",
+            "--channel",
+            "/bench/fan",
+            "--api-key",
+            EVENTS_KEY,
+        ),
+        env=GATEWAY_ENV,
+    ),
+    "sockway-pusher": System(
+        "sockway-pusher",
+        GATEWAY_CMD,
+        "listening",
+        sub_path="/app/bench-key?protocol=7&client=js&version=8.4.0",
+        plain_path="/app/bench-key?protocol=7&client=js&version=8.4.0",
+        pub_path=None,
+        http_publish="/apps/4242/events",
+        subscribe_args=(
+            "--hello",
+            PUSHER_SUBSCRIBE,
+            "--ack-marker",
+            "pusher_internal:subscription_succeeded",
+            "--stamp-marker",
+            "@T",
+        ),
+        publish_args=(
+            "--publish-kind",
+            "pusher",
+            "--marker",
+            "@T",
+            "--channel",
+            "fan",
+            "--app-key",
+            "bench-key",
+            "--secret",
+            "bench-secret",
+        ),
         env=GATEWAY_ENV,
     ),
     "picows": System("picows", [*REF, "picows", "{port}"], "LISTENING"),
@@ -78,15 +159,23 @@ SCENARIOS = {
 
 def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
     """(scenario, parameter, systems) in run order; the first system is the one under test."""
+    fan = [*GATEWAYS, "picows", "node-ws"]
     return [
-        ("fanout", 1000, ["sockway", "picows", "node-ws"]),
-        *([] if quick else [("fanout", 5000, ["sockway", "picows", "node-ws"])]),
+        ("fanout", 1000, fan),
+        *([] if quick else [("fanout", 5000, fan)]),
         ("paced", 1000, ["sockway", "picows"]),
         ("echo", 100, ["sockway", "sockway-sync", "picows", "node-ws"]),
         ("post", 16, ["sockway", "aiohttp-hello"]),
         ("idle", 2000 if quick else 18000, ["sockway", "websockets"]),
         ("connect", 1000 if quick else 3000, ["sockway", "picows"]),
     ]
+
+
+# Fewer runs for rows whose figure does not move between runs or has no bar, to keep the full
+# bench under 15 minutes with three front doors in the fan-out rows: the idle RSS per
+# connection was identical in all three runs of every earlier full bench (16.5/16.5/16.5 KB,
+# 12.3/12.3/12.3 KB), and the sync-handler echo row is reported without a bar.
+RUNS_CAP = {("idle", "sockway"): 1, ("idle", "websockets"): 1, ("echo", "sockway-sync"): 1}
 
 
 QUICK = scenarios.Params(
@@ -132,7 +221,7 @@ class Progress:
         el = time.monotonic() - self.start
         sys.stdout.write(
             f"[{self.done + 1:>2}/{self.total}] {el:5.0f}s  eta ~{self.left:4.0f}s  "
-            f"run {run} {scen:7} {prm:>6} {name:14} "
+            f"run {run} {scen:7} {prm:>6} {name:15} "
         )
         sys.stdout.flush()
 
@@ -211,6 +300,7 @@ def main() -> None:
         for run in range(1, runs + 1)
         for s, prm, names in rows_plan
         for name in names
+        if run <= RUNS_CAP.get((s, name), runs)
     ]
     progress = Progress(trials)
     print(f"sockway bench: {len(trials)} trials, {runs} run(s); raw: results/{stamp}.jsonl")

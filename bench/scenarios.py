@@ -78,6 +78,7 @@ def fanout(srv: Server, p: Params, n: int, rate: float = 0, count: int = 0) -> d
     ]
     if sysm.http_publish:
         args += ["--url", srv.url.replace("ws://", "http://"), "--http-path", sysm.http_publish]
+        args += sysm.publish_args
     else:
         args += ["--url", srv.url + (sysm.pub_path or "/pub")]
     pub = Load("pub", *args)
