@@ -206,6 +206,15 @@ class CpuMeter:
         self._stop.set()
         self._thread.join()
 
+    def seconds(self, role: str, t0: int, t1: int) -> float:
+        """CPU seconds of ``role`` over [t0, t1] (the samples just outside the window)."""
+        pts = [(t, s[role]) for t, s in self.samples if role in s and s[role] == s[role]]
+        before = [p for p in pts if p[0] <= t0] or pts[:1]
+        after = [p for p in pts if p[0] >= t1] or pts[-1:]
+        if not before or not after:
+            return float("nan")
+        return after[0][1] - before[-1][1]
+
     def percent(self, role: str, t0: int, t1: int) -> float:
         pts = [(t, s[role]) for t, s in self.samples if role in s and s[role] == s[role]]
         before = [p for p in pts if p[0] <= t0] or pts[:1]

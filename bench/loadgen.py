@@ -281,6 +281,7 @@ async def mode_subs(a: argparse.Namespace) -> None:
             if last[0] and (now_ns() - last[0]) / 1e9 > a.quiet:
                 break
     cpu = time.process_time() - cpu0
+    await asyncio.sleep(a.linger)  # keep the closes out of a CPU window that ends at t_last
     close_all(conns)
     await asyncio.sleep(0.2)
     out(
@@ -579,6 +580,7 @@ def main() -> None:
     ap.add_argument("--quiet", type=float, default=5.0)
     ap.add_argument("--max-time", type=float, default=120.0)
     ap.add_argument("--hold", type=float, default=120.0)
+    ap.add_argument("--linger", type=float, default=0.0, help="subs: wait before closing")
     ap.add_argument("--src-ip")
     ap.add_argument(
         "--hello", action="append", help="subs/pub probe: text frame sent once connected (repeat)"

@@ -17,6 +17,7 @@ PRIMARY = {
     "post": "posts_per_s",
     "idle": "kb_per_conn",
     "connect": "conns_per_s",
+    "cluster": "cpu_us_per_msg",
 }
 COLUMNS = {
     "fanout": (
@@ -56,6 +57,18 @@ COLUMNS = {
         "server_cpu_pct",
         "client_cpu_pct",
         "cpu_us_per_conn",
+    ),
+    "cluster": (
+        "cpu_us_per_msg",
+        "gateway_A_us_per_msg",
+        "gateway_B_us_per_msg",
+        "redis_us_per_msg",
+        "msgs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "client_cpu_pct",
+        "delivered",
+        "expected",
     ),
 }
 # (scenario, parameter, reference, bar, higher_is_better, label)
@@ -145,6 +158,8 @@ def bar_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]
 def detail(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:
     out = []
     for scen, prm, systems in plan:
+        if scen == "cluster":
+            continue
         cols = COLUMNS[scen]
         key = PRIMARY[scen]
         base = _median(rows, scen, prm, systems[0], key)
@@ -165,6 +180,51 @@ def detail(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -
         errors = [r for r in rows if r["scenario"] == scen and r["param"] == prm and "error" in r]
         for r in errors:
             out.append(f"\nerror: run {r['run']} {r['system']}: {r['error']}")
+    return "\n".join(out)
+
+
+def cluster_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:
+    """Issue 6: µs of CPU per delivered message of each configuration, total and per process,
+    as ratios to the first configuration (one node, embedded memory broker)."""
+    out = []
+    for scen, prm, systems in plan:
+        if scen != "cluster":
+            continue
+        base = _median(rows, scen, prm, systems[0], "cpu_us_per_msg")
+        out.append(
+            "| configuration | runs (µs/msg) | µs CPU per delivered msg, all processes "
+            "| ratio to " + systems[0] + " | gateway A | gateway B | redis-server "
+            "| delivered msgs/s | p50 / p99 ms | delivered / expected |"
+        )
+        out.append("|---" * 10 + "|")
+        for name in systems:
+            mine = [r for r in rows if r["scenario"] == scen and r["system"] == name]
+            runs = ", ".join(
+                _fmt(r["result"]["cpu_us_per_msg"]) if "result" in r else "error" for r in mine
+            )
+
+            def med(key: str, name: str = name) -> float:
+                return _median(rows, scen, prm, name, key)
+
+            total = med("cpu_us_per_msg")
+            ratio = f"{total / base:.2f}x" if base and not math.isnan(base) else "-"
+
+            def part(key: str) -> str:
+                v = med(key)
+                if math.isnan(v):
+                    return "-"
+                share = f" ({v / base:.2f}x)" if base and not math.isnan(base) else ""
+                return f"{v:.2f}{share}"
+
+            out.append(
+                f"| {name} | {runs} | {_fmt(total)} | {ratio} | {part('gateway_A_us_per_msg')} "
+                f"| {part('gateway_B_us_per_msg')} | {part('redis_us_per_msg')} "
+                f"| {_fmt(med('msgs_per_s'))} | {_fmt(med('p50_ms'))} / {_fmt(med('p99_ms'))} "
+                f"| {_fmt(med('delivered'))} / {_fmt(med('expected'))} |"
+            )
+        for r in rows:
+            if r["scenario"] == scen and "error" in r:
+                out.append(f"\nerror: run {r['run']} {r['system']}: {r['error']}")
     return "\n".join(out)
 
 
@@ -208,6 +268,27 @@ def render(
         "## Every scenario",
         detail(rows, plan),
         "",
+        *(
+            [
+                "## Cost of cross-node delivery (issue 6)",
+                "",
+                f"`bench/cluster.py`, run by the same command (`{meta['command']}`): 1,000 "
+                "websocket-API subscribers of one channel, publications by "
+                "`POST /bench/@channels/fan` on node A at "
+                f"{meta['params'].get('cluster_msgs_per_s', 0):,} delivered msgs/s for "
+                f"{meta['params'].get('cluster_s', 0)} s. CPU = utime + stime of each process "
+                "over the measured window ÷ messages delivered (the publisher's probe "
+                "subscriber included). Gateways and the private redis-server started for each "
+                "trial are pinned to CPU 0 (**the two gateways of a two-node configuration "
+                "share that core**); load generators to CPU 1. Per-process cells: µs per "
+                "delivered message (ratio to the total of the first configuration).",
+                "",
+                cluster_table(rows, plan),
+                "",
+            ]
+            if any(s == "cluster" for s, _, _ in plan)
+            else []
+        ),
         "Columns: `server_cpu_pct`/`client_cpu_pct` over the measured window (100 = one core; "
         "a server well under 100 % with the client near 100 % means the load generator is the "
         "limit and the server's figure is a lower bound); `cpu_us_per_msg` = server CPU µs "

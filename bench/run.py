@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cluster
 import harness
 import report
 import scenarios
@@ -168,6 +169,7 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
         ("post", 16, ["sockway", "aiohttp-hello"]),
         ("idle", 2000 if quick else 18000, ["sockway", "websockets"]),
         ("connect", 1000 if quick else 3000, ["sockway", "picows"]),
+        ("cluster", 1000, list(cluster.CONFIGS)),
     ]
 
 
@@ -179,11 +181,17 @@ RUNS_CAP = {("idle", "sockway"): 1, ("idle", "websockets"): 1, ("echo", "sockway
 
 
 QUICK = scenarios.Params(
-    fanout_deliveries=200_000, paced_s=2.0, echo_s=2.0, post_s=2.0, connect_n=1000, timeout_s=60
+    fanout_deliveries=200_000,
+    paced_s=2.0,
+    echo_s=2.0,
+    post_s=2.0,
+    connect_n=1000,
+    timeout_s=60,
+    cluster_s=3.0,
 )
 
 # Rough seconds per trial (process start-up included), for the progress display's ETA.
-COST = {"fanout": 15, "paced": 9, "echo": 7, "post": 7, "idle": 25, "connect": 6}
+COST = {"fanout": 15, "paced": 9, "echo": 7, "post": 7, "idle": 25, "connect": 6, "cluster": 16}
 
 
 def versions() -> dict[str, Any]:
@@ -311,10 +319,14 @@ def main() -> None:
             progress.begin(run, scen, prm, name)
             row: dict[str, Any] = {"run": run, "scenario": scen, "param": prm, "system": name}
             srv = None
+            label = f"{stamp}-{scen}-{prm}-{name}-{run}"
             try:
-                srv = Server(SYSTEMS[name], f"{stamp}-{scen}-{prm}-{name}-{run}")
-                time.sleep(0.3)
-                row["result"] = SCENARIOS[scen](srv, params, prm)
+                if scen == "cluster":  # starts its own gateways and redis-server
+                    row["result"] = cluster.trial(name, params, prm, label)
+                else:
+                    srv = Server(SYSTEMS[name], label)
+                    time.sleep(0.3)
+                    row["result"] = SCENARIOS[scen](srv, params, prm)
             except Exception as exc:
                 row["error"] = repr(exc)
             finally:

@@ -25,6 +25,8 @@ class Params:
     connect_n: int = 3_000
     client_procs: int = 2
     timeout_s: float = 90.0
+    cluster_msgs_per_s: int = 20_000  # delivered per second, cross-node cost (bench/cluster.py)
+    cluster_s: float = 8.0
 
 
 def _sub_url(srv: Server) -> str:
