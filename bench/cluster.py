@@ -100,8 +100,10 @@ class RedisServer:
         self.proc = subprocess.Popen(
             pinned(
                 SERVER_CPU,
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-                + ["--appendonly", "no", "--dir", str(self.dir)],
+                [
+                    *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--save", "", "--appendonly", "no", "--dir", str(self.dir)),
+                ],
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -183,6 +183,13 @@ def detail(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -
     return "\n".join(out)
 
 
+def _part(v: float, base: float) -> str:
+    """A process's µs per message, with its ratio to the reference configuration's total."""
+    if math.isnan(v):
+        return "-"
+    return f"{v:.2f} ({v / base:.2f}x)" if base and not math.isnan(base) else f"{v:.2f}"
+
+
 def cluster_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:
     """Issue 6: µs of CPU per delivered message of each configuration, total and per process,
     as ratios to the first configuration (one node, embedded memory broker)."""
@@ -203,24 +210,20 @@ def cluster_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[st
                 _fmt(r["result"]["cpu_us_per_msg"]) if "result" in r else "error" for r in mine
             )
 
-            def med(key: str, name: str = name) -> float:
-                return _median(rows, scen, prm, name, key)
-
-            total = med("cpu_us_per_msg")
-            ratio = f"{total / base:.2f}x" if base and not math.isnan(base) else "-"
-
-            def part(key: str) -> str:
-                v = med(key)
-                if math.isnan(v):
-                    return "-"
-                share = f" ({v / base:.2f}x)" if base and not math.isnan(base) else ""
-                return f"{v:.2f}{share}"
-
+            total = _median(rows, scen, prm, name, "cpu_us_per_msg")
+            ok = base and not math.isnan(base) and not math.isnan(total)
+            ratio = f"{total / base:.2f}x" if ok else "-"
+            cells = [
+                _part(_median(rows, scen, prm, name, f"{role}_us_per_msg"), base)
+                for role in ("gateway_A", "gateway_B", "redis")
+            ]
+            p50, p99, rate, got, want = (
+                _fmt(_median(rows, scen, prm, name, k))
+                for k in ("p50_ms", "p99_ms", "msgs_per_s", "delivered", "expected")
+            )
             out.append(
-                f"| {name} | {runs} | {_fmt(total)} | {ratio} | {part('gateway_A_us_per_msg')} "
-                f"| {part('gateway_B_us_per_msg')} | {part('redis_us_per_msg')} "
-                f"| {_fmt(med('msgs_per_s'))} | {_fmt(med('p50_ms'))} / {_fmt(med('p99_ms'))} "
-                f"| {_fmt(med('delivered'))} / {_fmt(med('expected'))} |"
+                f"| {name} | {runs} | {_fmt(total)} | {ratio} | " + " | ".join(cells) + " | "
+                f"{rate} | {p50} / {p99} | {got} / {want} |"
             )
         for r in rows:
             if r["scenario"] == scen and "error" in r:
