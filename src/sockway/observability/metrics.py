@@ -51,6 +51,21 @@ class Metrics:
             ["api", "outcome"],
             registry=r,
         )
+        # -- scale-out (issue 6): shared by every API type ------------------------------------
+        self.cluster_publications = Counter(
+            "sockway_cluster_publications",
+            "Channel publications exchanged with other nodes over the broker "
+            "(direction: out = sent, in = received)",
+            ["api", "direction"],
+            registry=r,
+        )
+        self.cluster_publish_failures = Counter(
+            "sockway_cluster_publish_failures",
+            "Publications that reached this node's subscribers but not the other nodes "
+            "(broker unavailable)",
+            ["api"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
