@@ -89,8 +89,9 @@ class EventsCluster:
 
 @contextlib.asynccontextmanager
 async def events_cluster(
-    tmp_path: Path, n: int = 3, api: dict[str, Any] | None = None
+    tmp_path: Path, n: int = 3, api: dict[str, Any] | None = None, **extra: Any
 ) -> AsyncIterator[EventsCluster]:
+    """``extra``: more top-level settings of every node (e.g. ``tls``)."""
     bus = MemoryBus()
     cluster = EventsCluster(bus)
     config = api if api is not None else events_api()
@@ -101,6 +102,7 @@ async def events_cluster(
                     "listen": "127.0.0.1:0",
                     "state_dir": str(tmp_path / f"state{i}"),
                     "apis": [config],
+                    **extra,
                 },
                 tmp_path,
             )

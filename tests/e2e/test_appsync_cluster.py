@@ -5,16 +5,21 @@ node to one channel arrive in order, so a duplicate would come before it)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import write_handlers
 from tests.e2e.appsync_cluster import events_cluster
-from tests.e2e.appsync_support import EventsClient, events_api
+from tests.e2e.appsync_support import API_KEY, EventsClient, events_api
 from tests.e2e.support import wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
+AMPLIFY = Path(__file__).parent / "js" / "amplify_cluster.mjs"
 IN = "sockway_cluster_publications_total"
 FAILED = "sockway_cluster_publish_failures_total"
 
@@ -202,3 +207,61 @@ async def test_broker_outage_http_refused_websocket_local_only(tmp_path: Path) -
         assert (await c.http_publish(0, "/default/room", ["back"]))[0] == 200
         assert await frames(local, 1) == [("s", "back")]
         assert await frames(remote, 1) == [("s", "back")]
+
+
+async def amplify(options: dict[str, Any], ca_file: Path) -> asyncio.subprocess.Process:
+    node = shutil.which("node")
+    assert node is not None, "node is required (make install)"
+    assert (ROOT / "node_modules" / "aws-amplify").is_dir(), "run npm install (make install)"
+    return await asyncio.create_subprocess_exec(
+        node,
+        str(AMPLIFY),
+        json.dumps({"apiKey": API_KEY, "channel": "/default/amplify", **options}),
+        cwd=ROOT,
+        env={**os.environ, "NODE_EXTRA_CA_CERTS": str(ca_file)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_amplify_publishes_on_one_node_and_subscribes_on_another(tmp_path: Path) -> None:
+    """The real aws-amplify ``events`` client: one app subscribed through node 0, another
+    publishing (WebSocket and HTTP) through node 1, over wss:// and https:// (spec §1.2)."""
+    async with events_cluster(tmp_path, 2, tls={"certificate": "auto"}) as c:
+        cas: list[Path] = []
+        for gw in c.gateways:  # each node made its own development CA
+            assert gw.tls is not None and gw.tls.ca_file is not None
+            cas.append(gw.tls.ca_file)
+        endpoints = [f"https://localhost:{c.port(i)}/event" for i in range(2)]
+        sub = await amplify({"endpoint": endpoints[0], "role": "subscribe", "count": 2}, cas[0])
+        try:
+            await amplify_exchange(sub, endpoints, cas[1])
+        finally:
+            if sub.returncode is None:
+                sub.kill()
+                await sub.wait()
+
+
+async def amplify_exchange(
+    sub: asyncio.subprocess.Process, endpoints: list[str], publisher_ca: Path
+) -> None:
+    assert sub.stdout is not None
+    ready = await asyncio.wait_for(sub.stdout.readline(), 30)
+    if not ready:  # it failed before subscribing
+        _, err = await sub.communicate()
+        raise AssertionError(err.decode())
+    assert json.loads(ready) == {"ready": True}, ready
+    pub = await amplify({"endpoint": endpoints[1], "role": "publish"}, publisher_ca)
+    out, err = await asyncio.wait_for(pub.communicate(), 45)
+    assert pub.returncode == 0, err.decode() + out.decode()
+    assert json.loads(out.decode().strip().splitlines()[-1]) == {
+        "published": True,
+        "failed": None,
+    }
+    out, err = await asyncio.wait_for(sub.communicate(), 45)
+    assert sub.returncode == 0, err.decode() + out.decode()
+    received = json.loads(out.decode().strip().splitlines()[-1])["received"]
+    assert received == [
+        {"via": "websocket", "from": endpoints[1]},
+        {"via": "http", "from": endpoints[1]},
+    ]
