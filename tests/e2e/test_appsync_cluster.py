@@ -89,7 +89,7 @@ async def test_exact_and_wildcards_on_one_node_each_deliver_once(tmp_path: Path)
 
 
 async def test_websocket_publish_on_b_reaches_a_in_order(tmp_path: Path) -> None:
-    async with events_cluster(tmp_path, 2) as c:
+    async with events_cluster(tmp_path, 3) as c:  # node 2: no subscribers, receives nothing
         sub = await c.connect(0)
         await subscribed(sub, "s", "/default/chat")
         pub = await c.connect(1)
@@ -110,6 +110,8 @@ async def test_websocket_publish_on_b_reaches_a_in_order(tmp_path: Path) -> None
             f"p{n}" for n in range(20)
         )
         assert [json.loads(r["event"]) for r in replies if r["type"] == "data"] == list(range(20))
+        assert c.keys(2) == set() and c.metric(2, IN, direction="in") == 0
+        assert c.metric(0, IN, direction="in") == 20 and c.metric(1, IN, direction="out") == 20
 
 
 async def test_last_unsubscribe_stops_delivery_and_drops_the_broker_key(tmp_path: Path) -> None:
@@ -195,13 +197,14 @@ async def test_broker_outage_http_refused_websocket_local_only(tmp_path: Path) -
         reply = await pub.publish("p", "/default/room", ["local only"])
         assert reply["type"] == "publish_success" and reply["failed"] == []
         assert await frames(local, 1) == [("s", "local only")]
-        assert c.metric(0, FAILED) == 2
+        assert c.metric(0, FAILED) == 2 and c.metric(1, IN, direction="in") == 0
         # The broker fails after local delivery: HTTP says so (503), local subscribers got it.
         c.brokers[0].down = False
         c.brokers[0].fail_publish = True
         status, body, _ = await c.http_publish(0, "/default/room", ["half"])
         assert status == 503 and "twice" in body["errors"][0]["message"]
         assert await frames(local, 1) == [("s", "half")]
+        assert c.metric(0, FAILED) == 3
         # Back: delivered everywhere; the remote node saw nothing of the outage.
         c.brokers[0].fail_publish = False
         assert (await c.http_publish(0, "/default/room", ["back"]))[0] == 200

@@ -55,14 +55,14 @@ class Metrics:
         self.cluster_publications = Counter(
             "sockway_cluster_publications",
             "Channel publications exchanged with other nodes over the broker "
-            "(direction: out = sent, in = received)",
+            "(direction: out = sent, in = received, once per matching subscription key)",
             ["api", "direction"],
             registry=r,
         )
         self.cluster_publish_failures = Counter(
             "sockway_cluster_publish_failures",
-            "Publications that reached this node's subscribers but not the other nodes "
-            "(broker unavailable)",
+            "Publications the other nodes did not get because the broker was unavailable "
+            "(delivered on this node only, or refused)",
             ["api"],
             registry=r,
         )

@@ -229,12 +229,12 @@ class EventsRuntime:
                 AuthRequest(PUBLISH, channel, op.auth_headers, op.signed_body, op.source_ip), modes
             )
             if all_nodes:
-                self._require_cluster()
+                self._require_cluster(channel)
             incoming = [ev.IncomingEvent(str(uuid.uuid4()), i, t) for i, t in enumerate(texts)]
             outcome = await self._on_publish(channel, incoming, identity, op)
             await self.sequencer.wait_turn(previous)
             if all_nodes:
-                self._require_cluster()
+                self._require_cluster(channel)
             self.fan_out(channel, outcome.broadcast)
             if outcome.broadcast:
                 await self._to_other_nodes(channel, outcome.broadcast, all_nodes)
@@ -242,9 +242,9 @@ class EventsRuntime:
         finally:
             self.sequencer.leave(channel.path, mine)
 
-    def _require_cluster(self) -> None:
+    def _require_cluster(self, channel: ChannelPath) -> None:
         if not self.peers.available:
-            self.metrics.cluster_publish_failures.labels(self.name).inc()
+            self.peers.failed(channel, BrokerUnavailable("HTTP publish refused"))
             raise EventsError(
                 SERVICE_UNAVAILABLE,
                 "The cluster broker is unavailable; nothing was published. Retry later.",
@@ -254,13 +254,7 @@ class EventsRuntime:
     async def _to_other_nodes(self, channel: ChannelPath, texts: list[str], strict: bool) -> None:
         try:
             await self.peers.publish(channel, texts)
-        except BrokerUnavailable as exc:
-            log.warning(
-                "publication to %s reached this node's subscribers only: %s",
-                channel.path,
-                exc,
-                extra={"api": self.name},
-            )
+        except BrokerUnavailable:  # counted and logged by ``peers``
             if strict:
                 raise EventsError(
                     SERVICE_UNAVAILABLE,

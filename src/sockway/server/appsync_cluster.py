@@ -23,12 +23,13 @@ are not ordered with respect to each other.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import orjson
 
-from sockway.brokers.base import Change
+from sockway.brokers.base import BrokerUnavailable, Change
 from sockway.core.channels import ChannelPath, SubscriptionIndex
 from sockway.observability.metrics import Metrics
 from sockway.server.cluster import SEP, Cluster, topic
@@ -36,6 +37,8 @@ from sockway.server.cluster import SEP, Cluster, topic
 log = logging.getLogger("sockway.appsync")
 
 S = TypeVar("S")
+
+OUTAGE_LOG_INTERVAL_S = 10.0
 
 Deliver = Callable[[list[S], list[str]], int]
 
@@ -57,6 +60,8 @@ class EventsClusterMember(Generic[S]):
         self.index = index
         self.deliver = deliver
         self.metrics = metrics
+        self._logged_at = -OUTAGE_LOG_INTERVAL_S
+        self._unlogged = 0
         cluster.members[api] = self
 
     @property
@@ -81,13 +86,32 @@ class EventsClusterMember(Generic[S]):
 
     async def publish(self, channel: ChannelPath, texts: list[str]) -> None:
         """Send the final events of one publication to the other nodes; raises
-        ``BrokerUnavailable`` (counted) when the broker cannot take it."""
+        ``BrokerUnavailable`` (counted, logged at most every ``OUTAGE_LOG_INTERVAL_S``) when
+        the broker cannot take it — at once when it is known to be down."""
         try:
+            if not self.cluster.available:
+                raise BrokerUnavailable("the broker is unavailable")
             await self.cluster.publish(self.api, channel.path, orjson.dumps(texts))
-        except Exception:
-            self.metrics.cluster_publish_failures.labels(self.api).inc()
+        except BrokerUnavailable as exc:
+            self.failed(channel, exc)
             raise
         self.metrics.cluster_publications.labels(self.api, "out").inc()
+
+    def failed(self, channel: ChannelPath, exc: Exception) -> None:
+        """Count a publication the other nodes did not get; log the outage, not every one."""
+        self.metrics.cluster_publish_failures.labels(self.api).inc()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at < OUTAGE_LOG_INTERVAL_S:
+            return
+        log.warning(
+            "%d publication(s) (latest to %s) not sent to the other nodes: %s",
+            self._unlogged,
+            channel.path,
+            exc,
+            extra={"api": self.api},
+        )
+        self._logged_at, self._unlogged = now, 0
 
     def on_publication(self, key: str, rest: str, payload: bytes, exclude: str | None) -> bool:
         """A publication to channel ``rest`` of another node that matched our ``key``."""
