@@ -3,7 +3,8 @@
 ``events_cluster(tmp_path, n)`` starts ``n`` real gateways, each on its own ephemeral port with
 the same events API config, whose ``MemoryBroker``s share one ``MemoryBus``: they behave as
 ``n`` nodes (the memory broker implements the same contract as the Redis one, see
-``tests/brokers``). ``OutageBroker`` is a memory broker whose outage a test switches on, to see
+``tests/brokers``); ``broker=`` builds another broker per node (e.g. a ``RedisBroker`` with a
+test's own key prefix) to run the same scenarios on it. ``OutageBroker`` is a memory broker whose outage a test switches on, to see
 what the gateway does when the broker reports itself unavailable (the broker contract's failure
 behaviour: ``available`` False, awaited operations raise ``BrokerUnavailable``).
 """
@@ -11,7 +12,7 @@ behaviour: ``available`` False, awaited operations raise ``BrokerUnavailable``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from sockway.brokers.base import BrokerUnavailable
+from sockway.brokers.base import Broker, BrokerUnavailable
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.config import parse_config
 from sockway.server.gateway import Gateway
@@ -49,7 +50,7 @@ class OutageBroker(MemoryBroker):
 class EventsCluster:
     bus: MemoryBus
     gateways: list[Gateway] = field(default_factory=list)
-    brokers: list[OutageBroker] = field(default_factory=list)
+    brokers: list[Broker] = field(default_factory=list)
     clients: list[EventsClient] = field(default_factory=list)
     api: str = "ev"
 
@@ -76,9 +77,16 @@ class EventsCluster:
         ):
             return resp.status, await resp.json(), dict(resp.headers)
 
+    def outage(self, node: int) -> OutageBroker:
+        broker = self.brokers[node]
+        assert isinstance(broker, OutageBroker)
+        return broker
+
     def keys(self, node: int) -> set[str]:
-        """The broker keys ``node`` is subscribed to."""
-        return set(self.brokers[node].subscriptions)
+        """The broker keys ``node`` is subscribed to (memory broker)."""
+        broker = self.brokers[node]
+        assert isinstance(broker, MemoryBroker)
+        return set(broker.subscriptions)
 
     def metric(self, node: int, name: str, **labels: str) -> float:
         value = self.gateways[node].metrics.registry.get_sample_value(
@@ -89,7 +97,11 @@ class EventsCluster:
 
 @contextlib.asynccontextmanager
 async def events_cluster(
-    tmp_path: Path, n: int = 3, api: dict[str, Any] | None = None, **extra: Any
+    tmp_path: Path,
+    n: int = 3,
+    api: dict[str, Any] | None = None,
+    broker: Callable[[], Broker] | None = None,
+    **extra: Any,
 ) -> AsyncIterator[EventsCluster]:
     """``extra``: more top-level settings of every node (e.g. ``tls``)."""
     bus = MemoryBus()
@@ -106,10 +118,10 @@ async def events_cluster(
                 },
                 tmp_path,
             )
-            broker = OutageBroker(bus, grace_s=GRACE_S)
-            gateway = Gateway(settings, broker=broker)
+            node_broker = broker() if broker is not None else OutageBroker(bus, grace_s=GRACE_S)
+            gateway = Gateway(settings, broker=node_broker)
             await gateway.start()
-            cluster.brokers.append(broker)
+            cluster.brokers.append(node_broker)
             cluster.gateways.append(gateway)
         yield cluster
     finally:

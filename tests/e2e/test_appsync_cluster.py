@@ -184,7 +184,7 @@ async def test_broker_outage_http_refused_websocket_local_only(tmp_path: Path) -
         local, remote = await c.connect(0), await c.connect(1)
         await subscribed(local, "s", "/default/room")
         await subscribed(remote, "s", "/default/room")
-        c.brokers[0].down = True
+        c.outage(0).down = True
         # HTTP: refused before anything is delivered, with a retryable AppSync-style error.
         status, body, headers = await c.http_publish(0, "/default/room", ["refused"])
         assert status == 503 and headers["Retry-After"] == "1"
@@ -199,14 +199,14 @@ async def test_broker_outage_http_refused_websocket_local_only(tmp_path: Path) -
         assert await frames(local, 1) == [("s", "local only")]
         assert c.metric(0, FAILED) == 2 and c.metric(1, IN, direction="in") == 0
         # The broker fails after local delivery: HTTP says so (503), local subscribers got it.
-        c.brokers[0].down = False
-        c.brokers[0].fail_publish = True
+        c.outage(0).down = False
+        c.outage(0).fail_publish = True
         status, body, _ = await c.http_publish(0, "/default/room", ["half"])
         assert status == 503 and "twice" in body["errors"][0]["message"]
         assert await frames(local, 1) == [("s", "half")]
         assert c.metric(0, FAILED) == 3
         # Back: delivered everywhere; the remote node saw nothing of the outage.
-        c.brokers[0].fail_publish = False
+        c.outage(0).fail_publish = False
         assert (await c.http_publish(0, "/default/room", ["back"]))[0] == 200
         assert await frames(local, 1) == [("s", "back")]
         assert await frames(remote, 1) == [("s", "back")]
