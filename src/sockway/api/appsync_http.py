@@ -4,6 +4,12 @@ Body ``{"channel": "...", "events": ["<json>", ...]}``; auth from the request he
 AWS_IAM signature covers this very request). Success: 200 ``{"failed": [...], "successful":
 [...]}``. Failure: the status of the spec's table and ``{"errors": [{errorType, message}]}``
 with the ``x-amzn-ErrorType`` header. CORS preflight is answered for browser clients.
+
+Across nodes (issue 6): a publish reaches the subscribers of every node, or — when the cluster
+broker is unavailable — is refused with a retryable 503 ``ServiceUnavailableException``
+(``Retry-After: 1``) before anything is delivered. Should the broker fail after this node's
+subscribers got the events, the answer is 503 as well, and a retry may deliver them twice on
+this node (see ``EventsRuntime.publish``).
 """
 
 from __future__ import annotations
@@ -32,11 +38,14 @@ _CORS = {
 
 
 def _error(exc: EventsError) -> web.Response:
+    headers = {**_CORS, "x-amzn-ErrorType": exc.error_type}
+    if exc.status == 503:
+        headers["Retry-After"] = "1"  # draining, or the cluster broker is down: retryable
     return web.Response(
         status=exc.status,
         body=orjson.dumps({"errors": [exc.as_dict()]}),
         content_type="application/json",
-        headers={**_CORS, "x-amzn-ErrorType": exc.error_type},
+        headers=headers,
     )
 
 
@@ -50,7 +59,7 @@ class PublishEndpoint:
     async def publish(self, request: web.Request) -> web.Response:
         rt = self.rt
         if rt.draining:
-            return _error(EventsError("ServiceUnavailableException", "Draining", status=503))
+            return _error(EventsError(wire.SERVICE_UNAVAILABLE, "Draining", status=503))
         if request.method != "POST":
             return _error(EventsError(wire.BAD_REQUEST, "Only POST is supported on /event"))
         max_bytes = rt.settings.limits.max_request_bytes
@@ -74,7 +83,7 @@ class PublishEndpoint:
             source_ip=str(peer[0]) if peer else "127.0.0.1",
         )
         try:
-            outcome = await rt.publish(doc.get("channel"), doc.get("events"), op)
+            outcome = await rt.publish(doc.get("channel"), doc.get("events"), op, all_nodes=True)
         except EventsError as exc:
             return _error(exc)
         except Exception:  # our bug: log it, answer 500 (DESIGN habit 3)

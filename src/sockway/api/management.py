@@ -39,6 +39,7 @@ log = logging.getLogger("sockway.management")
 
 _CHANNEL = re.compile(r"^[A-Za-z0-9_\-=@,.;:~]{1,256}$")
 _JSON = "application/json"
+_DRAIN_LIMIT = 4 * 1024 * 1024  # the HTTP app's client_max_size
 
 
 def _iso(epoch_ms: int) -> str:
@@ -79,10 +80,13 @@ class ManagementApi:
 
     async def _body(self, request: web.Request) -> bytes | None:
         """The request body, or None when it is over the message limit (checked while reading)."""
-        if request.content_length is not None and request.content_length > self._limit:
-            return None
         data = await request.content.read(self._limit + 1)
         if len(data) > self._limit:
+            # Read (and drop) the rest of a moderately oversized body so the client, still
+            # sending, sees the 413 instead of a reset connection that botocore would retry.
+            if (request.content_length or 0) <= _DRAIN_LIMIT:
+                while await request.content.read(65536):
+                    pass
             return None
         return data
 

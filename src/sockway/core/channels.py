@@ -82,17 +82,35 @@ class SubscriptionIndex(Generic[S]):
         self._exact: dict[str, dict[S, None]] = {}
         self._prefix: dict[str, dict[S, None]] = {}
 
-    def add(self, channel: ChannelPath, sub: S) -> None:
-        table, key = self._slot(channel)
-        table.setdefault(key, {})[sub] = None
-
-    def remove(self, channel: ChannelPath, sub: S) -> None:
+    def add(self, channel: ChannelPath, sub: S) -> bool:
+        """Add ``sub``; True when it is the first subscription of its key (``channel.path``)."""
         table, key = self._slot(channel)
         members = table.get(key)
-        if members is not None:
-            members.pop(sub, None)
-            if not members:
-                del table[key]
+        if members is None:
+            members = table[key] = {}
+        first = not members
+        members[sub] = None
+        return first
+
+    def remove(self, channel: ChannelPath, sub: S) -> bool:
+        """Remove ``sub``; True when it was the last subscription of its key."""
+        table, key = self._slot(channel)
+        members = table.get(key)
+        if members is None or sub not in members:
+            return False
+        del members[sub]
+        if members:
+            return False
+        del table[key]
+        return True
+
+    def members_of(self, key: str) -> list[S]:
+        """The subscriptions of one key, ``ChannelPath.path`` of an exact (``/ns/a``) or a
+        wildcard (``/ns/a/*``) subscription: what a publication matched on another node
+        reaches here (issue 6), each subscription once."""
+        if key.endswith("/" + WILDCARD):
+            return list(self._prefix.get(key[:-2], ()))
+        return list(self._exact.get(key, ()))
 
     def match(self, channel: ChannelPath) -> Iterator[S]:
         """Every subscription a publish to ``channel`` (not a wildcard) reaches, once each."""

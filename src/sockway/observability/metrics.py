@@ -51,6 +51,21 @@ class Metrics:
             ["api", "outcome"],
             registry=r,
         )
+        # -- scale-out (issue 6): shared by every API type ------------------------------------
+        self.cluster_publications = Counter(
+            "sockway_cluster_publications",
+            "Channel publications exchanged with other nodes over the broker "
+            "(direction: out = sent, in = received, once per matching subscription key)",
+            ["api", "direction"],
+            registry=r,
+        )
+        self.cluster_publish_failures = Counter(
+            "sockway_cluster_publish_failures",
+            "Publications the other nodes did not get because the broker was unavailable "
+            "(delivered on this node only, or refused)",
+            ["api"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,8 +5,15 @@ Shared by the realtime WebSocket (``server/appsync_ws.py``) and HTTP publish
 from ``auth/events``; handlers are ``Integration``s built by the factory.
 
 Delivery guarantee (spec §4): a publication reaches every matching subscription exactly once,
-and publications to one channel are delivered in the order they arrived, even when their
+on every node of the cluster (``server/appsync_cluster``, issue 6), and publications to one
+channel are delivered in the order they arrived on the publishing node, even when their
 handlers finish out of order (``ChannelSequencer``).
+
+When the broker is unavailable (issue 6 §4): a WebSocket publish still reaches this node's
+subscribers and is acknowledged as usual (the outage is logged and counted in
+``sockway_cluster_publish_failures``); an HTTP publish is refused with 503
+``ServiceUnavailableException`` before anything is delivered, or — when the broker fails
+after local delivery — answered 503 too, so a retry may deliver twice on this node.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 import orjson
 
 from sockway.auth.events import PUBLISH, SUBSCRIBE, AuthRequest, EventsAuth
+from sockway.brokers.base import BrokerUnavailable
 from sockway.config.appsync import EventsApi, HandlerSpec
 from sockway.core.channels import ChannelPath, InvalidChannel, SubscriptionIndex, parse_channel
 from sockway.core.connection import Connection, SendResult
@@ -33,10 +41,13 @@ from sockway.observability.metrics import Metrics
 from sockway.protocols.appsync import events as ev
 from sockway.protocols.appsync.messages import (
     BAD_REQUEST,
+    SERVICE_UNAVAILABLE,
     EventsError,
     broadcast_error,
     encode_event,
 )
+from sockway.server.appsync_cluster import EventsClusterMember
+from sockway.server.cluster import Cluster
 
 log = logging.getLogger("sockway.appsync")
 
@@ -110,6 +121,7 @@ class EventsRuntime:
     new_id: Callable[[], str]
     auth: EventsAuth
     handlers: dict[str, NamespaceHandlers]
+    cluster: Cluster
     domain_name: str | None = None
     index: SubscriptionIndex[Subscription] = field(default_factory=SubscriptionIndex)
     sequencer: ChannelSequencer = field(default_factory=ChannelSequencer)
@@ -117,6 +129,12 @@ class EventsRuntime:
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
     draining: bool = False
+    peers: EventsClusterMember[Subscription] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.peers = EventsClusterMember(
+            self.cluster, self.name, self.index, self.deliver, self.metrics
+        )
 
     @property
     def name(self) -> str:
@@ -159,10 +177,11 @@ class EventsRuntime:
         ev.subscribe_answer(await self._invoke(handler, event))
 
     def add_subscription(self, sub: Subscription) -> None:
-        self.index.add(sub.channel, sub)
+        """Index it; the node subscribes the broker key on its first subscriber (issue 6)."""
+        self.peers.add(sub.channel, sub)
 
     def remove_subscription(self, sub: Subscription) -> None:
-        self.index.remove(sub.channel, sub)
+        self.peers.remove(sub.channel, sub)
 
     # -- publish --------------------------------------------------------------------------
 
@@ -189,11 +208,17 @@ class EventsRuntime:
         return list(raw)
 
     async def publish(
-        self, raw_channel: object, raw_events: object, op: Operation
+        self, raw_channel: object, raw_events: object, op: Operation, *, all_nodes: bool = False
     ) -> ev.PublishOutcome:
         """Validate, authorize, run onPublish and broadcast; the per-event outcome (§1.4, §6).
 
-        Raises ``EventsError`` for a request that fails as a whole.
+        Broadcast = this node's subscribers, then one broker publication for the other nodes,
+        sent while the channel's turn is held so one node's publications to a channel reach
+        the others in order. ``all_nodes`` (HTTP publish): refuse with a retryable 503 when the
+        broker is unavailable before delivery, and answer 503 when it fails after local
+        delivery (a retry may then deliver twice here). Otherwise a broker outage only limits
+        the delivery to this node (logged, counted). Raises ``EventsError`` for a request that
+        fails as a whole.
         """
         channel = self.channel(raw_channel, subscribe=False)
         previous, mine = self.sequencer.enter(channel.path)
@@ -203,13 +228,40 @@ class EventsRuntime:
             identity = await self.auth.authorize(
                 AuthRequest(PUBLISH, channel, op.auth_headers, op.signed_body, op.source_ip), modes
             )
+            if all_nodes:
+                self._require_cluster(channel)
             incoming = [ev.IncomingEvent(str(uuid.uuid4()), i, t) for i, t in enumerate(texts)]
             outcome = await self._on_publish(channel, incoming, identity, op)
             await self.sequencer.wait_turn(previous)
+            if all_nodes:
+                self._require_cluster(channel)
             self.fan_out(channel, outcome.broadcast)
+            if outcome.broadcast:
+                await self._to_other_nodes(channel, outcome.broadcast, all_nodes)
             return outcome
         finally:
             self.sequencer.leave(channel.path, mine)
+
+    def _require_cluster(self, channel: ChannelPath) -> None:
+        if not self.peers.available:
+            self.peers.failed(channel, BrokerUnavailable("HTTP publish refused"))
+            raise EventsError(
+                SERVICE_UNAVAILABLE,
+                "The cluster broker is unavailable; nothing was published. Retry later.",
+                status=503,
+            )
+
+    async def _to_other_nodes(self, channel: ChannelPath, texts: list[str], strict: bool) -> None:
+        try:
+            await self.peers.publish(channel, texts)
+        except BrokerUnavailable:  # counted and logged by ``peers``
+            if strict:
+                raise EventsError(
+                    SERVICE_UNAVAILABLE,
+                    "The cluster broker is unavailable; the events reached the subscribers of "
+                    "one node only. A retry may deliver them twice there.",
+                    status=503,
+                ) from None
 
     async def _on_publish(
         self, channel: ChannelPath, incoming: list[ev.IncomingEvent], identity: Any, op: Operation
@@ -240,7 +292,11 @@ class EventsRuntime:
         a handler made larger than ``max_event_bytes`` is not delivered: each subscription gets
         ``broadcast_error`` (MessageProcessingError) instead (spec §2.2, §5: 240 KB delivered).
         """
-        subs = list(self.index.match(channel))
+        return self.deliver(list(self.index.match(channel)), texts)
+
+    def deliver(self, subs: list[Subscription], texts: list[str]) -> int:
+        """``fan_out`` to these subscriptions (also what a publication of another node
+        reaches, ``appsync_cluster``); the number of frames sent."""
         if not subs or not texts:
             return 0
         now = self.node.now_ms()

@@ -109,5 +109,6 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
         new_id=ctx.new_id,
         auth=auth,
         handlers=handlers,
+        cluster=ctx.cluster,
     )
     return EventsFrontDoor(runtime)

@@ -73,3 +73,21 @@ def test_matching_is_multi_level_prefix_and_once_per_subscription() -> None:
     index.remove(parse_channel("/ns/*", allow_wildcard=True), "ns")
     assert match("/ns/z") == []
     assert len(index) == 5
+
+
+def test_keys_report_first_and_last_subscription_and_list_their_members() -> None:
+    """Issue 6: a node holds one broker key per subscription key; a publication that matched
+    one key on another node reaches only that key's subscriptions here."""
+    index: SubscriptionIndex[str] = SubscriptionIndex()
+    exact = parse_channel("/ns/a", allow_wildcard=True)
+    wild = parse_channel("/ns/a/*", allow_wildcard=True)
+    assert index.add(exact, "e1") is True
+    assert index.add(exact, "e2") is False
+    assert index.add(wild, "w1") is True
+    assert index.members_of("/ns/a") == ["e1", "e2"]
+    assert index.members_of("/ns/a/*") == ["w1"]
+    assert index.members_of("/ns/*") == [] and index.members_of("/ns/b") == []
+    assert index.remove(exact, "nobody") is False
+    assert index.remove(exact, "e1") is False
+    assert index.remove(exact, "e2") is True
+    assert index.remove(wild, "w1") is True and len(index) == 0

@@ -27,6 +27,7 @@ HANDLER_ERROR = "HandlerExecutionError"
 SUBSCRIPTION_ERROR = "SubscriptionProcessingError"
 NOT_FOUND = "ResourceNotFound"
 MESSAGE_ERROR = "MessageProcessingError"
+SERVICE_UNAVAILABLE = "ServiceUnavailableException"  # draining, or the cluster broker is down
 
 _STATUS = {"UnauthorizedException": 401, "HandlerExecutionError": 500}
 
