@@ -1,6 +1,6 @@
 """Profile the gateway under one benchmark load with py-spy; print where its time goes.
 
-    python bench/profile.py {fanout,echo,connect,post} [--seconds 4]
+    python bench/profile.py {fanout,fanout-events,fanout-pusher,echo,connect,post} [--seconds 4]
 
 Starts ``sockway serve --config bench/sockway-bench.yaml`` pinned to CPU 0, the load on CPU 1
 (as ``run.py`` does), samples the gateway at 200 Hz for ``--seconds`` while the load runs, and
@@ -22,6 +22,31 @@ from pathlib import Path
 import harness
 from harness import HERE, Load, Server
 
+
+def _fanout(name: str, url: str) -> list[Load]:
+    """Fan-out through the AppSync Events or Pusher front door, as ``run.py`` drives it."""
+    from run import SYSTEMS
+
+    sysm = SYSTEMS[name]
+    sub = url + sysm.sub_path
+    return [
+        Load("subs", "--url", sub, "--n", 1000, "--expect", 3000, *sysm.subscribe_args),
+        Load(
+            "pub",
+            "--url",
+            url.replace("ws://", "http://"),
+            "--http-path",
+            str(sysm.http_publish),
+            "--probe-url",
+            sub,
+            "--count",
+            3000,
+            *sysm.subscribe_args,
+            *sysm.publish_args,
+        ),
+    ]
+
+
 LOADS = {
     "fanout": lambda url: [
         Load("subs", "--url", url + "/bench?channel=fan", "--n", 1000, "--expect", 3000),
@@ -37,6 +62,8 @@ LOADS = {
             3000,
         ),
     ],
+    "fanout-events": lambda url: _fanout("sockway-events", url),
+    "fanout-pusher": lambda url: _fanout("sockway-pusher", url),
     "echo": lambda url: [
         Load(
             "echo",
@@ -116,7 +143,7 @@ def main() -> None:
     try:
         loads = LOADS[a.scenario](srv.url)
         for ld in loads:
-            if a.scenario in ("fanout", "connect") and ld is loads[0]:
+            if (a.scenario.startswith("fanout") or a.scenario == "connect") and ld is loads[0]:
                 ld.ready()
                 if a.scenario == "connect":
                     ld.tell("go")

@@ -248,6 +248,29 @@ def render(
         "",
         f"Versions: {versions}.",
         "",
+        *(
+            [
+                f"Wall time {meta['seconds'] / 60:.1f} min. Load average (1/5/15 min) "
+                f"{' '.join(meta['loadavg_start'])} at the start, "
+                f"{' '.join(meta['loadavg_end'])} at the end: above ~1 the 2-CPU machine "
+                "was shared with other work during the run (rates suffer first; CPU per "
+                "operation much less).",
+                "",
+            ]
+            if "loadavg_end" in meta
+            else []
+        ),
+        *(
+            [
+                "Rows run fewer times than the others (their figure does not move between "
+                "runs, or they have no bar), to keep `make bench` under 15 minutes: "
+                + "; ".join(meta["runs_cap"])
+                + " run(s).",
+                "",
+            ]
+            if meta.get("runs_cap") and not quick
+            else []
+        ),
         "Each trial starts a fresh server pinned to CPU 0 (`taskset`); load generators are "
         "separate processes (picows clients on uvloop) pinned to CPU 1; loopback only. "
         "sockway = `sockway serve --config bench/sockway-bench.yaml` (one worker, serving the "

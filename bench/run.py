@@ -302,6 +302,8 @@ def main() -> None:
         "nofile": hard,
         "runs": runs,
         "params": params.__dict__,
+        "runs_cap": [f"{s} {n}: {k}" for (s, n), k in RUNS_CAP.items()],
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
     }
     trials = [
         (run, s, prm, name)
@@ -337,6 +339,11 @@ def main() -> None:
             raw.flush()
             progress.end(scen, row)
             time.sleep(0.3)
+    meta["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    meta["seconds"] = round(time.monotonic() - progress.start)
+    raw_path = HERE / "results" / f"{stamp}.jsonl"
+    lines = raw_path.read_text().splitlines()
+    raw_path.write_text("\n".join([json.dumps({"meta": meta}), *lines[1:]]) + "\n")
     text = report.render(meta, rows, rows_plan, quick=args.quick)
     out.write_text(text)
     print(f"\nwrote {out} in {time.monotonic() - progress.start:.0f} s")
