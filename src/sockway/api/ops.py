@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from aiohttp import web
@@ -12,9 +13,21 @@ from sockway.observability.metrics import Metrics
 RESERVED_PATHS = frozenset({"health", "ready", "metrics"})
 
 
-def add_ops_routes(app: web.Application, metrics: Metrics, is_ready: Callable[[], bool]) -> None:
+def add_ops_routes(
+    app: web.Application,
+    metrics: Metrics,
+    is_ready: Callable[[], bool],
+    node_id: str | None = None,
+) -> None:
+    """``/health`` also names the process that answered (``pid``, and ``node``: its broker node
+    id when it has a broker), so an operator behind a load balancer or ``--workers N`` sees
+    which worker or machine served a request."""
+    identity: dict[str, object] = {"pid": os.getpid()}
+    if node_id is not None:
+        identity["node"] = node_id
+
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", **identity})
 
     async def ready(_: web.Request) -> web.Response:
         if is_ready():

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from sockway.api.ops import add_ops_routes
+from sockway.brokers.base import Broker
 from sockway.config.loader import has_inprocess_handlers
 from sockway.config.models import Settings, parse_hostport
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
@@ -41,8 +42,14 @@ class Gateway:
         clock: Clock | None = None,
         new_id: IdGenerator | None = None,
         reload: bool = False,
+        broker: Broker | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
+        # The node's broker (issue 6); None until the node is wired to one.
+        self.broker = broker
+        # SO_REUSEPORT on the listeners: a worker of ``sockway serve --workers N``.
+        self.reuse_port = reuse_port
         self.integrations = IntegrationFactory(
             ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler"),
             reload=reload,  # --reload: restart process-runtime workers when their code changes
@@ -86,7 +93,12 @@ class Gateway:
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
-        add_ops_routes(app, self.metrics, lambda: self._ready)
+        add_ops_routes(
+            app,
+            self.metrics,
+            lambda: self._ready,
+            self.broker.node_id if self.broker is not None else None,
+        )
         for door in self.front_doors:
             door.add_routes(app)
 
@@ -131,13 +143,21 @@ class Gateway:
         assert factory is not None
         shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
         main = Listener(
-            bind_socket(host, port), factory, tls_ctx if shared_tls else None, sniff=shared_tls
+            bind_socket(host, port, reuse_port=self.reuse_port),
+            factory,
+            tls_ctx if shared_tls else None,
+            sniff=shared_tls,
         )
         self.listeners.append(main)
         tls_port = main.port if shared_tls else None
         if tls_ctx is not None and s.tls is not None and s.tls.listen is not None:
             thost, tport = parse_hostport(s.tls.listen)
-            tls_listener = Listener(bind_socket(thost, tport), factory, tls_ctx, sniff=False)
+            tls_listener = Listener(
+                bind_socket(thost, tport, reuse_port=self.reuse_port),
+                factory,
+                tls_ctx,
+                sniff=False,
+            )
             self.listeners.append(tls_listener)
             tls_port = tls_listener.port
         for listener in self.listeners:
