@@ -42,6 +42,7 @@ class BrokerSettings(BaseModel):
         5.0,
         gt=0,
         le=600,
+        validate_default=True,  # checked against heartbeat_s also when left at its default
         description="a node whose heartbeat is older than this is dead: its connections, counts "
         "and presence are removed; must exceed 2 heartbeats so one late beat is not a death",
     )

@@ -59,14 +59,14 @@ def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, *not listening* SO_REUSEPORT socket holding ``host:port`` for the workers.
 
     Not listening, it is in no accept group: it receives no connections, it only keeps the
-    port ours while workers come and go. Port 0 is first resolved with a socket without any
-    reuse option, so the port picked is really free (with SO_REUSEADDR/SO_REUSEPORT the
-    kernel may hand out a port another program already uses).
+    port ours while workers come and go. The port is first bound by a socket without
+    SO_REUSEPORT, which fails if anything holds it — also another sockway's SO_REUSEPORT
+    workers, which would otherwise silently share the port with ours — and resolves port 0 to
+    a port that is really free.
     """
-    if port == 0:
-        probe = _bound(host, 0, reuse_port=False)
-        port = int(probe.getsockname()[1])
-        probe.close()
+    probe = _bound(host, port, reuse_port=False)
+    port = int(probe.getsockname()[1])
+    probe.close()
     return _bound(host, port, reuse_port=True)
 
 
