@@ -8,6 +8,7 @@ worker's pid and the connection id); the worker pids are the supervisor's childr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -34,6 +35,12 @@ SOCKWAY = [sys.executable, "-m", "sockway"]
 
 PID_HANDLER = """
 import os
+import sys
+
+# A worker (not the supervisor, which only validates the file) fails to start while the
+# marker file exists: a start-up failure on demand.
+if "--worker-fd" in sys.argv and os.path.exists(os.environ["FAIL_MARKER"]):
+    raise RuntimeError("worker start-up failure on purpose")
 
 
 def handler(event, context):
@@ -95,6 +102,7 @@ shutdown_grace_s: 5
   - name: t
     type: websocket
     code_dir: ./h
+    environment: {{FAIL_MARKER: "{tmp_path / "fail-marker"}"}}
     routes:
       pid: {{handler: pidroute.handler, route_response: true}}
 """)
@@ -128,34 +136,66 @@ class Served:
     proc: asyncio.subprocess.Process
     port: int
     banner: str
+    log: list[str]
+    logged: asyncio.Event
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/dev"
 
+    async def wait_log(self, text: str, start: int = 0, timeout_s: float = 20.0) -> int:
+        """Index of the first stderr line from ``start`` on containing ``text``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            for i in range(start, len(self.log)):
+                if text in self.log[i]:
+                    return i
+            self.logged.clear()
+            left = deadline - loop.time()
+            assert left > 0, f"no log line with {text!r}:\n" + "".join(self.log)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.logged.wait(), left)
+
+
+async def _collect(stream: asyncio.StreamReader, log: list[str], logged: asyncio.Event) -> None:
+    async for line in stream:
+        log.append(line.decode())
+        logged.set()
+
 
 @asynccontextmanager
 async def supervisor(tmp_path: Path, config: Path) -> AsyncIterator[Served]:
     proc = await asyncio.create_subprocess_exec(
-        *SOCKWAY, "serve", "--config", str(config), cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+        *SOCKWAY,
+        "serve",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
+    log: list[str] = []
+    logged = asyncio.Event()
+    collector = asyncio.get_running_loop().create_task(_collect(proc.stderr, log, logged))
     try:
         lines: list[str] = []
         while not lines or not lines[-1].startswith("  health:"):
             line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-            assert line, "sockway exited early:\n" + "".join(lines)
+            assert line, "sockway exited early:\n" + "".join(lines + log)
             lines.append(line)
         banner = "".join(lines)
         port = re.search(r"health: http://127\.0\.0\.1:(\d+)/health", banner)
         assert port is not None, banner
-        yield Served(proc, int(port.group(1)), banner)
+        yield Served(proc, int(port.group(1)), banner, log, logged)
     finally:
         if proc.returncode is None:
             for pid in children(proc.pid):
                 os.kill(pid, signal.SIGKILL)
             proc.kill()
             await proc.wait()
+        collector.cancel()
 
 
 async def whose(ws: Ws) -> tuple[int, str]:
@@ -249,6 +289,47 @@ async def test_connections_api_reaches_a_connection_on_another_worker(
                     async with http.post(f"{base}/{conn_id}", data=f"hi {n}") as r:
                         assert r.status == 200, await r.text()
                     assert await asyncio.wait_for(ws.recv(), 10) == f"hi {n}"
+
+
+async def test_a_worker_failing_at_restart_is_retried_with_backoff(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async with supervisor(tmp_path, write_config(tmp_path, redis_url)) as served:
+        workers = children(served.proc.pid)
+        victim = min(workers)
+        marker = tmp_path / "fail-marker"
+        marker.touch()
+        os.kill(victim, signal.SIGKILL)
+        first = await served.wait_log(f"(pid {victim}) exited (killed by SIGKILL); restarting it")
+        # Its replacement fails at start-up: the next restart waits twice as long.
+        second = await served.wait_log("(exit status 1); restarting it in", first)
+        assert "worker start-up failure on purpose" in "".join(served.log[first:second])
+        marker.unlink()
+        await served.wait_log("worker 1 restarted (pid", second)
+        delays = [
+            float(re.findall(r"restarting it in ([\d.]+) s", served.log[i])[0])
+            for i in (first, second)
+        ]
+        # 0 s after a healthy run (≥ 10 s), else 0.5 s; then doubled.
+        assert delays in ([0.5, 1.0], [0.0, 0.5]), delays
+        assert len(children(served.proc.pid)) == 2
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.proc.wait(), 20) == 0
+
+
+async def test_a_worker_failing_at_the_first_start_stops_the_supervisor(
+    tmp_path: Path, redis_url: str
+) -> None:
+    config = write_config(tmp_path, redis_url)
+    (tmp_path / "fail-marker").touch()
+    proc = await asyncio.create_subprocess_exec(
+        *SOCKWAY, "serve", "--config", str(config), cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    text = stderr.decode()
+    assert "worker start-up failure on purpose" in text
+    assert re.search(r"worker \d \(pid \d+\) failed to start \(exit status 1\)", text), text
 
 
 def _serve(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

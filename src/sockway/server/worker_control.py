@@ -26,6 +26,7 @@ def report_ready(fd: int, banner: list[str]) -> None:
     SIGTERM handler before the loop can run the watcher).
     """
     control = socket.socket(fileno=fd)
+    control.set_inheritable(False)  # not into the process runtime's workers
     control.setblocking(True)
     control.sendall(orjson.dumps(banner) + b"\n")
     control.setblocking(False)
