@@ -60,7 +60,6 @@ class _Slot:
     failures: int = 0  # consecutive start-up failures
     ready: bool = False
     banner: list[str] = field(default_factory=list)  # as the worker would print it
-    exit_codes: list[int] = field(default_factory=list)
 
 
 def backoff_s(failures: int) -> float:
@@ -93,7 +92,6 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._all_ready = asyncio.Event()
         self._startup_failed = False
-        self._stopping = False
         self.port = 0
         self.tls_port: int | None = None
 
@@ -143,7 +141,6 @@ class Supervisor:
                 sock.close()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> int:
-        self._stopping = True
         live = [s.proc for s in self._slots if s.proc is not None and s.proc.returncode is None]
         log.info("shutting down: draining %d workers", len(live))
         for proc in live:
@@ -158,11 +155,11 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         slot.proc.kill()
             await asyncio.wait(pending)
-        if self._startup_failed:
-            return 1
+        # The status tells how the drain went: every worker running at the stop drained cleanly
+        # (one stopped by the signal before it could install its handler counts as clean).
         clean = (0, -signal.SIGTERM, -signal.SIGINT)
-        last = [s.exit_codes[-1] for s in self._slots if s.exit_codes]
-        return 0 if all(code in clean for code in last) and not pending else 1
+        drained = all(proc.returncode in clean for proc in live)
+        return 0 if drained and not pending and not self._startup_failed else 1
 
     def _print_banner(self) -> None:
         head = f"{self._header} listening: {self.workers} workers (supervisor pid {os.getpid()})"
@@ -170,7 +167,7 @@ class Supervisor:
 
     async def _run_slot(self, slot: _Slot) -> None:
         loop = asyncio.get_running_loop()
-        while not self._stopping:
+        while not self._stop.is_set():
             started = loop.time()
             parent, child = socket.socketpair()
             try:
@@ -180,31 +177,28 @@ class Supervisor:
                         *argv, pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL
                     )
                 slot.proc = proc
-                if self._stopping:  # the stop came while it was being spawned
+                if self._stop.is_set():  # the stop came while it was being spawned
                     proc.send_signal(signal.SIGTERM)
                 code = await self._watch(slot, proc, parent)
+                what = f"worker {slot.index} (pid {proc.pid})"
+                how = describe_exit(code)
+            except OSError as exc:  # no process at all (fork/exec failed: EMFILE, ENOMEM, …)
+                slot.ready = False
+                what, how = f"worker {slot.index}", f"not started: {exc}"
             finally:
                 parent.close()
-            slot.exit_codes.append(code)
-            how = describe_exit(code)
-            if self._stopping:
-                log.info("worker %d (pid %d) exited: %s", slot.index, proc.pid, how)
+            if self._stop.is_set():
+                log.info("%s exited: %s", what, how)
                 return
             if not self._all_ready.is_set():
-                log.error("worker %d (pid %d) failed to start (%s)", slot.index, proc.pid, how)
+                log.error("%s failed to start (%s)", what, how)
                 self._startup_failed = True
                 self._stop.set()
                 return
             healthy = slot.ready and loop.time() - started >= STARTUP_WINDOW_S
             slot.failures = 0 if healthy else slot.failures + 1
             delay = backoff_s(slot.failures)
-            log.warning(
-                "worker %d (pid %d) exited (%s); restarting it in %.1f s",
-                slot.index,
-                proc.pid,
-                how,
-                delay,
-            )
+            log.warning("%s exited (%s); restarting it in %.1f s", what, how, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
