@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from sockway import __version__
 from sockway.config import ConfigError, Settings, load_config, parse_config
+from sockway.config.broker import MAX_WORKERS, workers_problem
 from sockway.config.models import parse_hostport
 from sockway.demo.settings import demo_config
 from sockway.observability.logging import setup_logging
 from sockway.server.listener import ListenError
+from sockway.server.worker_control import report_ready
+
+if TYPE_CHECKING:
+    from sockway.server.gateway import Gateway
 
 log = logging.getLogger("sockway")
 
@@ -45,7 +52,23 @@ def _fail(problems: list[str]) -> None:
     is_flag=True,
     help="Restart a process-runtime function's workers when files under its code_dir change.",
 )
-def serve(config_path: Path | None, host: str | None, port: int | None, reload: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    help="Gateway processes sharing the port (overrides 'workers'; more than 1 needs 'broker').",
+)
+# Internal: set by the supervisor of --workers N on the processes it starts.
+@click.option("--worker-fd", type=int, hidden=True)
+@click.option("--tls-port", type=int, hidden=True)
+def serve(
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    reload: bool,
+    workers: int | None,
+    worker_fd: int | None,
+    tls_port: int | None,
+) -> None:
     """Start the gateway (the embedded demo when no --config is given)."""
     try:
         if config_path is None:
@@ -60,11 +83,26 @@ def serve(config_path: Path | None, host: str | None, port: int | None, reload: 
         settings = settings.model_copy(
             update={"listen": f"{host or h}:{p if port is None else port}"}
         )
+    if tls_port is not None and settings.tls is not None and settings.tls.listen is not None:
+        tls = settings.tls.model_copy(
+            update={"listen": f"{parse_hostport(settings.tls.listen)[0]}:{tls_port}"}
+        )
+        settings = settings.model_copy(update={"tls": tls})
+    count = settings.workers if workers is None else workers
+    problem = workers_problem(count, settings.broker)
+    if worker_fd is None and problem is not None:
+        _fail([f"--workers: {problem}"])
     setup_logging(settings.log_format, settings.log_level)
     try:
+        if worker_fd is None and count > 1:
+            from sockway.server.supervisor import supervise
+
+            assert config_path is not None  # the demo has no broker, so one worker
+            argv = _worker_argv(config_path.resolve(), settings, reload)
+            sys.exit(supervise(settings, count, argv, f"sockway {__version__}"))
         import uvloop
 
-        uvloop.run(_serve(settings, demo=config_path is None, reload=reload))
+        uvloop.run(_serve(settings, demo=config_path is None, reload=reload, worker_fd=worker_fd))
     except ListenError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -72,11 +110,24 @@ def serve(config_path: Path | None, host: str | None, port: int | None, reload: 
         _fail(exc.problems)
 
 
-async def _serve(settings: Settings, demo: bool, reload: bool = False) -> None:
-    from sockway.server.gateway import Gateway
+def _worker_argv(
+    config: Path, settings: Settings, reload: bool
+) -> Callable[[int, int, int | None], list[str]]:
+    """The command line of one worker of ``--workers N`` (the supervisor fills in its control
+    socket and the ports it reserved)."""
+    host = parse_hostport(settings.listen)[0]
 
-    gateway = Gateway(settings, reload=reload)
-    await gateway.start()
+    def argv(fd: int, port: int, tls_port: int | None) -> list[str]:
+        args = [sys.executable, "-m", "sockway", "serve", "--config", str(config)]
+        args += ["--host", host, "--port", str(port), "--worker-fd", str(fd)]
+        args += ["--tls-port", str(tls_port)] if tls_port is not None else []
+        return args + (["--reload"] if reload else [])
+
+    return argv
+
+
+def banner(gateway: Gateway, demo: bool) -> list[str]:
+    """What ``sockway serve`` prints once it listens: the URLs of every API."""
     lines = [f"sockway {__version__} listening"]
     if gateway.tls is not None and gateway.tls.ca_file is not None:
         lines.append(
@@ -95,8 +146,21 @@ async def _serve(settings: Settings, demo: bool, reload: bool = False) -> None:
         lines += [f"  {hint}" for hint in gateway.endpoints[0].try_hint]
         lines.append('  > {"action":"echo","data":"hello"}')
         lines.append('  > {"action":"broadcast","data":"hello everyone"}')
-    click.echo("\n".join(lines), err=False)
-    sys.stdout.flush()
+    return lines
+
+
+async def _serve(
+    settings: Settings, demo: bool, reload: bool = False, worker_fd: int | None = None
+) -> None:
+    from sockway.server.gateway import Gateway
+
+    gateway = Gateway(settings, reload=reload, reuse_port=worker_fd is not None)
+    await gateway.start()
+    if worker_fd is None:
+        click.echo("\n".join(banner(gateway, demo)), err=False)
+        sys.stdout.flush()
+    else:
+        report_ready(worker_fd, banner(gateway, demo))
     await gateway.serve_forever()
 
 

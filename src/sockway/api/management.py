@@ -146,7 +146,7 @@ class ManagementApi:
     ) -> Outcome:
         """Act on this node's connection, or ask the node that holds it (issue 6 §2)."""
         if self.runtime.node.get(self.runtime.name, conn_id) is not None:
-            return self.local_connection_op(method, conn_id, channel, body)
+            return await self.local_connection_op(method, conn_id, channel, body)
         cluster = self.cluster
         try:
             owner = await cluster.broker.locate(topic(self.runtime.name, conn_id))
@@ -170,7 +170,9 @@ class ManagementApi:
 
     async def on_request(self, args: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
         """Another node forwards an ``@connections`` call for a connection of this node."""
-        outcome = self.local_connection_op(args["method"], args["id"], args.get("channel"), data)
+        outcome = await self.local_connection_op(
+            args["method"], args["id"], args.get("channel"), data
+        )
         return {
             "status": outcome.status,
             "body": outcome.body,
@@ -183,12 +185,17 @@ class ManagementApi:
         members = self.runtime.node.members(self.runtime.name, ChannelName(args["channel"]))
         return {"ids": [str(c.id) for c in members]}, b""
 
-    def local_connection_op(
+    async def local_connection_op(
         self, method: str, conn_id: str, channel: str | None, body: bytes
     ) -> Outcome:
         conn = self.runtime.node.get(self.runtime.name, conn_id)
         if channel is not None:
-            return self._channel_membership(method, conn, channel)
+            outcome = self._channel_membership(method, conn, channel)
+            if method == "PUT" and outcome.status == 204:
+                # 204 once broadcasts from any node reach the member (issue 6); during a broker
+                # outage the membership is local until the broker is back.
+                await self.cluster.ready(topic(self.runtime.name, channel))
+            return outcome
         return self._connection_op(method, conn, body)
 
     def _connection_op(self, method: str, conn: Connection | None, body: bytes) -> Outcome:

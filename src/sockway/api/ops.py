@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +20,13 @@ def add_ops_routes(
     is_ready: Callable[[], bool],
     describe: Callable[[], dict[str, Any]] = dict,
 ) -> None:
-    """``describe`` adds fields to ``/health`` (this node's id, the broker's state)."""
+    """``/health`` names the process that answered (``pid``; ``describe`` adds the broker node
+    id and the broker's state), so an operator behind a load balancer or ``--workers N`` sees
+    which worker or machine served a request."""
+    pid = os.getpid()
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", **describe()})
+        return web.json_response({"status": "ok", "pid": pid, **describe()})
 
     async def ready(_: web.Request) -> web.Response:
         if is_ready():

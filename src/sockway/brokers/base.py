@@ -119,6 +119,11 @@ class Broker(Protocol):
     def unsubscribe(self, key: str) -> None:
         """Stop receiving them, after the grace period unless subscribed again meanwhile."""
 
+    async def subscribed(self, key: str, timeout: float) -> None:
+        """Return once the broker confirmed ``subscribe(key)``: from then on, publications of
+        other nodes reach this node (a client is told "subscribed" only after this). Raises
+        ``BrokerUnavailable`` when the broker is down or does not confirm within ``timeout``."""
+
     async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None: ...
 
     # -- requests ----------------------------------------------------------------------------

@@ -140,6 +140,9 @@ class MemoryBroker:
         loop = asyncio.get_running_loop()
         self._pending_unsubscribe[key] = loop.call_later(self.grace_s, self._drop, key)
 
+    async def subscribed(self, key: str, timeout: float) -> None:
+        return  # subscriptions take effect at once on the bus
+
     def _drop(self, key: str) -> None:
         self._pending_unsubscribe.pop(key, None)
         self.subscriptions.discard(key)

@@ -16,11 +16,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from sockway.auth.authorizer import IdentitySourceError, check_identity_source
+from sockway.config.broker import MAX_WORKERS, BrokerSettings, workers_problem
 from sockway.config.remote import HttpSettings, InvocationType, LambdaSettings
 from sockway.integrations.refs import HandlerForm, handler_form
 from sockway.protocols.apigw.routing import ExpressionError, SelectionExpression
@@ -288,9 +290,29 @@ class Settings(_Strict):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     apis: list[Api] = Field(default_factory=list)
+    broker: BrokerSettings | None = Field(
+        None, description="the Redis broker shared by the nodes; none = this process alone"
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=MAX_WORKERS,
+        description="gateway processes sharing the port (SO_REUSEPORT); more than 1 needs broker",
+    )
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_hostport(value)
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int, info: ValidationInfo) -> int:
+        # ``broker`` is declared first, so it is in ``info.data`` unless it was itself invalid
+        # (then that error is reported and this check would only add noise).
+        if "broker" in info.data:
+            problem = workers_problem(value, info.data["broker"])
+            if problem is not None:
+                raise ValueError(problem)
         return value

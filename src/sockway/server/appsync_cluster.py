@@ -82,6 +82,10 @@ class EventsClusterMember(Generic[S]):
         if self.index.remove(channel, sub):
             self.cluster.release(self.key(channel))
 
+    async def ready(self, channel: ChannelPath) -> bool:
+        """Wait for the broker to confirm this channel's key (False during an outage)."""
+        return await self.cluster.ready(self.key(channel))
+
     # -- publications ---------------------------------------------------------------------
 
     async def publish(self, channel: ChannelPath, texts: list[str]) -> None:

@@ -273,6 +273,9 @@ class RealtimeEndpoint:
         sub = Subscription(session.conn, op_id, channel, wire.data_frame_head(op_id))
         session.subscriptions[op_id] = sub
         rt.add_subscription(sub)
+        # Publications of other nodes reach this node once the broker confirmed the key;
+        # only then is the client told it is subscribed (on an outage: local events only).
+        await rt.peers.ready(channel)
         self._send(session, wire.success("subscribe_success", op_id))
 
     def _unsubscribe(self, session: EventsSession, op_id: str) -> None:

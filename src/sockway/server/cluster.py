@@ -104,6 +104,16 @@ class Cluster:
         else:
             self._subscriptions[key] = refs - 1
 
+    async def ready(self, key: str, timeout: float = REQUEST_TIMEOUT_S) -> bool:
+        """Wait until the broker confirmed the subscription ``key`` (so publications of other
+        nodes arrive); False when the broker is unreachable: the caller goes on locally."""
+        try:
+            await self.broker.subscribed(key, timeout)
+        except BrokerUnavailable as exc:
+            log.warning("subscription %s not confirmed by the broker: %s", key, exc)
+            return False
+        return True
+
     # -- NodeObserver -----------------------------------------------------------------------
 
     def opened(self, conn: Connection) -> None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from sockway.api.ops import add_ops_routes
 from sockway.brokers.base import Broker
-from sockway.brokers.memory import MemoryBroker
+from sockway.brokers.factory import build_broker
 from sockway.config.loader import has_inprocess_handlers
 from sockway.config.models import Settings, parse_hostport
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
@@ -45,8 +45,11 @@ class Gateway:
         new_id: IdGenerator | None = None,
         reload: bool = False,
         broker: Broker | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.settings = settings
+        # SO_REUSEPORT on the listeners: a worker of ``sockway serve --workers N``.
+        self.reuse_port = reuse_port
         self.integrations = IntegrationFactory(
             ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler"),
             reload=reload,  # --reload: restart process-runtime workers when their code changes
@@ -54,8 +57,8 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.new_id = new_id or aws_style_id
         self.node = Node(self.clock)
-        # Without a broker the gateway is a cluster of one on the embedded memory broker.
-        self.cluster = Cluster(broker or MemoryBroker(), self.node)
+        # Settings without ``broker``: a cluster of one on the embedded memory broker.
+        self.cluster = Cluster(broker or build_broker(settings), self.node)
         self.metrics = Metrics()
         self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None
@@ -148,13 +151,21 @@ class Gateway:
         assert factory is not None
         shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
         main = Listener(
-            bind_socket(host, port), factory, tls_ctx if shared_tls else None, sniff=shared_tls
+            bind_socket(host, port, reuse_port=self.reuse_port),
+            factory,
+            tls_ctx if shared_tls else None,
+            sniff=shared_tls,
         )
         self.listeners.append(main)
         tls_port = main.port if shared_tls else None
         if tls_ctx is not None and s.tls is not None and s.tls.listen is not None:
             thost, tport = parse_hostport(s.tls.listen)
-            tls_listener = Listener(bind_socket(thost, tport), factory, tls_ctx, sniff=False)
+            tls_listener = Listener(
+                bind_socket(thost, tport, reuse_port=self.reuse_port),
+                factory,
+                tls_ctx,
+                sniff=False,
+            )
             self.listeners.append(tls_listener)
             tls_port = tls_listener.port
         for listener in self.listeners:

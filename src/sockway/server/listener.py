@@ -29,10 +29,12 @@ class ListenError(Exception):
     """The address cannot be listened on (in use, not permitted, ...)."""
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def _bound(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -40,9 +42,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise ListenError(f"cannot listen on {host}:{port}: address already in use") from None
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket. ``reuse_port``: SO_REUSEPORT, so the worker processes of
+    ``sockway serve --workers N`` all listen on one port and the kernel spreads new
+    connections over them (issue 6)."""
+    sock = _bound(host, port, reuse_port=reuse_port)
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, *not listening* SO_REUSEPORT socket holding ``host:port`` for the workers.
+
+    Not listening, it is in no accept group: it receives no connections, it only keeps the
+    port ours while workers come and go. The port is first bound by a socket without
+    SO_REUSEPORT, which fails if anything holds it — also another sockway's SO_REUSEPORT
+    workers, which would otherwise silently share the port with ours — and resolves port 0 to
+    a port that is really free.
+    """
+    probe = _bound(host, port, reuse_port=False)
+    port = int(probe.getsockname()[1])
+    probe.close()
+    return _bound(host, port, reuse_port=True)
 
 
 def _set_once(future: asyncio.Future[None]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,18 @@ def _names(hosts: list[str]) -> list[x509.GeneralName]:
     return out
 
 
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` atomically: the worker processes of ``--workers N`` (and handlers
+    reading ``ca-bundle.pem``) never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(tmp, path)
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600)
+    _write(path, data, 0o600)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -102,7 +112,7 @@ def _ensure_ca(
         .sign(key, hashes.SHA256())
     )
     _write_private(ca_key_file, _key_pem(key))
-    ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write(ca_file, cert.public_bytes(serialization.Encoding.PEM))
     # A new CA invalidates the old server certificate.
     (directory / "server.pem").unlink(missing_ok=True)
     return cert, key
@@ -151,7 +161,7 @@ def auto_certificate(state_dir: Path, hosts: list[str]) -> TlsMaterial:
             .sign(ca_key, hashes.SHA256())
         )
         _write_private(key_file, _key_pem(key))
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write(cert_file, cert.public_bytes(serialization.Encoding.PEM))
     return TlsMaterial(cert_file=cert_file, key_file=key_file, ca_file=directory / "ca.pem")
 
 
@@ -171,5 +181,5 @@ def ca_bundle(ca_file: Path, existing: str | None) -> Path:
         if source and Path(source).is_file() and Path(source).resolve() != bundle.resolve():
             public = Path(source).read_bytes()
             break
-    bundle.write_bytes(public.rstrip(b"\n") + b"\n" + ca_file.read_bytes())
+    _write(bundle, public.rstrip(b"\n") + b"\n" + ca_file.read_bytes())
     return bundle

@@ -1,0 +1,43 @@
+"""Build this process's broker from the settings (issue 6).
+
+No ``broker`` section: the embedded ``MemoryBroker`` (a cluster of one, today's behaviour).
+A ``broker`` section: the Redis broker, imported only then, so a gateway without Redis never
+imports redis-py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from sockway.brokers.base import Broker
+from sockway.brokers.memory import MemoryBroker
+from sockway.config.models import Settings
+
+
+class BrokerUnavailableError(Exception):
+    """The configured broker cannot be built here (its implementation is not installed)."""
+
+
+def build_broker(settings: Settings) -> Broker:
+    """The broker the gateway's node uses; the caller starts and closes it."""
+    b = settings.broker
+    if b is None:
+        return MemoryBroker()
+    try:
+        # Lazy by design (redis-py is imported only when a broker is configured).
+        module = importlib.import_module("sockway.brokers.redis")
+    except ImportError as exc:
+        raise BrokerUnavailableError(
+            f"broker: the Redis broker cannot be loaded ({exc}); install redis-py "
+            "(pip install 'redis[hiredis]>=5')"
+        ) from exc
+    broker = module.RedisBroker(
+        b.url,
+        key_prefix=b.key_prefix,
+        heartbeat_s=b.heartbeat_s,
+        node_ttl_s=b.node_ttl_s,
+        unsubscribe_grace_s=b.unsubscribe_grace_s,
+        sentinel_master=b.sentinel_master,
+    )
+    return cast(Broker, broker)
