@@ -21,6 +21,7 @@ subscribers (B in ``2-nodes-remote``), so that configuration has no local member
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -122,6 +123,12 @@ class RedisServer:
         self.pid = int(info.split("process_id:", 1)[1].split()[0])
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
+    def cpu_s(self) -> float:
+        """used_cpu_user + used_cpu_sys of ``INFO cpu`` (µs resolution, vs 10 ms in /proc)."""
+        info = _redis_call(self.port, b"INFO cpu\r\n").decode()
+        fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+        return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -133,7 +140,7 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _node_config(label: str, node: int, redis_url: str | None) -> Path:
+def _node_config(label: str, node: int, redis_url: str | None, prefix: str) -> Path:
     """The bench config's websocket API alone, with the Redis broker when given."""
     base = yaml.safe_load((HERE / "sockway-bench.yaml").read_text())
     config: dict[str, Any] = {
@@ -143,7 +150,7 @@ def _node_config(label: str, node: int, redis_url: str | None) -> Path:
         "apis": [{**base["apis"][0], "code_dir": str(HERE / "handlers")}],
     }
     if redis_url:
-        config["broker"] = {"url": redis_url, "key_prefix": f"bench-{uuid.uuid4().hex[:8]}"}
+        config["broker"] = {"url": redis_url, "key_prefix": prefix}
     path = LOGS / f"{label}-node{node}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -151,7 +158,8 @@ def _node_config(label: str, node: int, redis_url: str | None) -> Path:
 
 def _gateway(label: str, node: int, config: Path) -> Server:
     cmd = [PY, "-m", "sockway", "serve", "--config", str(config), "--port", "{port}"]
-    system = System(f"node-{'AB'[node]}", cmd, "listening", env={"PYTHONPATH": str(REPO / "src")})
+    src = os.environ.get("SOCKWAY_BENCH_SRC", str(REPO / "src"))  # another checkout's src/
+    system = System(f"node-{'AB'[node]}", cmd, "listening", env={"PYTHONPATH": src})
     return Server(system, f"{label}-node{'AB'[node]}")
 
 
@@ -162,8 +170,9 @@ def trial(name: str, p: Any, n: int, label: str) -> dict[str, Any]:
     nodes: list[Server] = []
     loads: list[Load] = []
     try:
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"  # one per trial, shared by its nodes
         for k in range(layout.nodes):
-            nodes.append(_gateway(label, k, _node_config(label, k, redis and redis.url)))
+            nodes.append(_gateway(label, k, _node_config(label, k, redis and redis.url, prefix)))
         rate = p.cluster_msgs_per_s / n
         count = max(5, int(rate * p.cluster_s))
         subs = [
@@ -194,6 +203,7 @@ def trial(name: str, p: Any, n: int, label: str) -> dict[str, Any]:
             meter.track("redis", redis.pid)
         for s in subs:
             meter.track("client", s.pid)
+        redis_cpu0 = redis.cpu_s() if redis is not None else 0.0
         pub = Load(
             "pub",
             "--url",
@@ -214,6 +224,7 @@ def trial(name: str, p: Any, n: int, label: str) -> dict[str, Any]:
         pres = pub.result(p.timeout_s + 30)
         sres = [s.result(p.timeout_s + 30) for s in subs]
         meter.close()
+        redis_cpu = redis.cpu_s() - redis_cpu0 if redis is not None else None
         t0 = pres["t_first"]
         t1 = max([r["t_last"] for r in sres] + [pres["t_last"]])
         delivered = sum(r["received"] for r in sres) + pres["probe_seen"]
@@ -242,6 +253,12 @@ def trial(name: str, p: Any, n: int, label: str) -> dict[str, Any]:
             else:
                 out[f"{key}_cpu_s"] = None
                 out[f"{key}_us_per_msg"] = None
+        # redis-server's own account (INFO cpu) from just before the first publication to
+        # after the last delivery: finer than /proc's ticks for its small share.
+        out["redis_info_cpu_s"] = redis_cpu
+        out["redis_us_per_publication"] = (
+            redis_cpu * 1e6 / pres["sent"] if redis_cpu is not None and pres["sent"] else None
+        )
         out["cpu_s"] = total
         out["cpu_us_per_msg"] = total * 1e6 / delivered if delivered else float("nan")
         return out

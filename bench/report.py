@@ -63,6 +63,7 @@ COLUMNS = {
         "gateway_A_us_per_msg",
         "gateway_B_us_per_msg",
         "redis_us_per_msg",
+        "redis_us_per_publication",
         "msgs_per_s",
         "p50_ms",
         "p99_ms",
@@ -201,9 +202,10 @@ def cluster_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[st
         out.append(
             "| configuration | runs (µs/msg) | µs CPU per delivered msg, all processes "
             "| ratio to " + systems[0] + " | gateway A | gateway B | redis-server "
+            "| redis-server CPU µs per publication (INFO cpu, with its background work) "
             "| delivered msgs/s | p50 / p99 ms | delivered / expected |"
         )
-        out.append("|---" * 10 + "|")
+        out.append("|---" * 11 + "|")
         for name in systems:
             mine = [r for r in rows if r["scenario"] == scen and r["system"] == name]
             runs = ", ".join(
@@ -217,13 +219,20 @@ def cluster_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[st
                 _part(_median(rows, scen, prm, name, f"{role}_us_per_msg"), base)
                 for role in ("gateway_A", "gateway_B", "redis")
             ]
-            p50, p99, rate, got, want = (
+            per_pub, p50, p99, rate, got, want = (
                 _fmt(_median(rows, scen, prm, name, k))
-                for k in ("p50_ms", "p99_ms", "msgs_per_s", "delivered", "expected")
+                for k in (
+                    "redis_us_per_publication",
+                    "p50_ms",
+                    "p99_ms",
+                    "msgs_per_s",
+                    "delivered",
+                    "expected",
+                )
             )
             out.append(
                 f"| {name} | {runs} | {_fmt(total)} | {ratio} | " + " | ".join(cells) + " | "
-                f"{rate} | {p50} / {p99} | {got} / {want} |"
+                f"{per_pub} | {rate} | {p50} / {p99} | {got} / {want} |"
             )
         for r in rows:
             if r["scenario"] == scen and "error" in r:
