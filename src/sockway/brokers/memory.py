@@ -45,7 +45,7 @@ class MemoryBus:
         for key in [k for k, owner in self.registry.items() if owner == node_id]:
             del self.registry[key]
         changes: list[Change] = []
-        for (scope, channel), per_node in list(self.counts.items()):
+        for scope, channel in list(self.counts):
             if self._set_count(scope, channel, node_id, 0) is Transition.VACATED:
                 changes.append(Change(Transition.VACATED, scope, channel))
         for (scope, channel), pres in list(self.presence.items()):
