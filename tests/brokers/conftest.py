@@ -49,7 +49,9 @@ async def no_background_errors(
     loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
     caplog.set_level(logging.INFO, logger="sockway.broker")
     yield loop_errors
-    errors = [r for r in caplog.records if r.name == "sockway.broker" and r.levelno >= logging.ERROR]
+    errors = [
+        r for r in caplog.records if r.name == "sockway.broker" and r.levelno >= logging.ERROR
+    ]
     assert not errors, [r.getMessage() for r in errors]
     assert not loop_errors, loop_errors
 

@@ -120,7 +120,10 @@ class Cluster:
             broker = MemoryBroker(self.bus, grace_s=GRACE_S)
         else:
             broker = RedisBroker(
-                self.redis_url, key_prefix=self.prefix, unsubscribe_grace_s=GRACE_S, **self.redis_opts
+                self.redis_url,
+                key_prefix=self.prefix,
+                unsubscribe_grace_s=GRACE_S,
+                **self.redis_opts,
             )
         inbox = RecordingInbox(name)
         await broker.start(inbox)

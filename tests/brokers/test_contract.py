@@ -35,9 +35,13 @@ async def test_publish_reaches_each_matching_key_once_never_the_publisher(cluste
     await a.broker.publish("room.1", b"hi", "conn-9")
     await a.broker.publish("room.2", b"two")
     await a.broker.publish("room.1", b"end-a")
-    await eventually(lambda: b"end-a" in b.inbox.payloads() and c.inbox.payloads().count(b"end-a") == 2)
+    await eventually(
+        lambda: b"end-a" in b.inbox.payloads() and c.inbox.payloads().count(b"end-a") == 2
+    )
     await b.broker.publish("room.1", b"end-b")  # after a's: a gets it after its own, if any
-    await eventually(lambda: b"end-b" in a.inbox.payloads() and c.inbox.payloads().count(b"end-b") == 2)
+    await eventually(
+        lambda: b"end-b" in a.inbox.payloads() and c.inbox.payloads().count(b"end-b") == 2
+    )
 
     assert a.inbox.publications == [("room.1", "room.1", b"end-b", None)]
     assert b.inbox.publications == [
@@ -100,7 +104,7 @@ async def test_unsubscribe_takes_effect_after_the_grace_period(cluster: Cluster)
 
 
 async def test_requests(cluster: Cluster):
-    a, b, c = [await cluster.node(n) for n in "abc"]
+    a, b, _c = [await cluster.node(n) for n in "abc"]
     assert await a.broker.request(b.id, b"x", 2) == b"b:x"
     assert await a.broker.request(a.id, b"x", 2) == b"a:x"  # this node too
     assert sorted(await a.broker.request_all(b"y", 2)) == [b"a:y", b"b:y", b"c:y"]
