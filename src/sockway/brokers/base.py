@@ -164,4 +164,3 @@ class Broker(Protocol):
 
     async def presence_members(self, scope: str, channel: str) -> dict[str, bytes]:
         """``user_key`` → member document, over all live nodes."""
-
