@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from sockway.brokers.base import Change, NodeState, Transition
 from sockway.brokers.memory import MemoryBroker, MemoryBus
@@ -141,6 +143,14 @@ class Cluster:
         for node in self.nodes:
             await node.broker.close()
         self.nodes.clear()
+        if self.kind == "redis" and "sentinel_master" not in self.redis_opts:  # leaves P:epoch
+            raw = Redis.from_url(self.redis_url, socket_timeout=1)
+            try:
+                await raw.delete(f"{self.prefix}:epoch")
+            except RedisError:
+                pass  # the test stopped this Redis
+            finally:
+                await raw.aclose()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:

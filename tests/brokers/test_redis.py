@@ -6,8 +6,10 @@ and restart (ephemeral port, no persistence).
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from redis.asyncio import Redis
 
 from sockway.brokers.base import BrokerUnavailable, Change, Transition
 from sockway.brokers.redis_share import Keys
-from tests.brokers.harness import Cluster, Node, RedisServer, eventually
+from tests.brokers.harness import Cluster, Node, RedisServer, eventually, free_port, redis_ping
 
 S = "appsync:events"
 
@@ -219,3 +221,46 @@ async def test_reads_ignore_a_dead_node_before_it_is_swept(private: Cluster):
     with pytest.raises(LookupError):
         await reader.broker.request(dead.id, b"x", 1)
     assert reader.inbox.orphaned == []
+
+
+@pytest.fixture
+def sentinel_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
+    """A redis-server in sentinel mode monitoring the private Redis as ``main``."""
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor main 127.0.0.1 {redis_server.port} 1\n"
+    )
+    args = [redis_server.binary, str(conf), "--sentinel"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_ping(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "sentinel did not start"
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port},127.0.0.1:{free_port()}/0"  # 2nd sentinel: down
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_sentinel_finds_the_master(sentinel_url: str, redis_server: RedisServer, prefix: str):
+    c = Cluster("redis", sentinel_url, prefix, sentinel_master="main")
+    try:
+        a, b = await c.node("a"), await c.node("b")
+        assert a.broker.available and b.broker.available
+        b.subscribe("t")
+        await b.settle()
+        await a.broker.publish("t", b"via sentinel")
+        await eventually(lambda: b.inbox.payloads() == [b"via sentinel"])
+        assert await a.set_count(S, "ch", 1) is Transition.OCCUPIED
+        assert await b.broker.channels(S) == {"ch": 1}
+        assert await a.broker.request(b.id, b"x", 2) == b"b:x"
+        direct = Redis.from_url(redis_server.url)
+        try:  # the data really is on the monitored master
+            assert await direct.exists(f"{prefix}:hb:{a.id}") == 1
+        finally:
+            await direct.aclose()
+    finally:
+        await c.close()
