@@ -202,6 +202,8 @@ class RedisBroker(RedisLink):
             raise NodeUnreachable(f"node {node_id} did not answer in {timeout} s") from None
         finally:
             self._pending.pop(rid, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: the connection was lost before we awaited it
 
     async def _answer(self, origin: str, rid: bytes, body: bytes) -> None:
         kind, reply = b"a", b""

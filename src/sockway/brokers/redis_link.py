@@ -222,7 +222,7 @@ class RedisLink:
             except asyncio.CancelledError:
                 raise
             except (*_DOWN, TimeoutError) as exc:
-                (log.debug if quiet else log.warning)("Redis broker unavailable: %r", exc)
+                (log.debug if quiet else log.warning)("Redis broker unavailable: %s", exc)
             except Exception:
                 log.exception("Redis broker session failed")
             if self._session_up:
@@ -257,7 +257,8 @@ class RedisLink:
             log.info("Redis broker connected as node %s", self.node_id)
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()
+                if not task.cancelled():
+                    task.result()
             raise RedisConnectionError("a broker task ended")
         finally:
             self._go_down()
@@ -340,7 +341,12 @@ class RedisLink:
                 if not await self._beat(client):
                     log.warning("Redis broker: heartbeat of %s had expired; resync", self.node_id)
                     self._queue_resync(deliver=True)
-                await self._sweep(client)
+                try:
+                    await self._sweep(client)
+                except _DOWN:
+                    raise
+                except Exception:  # e.g. a script error on odd data: retried next beat
+                    log.exception("Redis broker: sweeping dead nodes failed")
 
     async def _sweep(self, client: Redis) -> None:
         dead = await _exec(
