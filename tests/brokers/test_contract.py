@@ -228,3 +228,23 @@ async def test_dead_node_share_is_removed_once_by_a_survivor(cluster: Cluster):
     # the survivors' transitions stay exact afterwards
     assert await a.set_count(S, "solo", 1) is Transition.OCCUPIED
     assert await a.leave(S, "p", "u-shared") is REMOVED
+
+
+async def test_close_removes_the_share_and_reports_nothing(cluster: Cluster):
+    a, b = await cluster.node("a"), await cluster.node("b")
+    b.register("conn-b")
+    assert await b.set_count(S, "ch", 2) is Transition.OCCUPIED
+    assert await b.join(S, "p", "u", b"m") is ADDED
+    await settle(b)
+    cluster.nodes.remove(b)
+    await b.broker.close()
+    assert await a.broker.locate("conn-b") is None
+    assert await a.broker.count(S, "ch") == 0
+    assert await a.broker.channels(S) == {}
+    assert await a.broker.presence_members(S, "p") == {}
+    with pytest.raises(LookupError):
+        await a.broker.request(b.id, b"x", 1)
+    assert await a.broker.request_all(b"x", 1) == [b"a:x"]
+    await asyncio.sleep(3 * HEARTBEAT_S)  # a sweep would have found it by now
+    assert a.inbox.orphaned == []
+    assert await a.set_count(S, "ch", 1) is Transition.OCCUPIED  # b's count is really gone
