@@ -248,3 +248,15 @@ async def test_close_removes_the_share_and_reports_nothing(cluster: Cluster):
     await asyncio.sleep(3 * HEARTBEAT_S)  # a sweep would have found it by now
     assert a.inbox.orphaned == []
     assert await a.set_count(S, "ch", 1) is Transition.OCCUPIED  # b's count is really gone
+
+
+async def test_subscribed_means_the_next_publication_of_another_node_arrives(cluster: Cluster):
+    a, b = await cluster.node("a"), await cluster.node("b")
+    for i in range(20):
+        key = f"fresh.{i}"
+        b.broker.subscribe(key)
+        await b.broker.subscribed(key, 2.0)  # no settle, no polling: confirmed means delivered
+        await a.broker.publish(key, str(i).encode())
+    await a.broker.publish("fresh.19", b"end")
+    await eventually(lambda: b"end" in b.inbox.payloads())
+    assert b.inbox.payloads()[:20] == [str(i).encode() for i in range(20)]

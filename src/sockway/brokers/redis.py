@@ -138,9 +138,28 @@ class RedisBroker(RedisLink):
             return
         self._grace[key] = asyncio.get_running_loop().call_later(self.grace_s, self._drop, key)
 
+    async def subscribed(self, key: str, timeout: float) -> None:
+        if key in self._confirmed:
+            return
+        if key not in self._subs:
+            raise ValueError(f"{key!r} is not subscribed")
+
+        async def after_pending_subscribes(_: Redis) -> None:
+            return None  # the writer runs jobs in order: earlier subscribes are confirmed now
+
+        try:
+            async with asyncio.timeout(timeout):
+                fut = asyncio.get_running_loop().create_future()
+                await self._submit(Job(after_pending_subscribes, fut))
+        except TimeoutError:
+            raise BrokerUnavailable(f"Redis did not confirm {key!r} in {timeout} s") from None
+        if key not in self._confirmed:
+            raise BrokerUnavailable(f"Redis did not confirm {key!r}")
+
     def _drop(self, key: str) -> None:
         self._grace.pop(key, None)
         self._subs.discard(key)
+        self._confirmed.discard(key)
         channel = self.keys.channel(key)
         self._patterns.pop(channel.encode(), None)
 
@@ -277,6 +296,7 @@ class RedisBroker(RedisLink):
             await self._pubsub.psubscribe(*patterns)
         async with asyncio.timeout(SOCKET_TIMEOUT_S):
             await asyncio.gather(*acks)
+        self._confirmed.update(keys)
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind, channel = msg["type"], msg["channel"]

@@ -81,6 +81,7 @@ class RedisLink:
         self._wake = asyncio.Event()
         self._pending: dict[bytes, asyncio.Future[bytes]] = {}  # reply id → answer
         self._acks: dict[bytes, asyncio.Future[None]] = {}  # channel → subscribe confirmation
+        self._confirmed: set[str] = set()  # keys Redis confirmed in this session
         self._hb_lock = asyncio.Lock()
         self._inbox: Inbox | None = None
         self._pubsub: PubSub | None = None
@@ -274,6 +275,7 @@ class RedisLink:
 
     def _go_down(self) -> None:
         self._available = False
+        self._confirmed.clear()
         self._up.clear()
         for item in [*self._inflight, *self._queue]:
             if item.fut is not None and not item.fut.done():
