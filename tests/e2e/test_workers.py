@@ -269,11 +269,6 @@ async def test_workers_share_the_port_restart_and_drain(tmp_path: Path, redis_ur
         assert not alive(survivor) and not alive(replacement)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the Gateway's node wired to build_broker (issue 6, the lead's part); "
-    "remove this marker once @connections reach connections held by another worker",
-)
 async def test_connections_api_reaches_a_connection_on_another_worker(
     tmp_path: Path, redis_url: str
 ) -> None:

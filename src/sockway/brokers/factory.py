@@ -7,16 +7,9 @@ imports redis-py.
 
 from __future__ import annotations
 
-import importlib
-from typing import cast
-
 from sockway.brokers.base import Broker
 from sockway.brokers.memory import MemoryBroker
 from sockway.config.models import Settings
-
-
-class BrokerUnavailableError(Exception):
-    """The configured broker cannot be built here (its implementation is not installed)."""
 
 
 def build_broker(settings: Settings) -> Broker:
@@ -24,15 +17,9 @@ def build_broker(settings: Settings) -> Broker:
     b = settings.broker
     if b is None:
         return MemoryBroker()
-    try:
-        # Lazy by design (redis-py is imported only when a broker is configured).
-        module = importlib.import_module("sockway.brokers.redis")
-    except ImportError as exc:
-        raise BrokerUnavailableError(
-            f"broker: the Redis broker cannot be loaded ({exc}); install redis-py "
-            "(pip install 'redis[hiredis]>=5')"
-        ) from exc
-    broker = module.RedisBroker(
+    from sockway.brokers.redis import RedisBroker  # redis-py only when configured
+
+    return RedisBroker(
         b.url,
         key_prefix=b.key_prefix,
         heartbeat_s=b.heartbeat_s,
@@ -40,4 +27,3 @@ def build_broker(settings: Settings) -> Broker:
         unsubscribe_grace_s=b.unsubscribe_grace_s,
         sentinel_master=b.sentinel_master,
     )
-    return cast(Broker, broker)

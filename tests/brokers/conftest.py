@@ -1,0 +1,64 @@
+"""Fixtures of the broker contract suite: a ``cluster`` of nodes, memory or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.brokers.harness import Cluster, RedisServer, redis_ping
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shared Redis on 6379 if it answers, else a private one (never skipped)."""
+    if redis_ping(6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cluster(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Cluster]:
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    c = Cluster(request.param, url, prefix)
+    yield c
+    await c.close()
+
+
+@pytest.fixture(autouse=True)
+async def no_background_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """No exception may escape a broker's background task, nor be logged as an error."""
+    loop_errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: loop_errors.append(context))
+    caplog.set_level(logging.INFO, logger="sockway.broker")
+    yield loop_errors
+    errors = [
+        r for r in caplog.records if r.name == "sockway.broker" and r.levelno >= logging.ERROR
+    ]
+    assert not errors, [r.getMessage() for r in errors]
+    assert not loop_errors, loop_errors
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

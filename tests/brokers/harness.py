@@ -1,0 +1,218 @@
+"""Test nodes for the broker contract suite (issue 6): a broker plus what its gateway keeps.
+
+``Node`` records what a gateway would (its share, for ``Inbox.snapshot()``) and forwards to
+the broker; ``RecordingInbox`` records what the broker delivers. ``RedisServer`` runs a
+private ``redis-server`` on an ephemeral port for tests that stop or restart Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sockway.brokers.base import Change, NodeState, Transition
+from sockway.brokers.memory import MemoryBroker, MemoryBus
+from sockway.brokers.redis import RedisBroker
+
+GRACE_S = 0.4
+HEARTBEAT_S = 0.1
+NODE_TTL_S = 0.6
+
+
+class RecordingInbox:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.publications: list[tuple[str, str, bytes, str | None]] = []
+        self.orphaned: list[list[Change]] = []
+        self.state = NodeState()
+
+    def on_publication(self, key: str, topic: str, payload: bytes, exclude: str | None) -> None:
+        self.publications.append((key, topic, payload, exclude))
+
+    async def on_request(self, body: bytes) -> bytes:
+        if body == b"slow":
+            await asyncio.Event().wait()  # a node that never answers
+        return self.name.encode() + b":" + body
+
+    def on_orphaned(self, changes: list[Change]) -> None:
+        self.orphaned.append(list(changes))
+
+    def snapshot(self) -> NodeState:
+        return copy.deepcopy(self.state)
+
+    def payloads(self) -> list[bytes]:
+        return [p for _, _, p, _ in self.publications]
+
+
+class Node:
+    """One gateway node: keeps its share like the real node does, then calls the broker."""
+
+    def __init__(self, broker: Any, inbox: RecordingInbox) -> None:
+        self.broker, self.inbox, self.state = broker, inbox, inbox.state
+
+    @property
+    def id(self) -> str:
+        return str(self.broker.node_id)
+
+    def subscribe(self, key: str) -> None:
+        self.state.subscriptions.add(key)
+        self.broker.subscribe(key)
+
+    def unsubscribe(self, key: str) -> None:
+        self.state.subscriptions.discard(key)
+        self.broker.unsubscribe(key)
+
+    def register(self, key: str) -> None:
+        self.state.registered.add(key)
+        self.broker.register(key)
+
+    def unregister(self, key: str) -> None:
+        self.state.registered.discard(key)
+        self.broker.unregister(key)
+
+    async def set_count(self, scope: str, channel: str, n: int) -> Transition | None:
+        if n:
+            self.state.counts[(scope, channel)] = n
+        else:
+            self.state.counts.pop((scope, channel), None)
+        result: Transition | None = await self.broker.set_count(scope, channel, n)
+        return result
+
+    async def join(self, scope: str, channel: str, user: str, member: bytes) -> Transition | None:
+        self.state.presence.setdefault((scope, channel, user), member)
+        result: Transition | None = await self.broker.presence_join(scope, channel, user, member)
+        return result
+
+    async def leave(self, scope: str, channel: str, user: str) -> Transition | None:
+        self.state.presence.pop((scope, channel, user), None)
+        result: Transition | None = await self.broker.presence_leave(scope, channel, user)
+        return result
+
+    async def settle(self) -> None:
+        """Every earlier call of this node has taken effect (an awaited op is queued after
+        them; the memory broker applies them at once)."""
+        await self.broker.count("settle", "settle")
+
+
+class Cluster:
+    """Nodes of one gateway: MemoryBrokers on one bus, or RedisBrokers on one key prefix."""
+
+    def __init__(self, kind: str, redis_url: str = "", prefix: str = "", **redis_opts: Any):
+        self.kind, self.redis_url, self.prefix = kind, redis_url, prefix
+        self.redis_opts = {"heartbeat_s": HEARTBEAT_S, "node_ttl_s": NODE_TTL_S} | redis_opts
+        self.bus = MemoryBus()
+        self.nodes: list[Node] = []
+
+    async def node(self, name: str) -> Node:
+        broker: Any
+        if self.kind == "memory":
+            broker = MemoryBroker(self.bus, grace_s=GRACE_S)
+        else:
+            broker = RedisBroker(
+                self.redis_url,
+                key_prefix=self.prefix,
+                unsubscribe_grace_s=GRACE_S,
+                **self.redis_opts,
+            )
+        inbox = RecordingInbox(name)
+        await broker.start(inbox)
+        node = Node(broker, inbox)
+        self.nodes.append(node)
+        return node
+
+    async def crash(self, node: Node) -> None:
+        self.nodes.remove(node)
+        result = node.broker.crash()
+        if inspect.isawaitable(result):
+            await result
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            await node.broker.close()
+        self.nodes.clear()
+        if self.kind == "redis" and "sentinel_master" not in self.redis_opts:  # leaves P:epoch
+            raw = Redis.from_url(self.redis_url, socket_timeout=1)
+            try:
+                await raw.delete(f"{self.prefix}:epoch")
+            except RedisError:
+                pass  # the test stopped this Redis
+            finally:
+                await raw.aclose()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``check`` until true (deliveries have no event to await from outside)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A private redis-server (no persistence) that tests may stop, pause and restart."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server not found: the Redis broker tests need it")
+        self.binary, self.directory, self.port = binary, directory, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.directory)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not redis_ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
