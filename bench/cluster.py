@@ -250,9 +250,11 @@ def trial(name: str, p: Any, n: int, label: str) -> dict[str, Any]:
                 total += cpu
                 out[f"{key}_cpu_s"] = cpu
                 out[f"{key}_us_per_msg"] = cpu * 1e6 / delivered if delivered else float("nan")
+                out[f"{key}_us_per_publication"] = cpu * 1e6 / max(1, pres["sent"])
             else:
                 out[f"{key}_cpu_s"] = None
                 out[f"{key}_us_per_msg"] = None
+                out[f"{key}_us_per_publication"] = None
         # redis-server's own account (INFO cpu) from just before the first publication to
         # after the last delivery: finer than /proc's ticks for its small share.
         out["redis_info_cpu_s"] = redis_cpu

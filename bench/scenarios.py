@@ -14,7 +14,7 @@ from harness import CpuMeter, Load, Server, percentile, rss_kb, split
 
 @dataclass(frozen=True)
 class Params:
-    fanout_deliveries: int = 600_000
+    fanout_deliveries: int = 450_000
     window: int = 8
     paced_msgs_per_s: int = 20_000
     paced_s: float = 5.0
@@ -26,7 +26,7 @@ class Params:
     client_procs: int = 2
     timeout_s: float = 90.0
     cluster_msgs_per_s: int = 20_000  # delivered per second, cross-node cost (bench/cluster.py)
-    cluster_s: float = 8.0
+    cluster_s: float = 6.0
 
 
 def _sub_url(srv: Server) -> str:

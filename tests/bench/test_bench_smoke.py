@@ -53,3 +53,39 @@ def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> 
         assert fanout["delivered"] == fanout["expected"]
     assert next(r["result"] for r in rows if r["scenario"] == "post")["non_200"] == 0
     assert "## The bars (issue 7)" in out.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_of_the_cross_node_cost_delivers_every_message(tmp_path: Path) -> None:
+    """bench/cluster.py (issue 6) on two gateway processes and a private redis-server: every
+    publication of node A reaches every subscriber on node B exactly once, and the CPU of each
+    process is read. Fails (does not skip) without redis-server, like the cluster tests."""
+    out = tmp_path / "cluster.md"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--quick",
+            "--only",
+            "cluster",
+            "--systems",
+            "1-node-memory,2-nodes-remote",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
+    rows = [json.loads(x) for x in (BENCH / raw).read_text().splitlines()[1:]]
+    assert [r["system"] for r in rows] == ["1-node-memory", "2-nodes-remote"]
+    for row in rows:
+        assert "result" in row, row.get("error")
+        assert row["result"]["delivered"] == row["result"]["expected"] > 0
+        assert row["result"]["publish_errors"] == 0
+    remote = rows[1]["result"]
+    assert remote["gateway_B_cpu_s"] > 0
+    assert remote["redis_info_cpu_s"] > 0
+    assert "## Cost of cross-node delivery (issue 6)" in out.read_text()
