@@ -14,10 +14,10 @@ from harness import CpuMeter, Load, Server, percentile, rss_kb, split
 
 @dataclass(frozen=True)
 class Params:
-    fanout_deliveries: int = 450_000
+    fanout_deliveries: int = 400_000
     window: int = 8
     paced_msgs_per_s: int = 20_000
-    paced_s: float = 5.0
+    paced_s: float = 4.0
     echo_c: int = 100
     echo_s: float = 4.0
     post_c: int = 16
@@ -26,7 +26,7 @@ class Params:
     client_procs: int = 2
     timeout_s: float = 90.0
     cluster_msgs_per_s: int = 20_000  # delivered per second, cross-node cost (bench/cluster.py)
-    cluster_s: float = 6.0
+    cluster_s: float = 5.0
 
 
 def _sub_url(srv: Server) -> str:
