@@ -30,8 +30,8 @@ test: lint
 	$(BIN)/pytest
 
 # Benchmarks (issue 7): the gateway against raw picows / Node ws / websockets / aiohttp servers
-# in the same run, pinned to one core each side. Full: ~13 min -> bench/RESULTS.md;
-# QUICK=1 (or bench-quick): one short smoke run, ~1.5 min -> bench/results/RESULTS-quick.md.
+# in the same run, pinned to one core each side. Full: 12-15 min -> bench/RESULTS.md;
+# QUICK=1 (or bench-quick): one short smoke run, ~2.5 min -> bench/results/RESULTS-quick.md.
 bench: install
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(ARGS)
 
