@@ -1,7 +1,9 @@
 """Several in-process gateways forming one cluster for the Pusher tests (issue 6).
 
 ``pusher_nodes(tmp_path, n, **app)`` starts ``n`` gateways serving the same Pusher app on one
-``MemoryBus`` (each its own ``MemoryBroker``: one node each), and stops them afterwards.
+``MemoryBus`` (each its own ``MemoryBroker``: one node each), and stops them afterwards. With
+``SOCKWAY_TEST_REDIS=redis://...`` set, the tests that need no memory-broker hook run on that
+Redis instead (``sockway.brokers.redis.RedisBroker``, a fresh key prefix per cluster).
 ``OutageBroker`` is a memory broker whose connection can be cut: while ``down`` it behaves as
 the contract says of an unreachable broker (``available`` is False, awaited operations raise
 ``BrokerUnavailable`` at once, fire-and-forget ones are kept); the same outage on a real Redis
@@ -11,11 +13,14 @@ is exercised with real processes in ``test_redis_cluster.py``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import importlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from sockway.brokers.base import BrokerUnavailable, Transition
+from sockway.brokers.base import Broker, BrokerUnavailable, Transition
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.config import parse_config
 from sockway.server.gateway import Gateway
@@ -77,20 +82,36 @@ class OutageBroker(MemoryBroker):
         return await super().presence_members(scope, channel)
 
 
+def _brokers(memory: type[MemoryBroker] | None) -> Callable[[MemoryBus], Broker]:
+    url = os.environ.get("SOCKWAY_TEST_REDIS")
+    if memory is None and url:
+        redis = importlib.import_module("sockway.brokers.redis")
+        prefix = f"test-pusher-{uuid.uuid4().hex[:12]}"
+
+        def on_redis(_: MemoryBus) -> Broker:
+            broker: Broker = redis.RedisBroker(url, key_prefix=prefix, unsubscribe_grace_s=0.05)
+            return broker
+
+        return on_redis
+    kind = memory or MemoryBroker
+    return lambda bus: kind(bus, grace_s=0.05)
+
+
 @contextlib.asynccontextmanager
 async def pusher_nodes(
     tmp_path: Path,
     n: int,
     *,
     webhook_url: str | None = None,
-    broker: type[MemoryBroker] = MemoryBroker,
+    broker: type[MemoryBroker] | None = None,
     **app: Any,
 ) -> AsyncIterator[list[Gateway]]:
     """``n`` gateways serving one Pusher app as one cluster (webhooks: every type to
-    ``webhook_url``, from every node)."""
+    ``webhook_url``, from every node). ``broker`` forces a memory broker class."""
     if webhook_url is not None:
         app.setdefault("webhooks", [{"url": webhook_url, "event_types": ALL_HOOKS}])
         app.setdefault("webhook_delivery", FAST_HOOKS)
+    new_broker = _brokers(broker)
     bus = MemoryBus()
     gateways: list[Gateway] = []
     try:
@@ -100,7 +121,7 @@ async def pusher_nodes(
                 "state_dir": str(tmp_path / f"state{i}"),
                 "apis": [pusher_app(**app)],
             }
-            gateway = Gateway(parse_config(config, tmp_path), broker=broker(bus, grace_s=0.05))
+            gateway = Gateway(parse_config(config, tmp_path), broker=new_broker(bus))
             await gateway.start()
             gateways.append(gateway)
         yield gateways

@@ -13,6 +13,7 @@ import pusher
 import pytest
 import websockets
 
+from sockway.brokers.memory import MemoryBroker
 from tests.e2e.pusher_cluster import OutageBroker, presence, pusher_nodes, signed_in
 from tests.e2e.pusher_support import Client, sdk
 from tests.e2e.support import wait_until
@@ -195,7 +196,8 @@ async def test_cache_channels_are_filled_on_every_node(tmp_path):
 
 
 async def test_a_dead_node_leaves_no_ghosts_and_its_webhooks_fire_once(tmp_path, receiver):
-    async with pusher_nodes(tmp_path, 3, webhook_url=receiver.url) as (a, b, c):
+    nodes = pusher_nodes(tmp_path, 3, webhook_url=receiver.url, broker=MemoryBroker)
+    async with nodes as (a, b, c):
         watcher, _ = await presence(a, "1")
         peer, _ = await presence(b, "2")
         await presence(c, "3")

@@ -135,6 +135,14 @@ class PusherCluster:
     # -- incoming (ClusterMember) -------------------------------------------------------------
 
     def on_publication(self, key: str, rest: str, payload: bytes, exclude: str | None) -> bool:
+        """Deliver another node's publication here (never raises into the broker)."""
+        try:
+            self._deliver(rest, payload, exclude)
+        except Exception:
+            log.exception("delivering a publication of %s failed", rest, extra={"api": self.name})
+        return True
+
+    def _deliver(self, rest: str, payload: bytes, exclude: str | None) -> None:
         app = self.app
         excluded = app.sockets.get(exclude) if exclude else None
         if rest.startswith(USER):
@@ -143,13 +151,12 @@ class PusherCluster:
                 app.terminate_local(user_id)
             else:
                 app.send_to_user(user_id, payload, excluded)
-            return True
+            return
         channel = rest
         if rest.startswith(CACHE):
             channel = rest[len(CACHE) :]
             app.store_cache(channel, payload)
         app.broadcast(channel, payload, excluded.conn if excluded else None)
-        return True
 
     def on_change(self, change: Change) -> None:
         """A cluster-wide transition seen by this node only: its webhook fires here, once."""
