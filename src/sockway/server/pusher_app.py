@@ -9,22 +9,19 @@ With a ``PusherCluster`` (always, in a gateway) the app spans every node of the 
 (issue 6): publications also go to the other nodes, occupancy webhooks come from the broker's
 cluster-wide transitions, presence is deduplicated by the broker and queries answer for the
 whole cluster (``pusher_cluster``). Without one (unit tests) everything is local and
-synchronous. Presence changes of a cluster await the broker: ``join``/``leave`` then return an
-awaitable that the session awaits before reading the socket's next frame.
+synchronous. On a cluster ``join``/``leave``/``sign_in`` return an awaitable (the broker's part,
+``pusher_membership``) that the session awaits before reading the socket's next frame.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sockway.brokers.base import BrokerUnavailable
 from sockway.config.pusher import PusherApp
-from sockway.core.connection import Connection, SendResult, State
+from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ChannelName
 from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
@@ -32,11 +29,9 @@ from sockway.core.presence import Presence
 from sockway.observability.metrics import Metrics
 from sockway.protocols.pusher import messages as wire
 from sockway.protocols.pusher.channels import Kind, is_cache, kind_of, server_to_user_id
-from sockway.protocols.pusher.messages import SubscriptionError
+from sockway.server import pusher_membership as membership
 from sockway.server.pusher_cluster import CACHE, TERMINATE, PusherCluster, user_topic
 from sockway.server.pusher_webhooks import Webhooks
-
-log = logging.getLogger("sockway.pusher")
 
 
 @dataclass(eq=False, slots=True)
@@ -55,23 +50,6 @@ class PusherSocket:
     @property
     def socket_id(self) -> str:
         return str(self.conn.id)
-
-
-def presence_full() -> SubscriptionError:
-    """soketi's refusal of a new member over ``max_presence_members_per_channel`` (§1.5)."""
-    return SubscriptionError(
-        "LimitReached",
-        "The maximum members per presence channel limit was reached",
-        wire.OVER_CAPACITY,
-    )
-
-
-async def _count_reported() -> None:
-    """``Node.join``/``leave`` woke the cluster's count writer; yielding once lets it report
-    the new count first, so its occupied/vacated webhook precedes the ones that follow and the
-    cluster-wide count read next includes this change. Exact with the memory broker; with a
-    network broker its request is at least sent first (best effort)."""
-    await asyncio.sleep(0)
 
 
 class PusherAppState:
@@ -161,14 +139,12 @@ class PusherAppState:
         ``member`` is ``(user_id, user_info)`` on presence channels.
         """
         if member is not None and self.cluster is not None:
-            return self._join_presence(sock, channel, *member)
+            return membership.join_presence(self, sock, channel, *member)
         name = ChannelName(channel)
         already = name in sock.conn.channels
         self.node.join(sock.conn, name)
         if self.cluster is not None:
-            self.send(sock, wire.subscription_succeeded(channel))
-            missed = is_cache(channel) and not self._send_cached(sock, channel)
-            return self._counted(channel, not already, missed)
+            return membership.joined(self, sock, channel, not already)
         count = self.subscription_count(channel)
         if not already and count == 1:
             self.webhooks.emit({"name": "channel_occupied", "channel": channel})
@@ -185,17 +161,17 @@ class PusherAppState:
         else:
             self.send(sock, wire.subscription_succeeded(channel))
             if not already:
-                self._count_changed(channel, count)
-        if is_cache(channel) and not self._send_cached(sock, channel):
+                self.count_changed(channel, count)
+        if is_cache(channel) and not self.send_cached(sock, channel):
             self.webhooks.emit({"name": "cache_miss", "channel": channel})
         return None
 
     def leave(self, sock: PusherSocket, channel: str) -> Awaitable[None] | None:
         if self.cluster is not None:
             if channel in sock.presence:
-                return self._leave_presence(sock, channel)
+                return membership.leave_presence(self, sock, channel)
             if self.node.leave(sock.conn, ChannelName(channel)):
-                return self._counted(channel, True, False)
+                return membership.counted(self, channel, True, False)
             return None
         if not self.node.leave(sock.conn, ChannelName(channel)):
             return None
@@ -205,7 +181,7 @@ class PusherAppState:
         if count == 0:
             self.webhooks.emit({"name": "channel_vacated", "channel": channel})
         if kind_of(channel) is not Kind.PRESENCE:
-            self._count_changed(channel, count)
+            self.count_changed(channel, count)
         return None
 
     def _presence_leave(self, sock: PusherSocket, channel: str) -> None:
@@ -213,13 +189,13 @@ class PusherAppState:
         if self.presence.leave(channel, sock.socket_id, user_id) is not None:
             self.member_removed(channel, user_id, sock)
 
-    def _count_changed(self, channel: str, count: int) -> None:
+    def count_changed(self, channel: str, count: int) -> None:
         if self.webhooks.wants("subscription_count"):
             self.webhooks.emit(
                 {"name": "subscription_count", "channel": channel, "subscription_count": count}
             )
 
-    def _send_cached(self, sock: PusherSocket, channel: str) -> bool:
+    def send_cached(self, sock: PusherSocket, channel: str) -> bool:
         """The cached event, else ``pusher:cache_miss`` (False: the webhook is the caller's)."""
         cached = self.cache.get(channel)
         if cached is not None and cached[0] > self.node.now_ms():
@@ -228,75 +204,6 @@ class PusherAppState:
         self.cache.pop(channel, None)
         self.send(sock, wire.cache_miss(channel))
         return False
-
-    # -- membership across the cluster ------------------------------------------------------
-
-    async def _counted(self, channel: str, changed: bool, cache_missed: bool) -> None:
-        """After a non-presence join/leave: the cluster-wide subscription_count webhook, then
-        the cache_miss webhook (in the order a single node emits them)."""
-        assert self.cluster is not None
-        await _count_reported()
-        wanted = self.webhooks.wants("subscription_count")
-        if changed and wanted and kind_of(channel) is not Kind.PRESENCE:
-            try:
-                count = await self.cluster.count(channel)
-            except BrokerUnavailable as exc:
-                log.warning("subscription_count of %s not sent: %s", channel, exc)
-            else:
-                self._count_changed(channel, count)
-        if cache_missed:
-            self.webhooks.emit({"name": "cache_miss", "channel": channel})
-
-    async def _join_presence(
-        self, sock: PusherSocket, channel: str, user_id: Any, user_info: Any
-    ) -> None:
-        """Presence subscribe on a cluster: capacity against the cluster-wide members, the
-        broker's member_added transition, and the members of every node in
-        ``subscription_succeeded``. One channel's presence changes on this node run in order."""
-        cluster = self.cluster
-        assert cluster is not None
-        async with cluster.serial.hold(channel):
-            key = str(user_id)
-            if not self.presence.has_user(channel, user_id):
-                members = await cluster.members_or_local(channel, self.presence)
-                limit = self.settings.max_presence_members_per_channel
-                if len(members) >= limit and all(str(m[0]) != key for m in members):
-                    self.send(sock, wire.subscription_error(channel, presence_full()))
-                    return
-            previous = sock.presence.get(channel)
-            if previous is not None and str(previous) != key:
-                await self._leave_presence_locked(sock, channel)
-            if sock.conn.state is State.CLOSED:
-                return
-            self.node.join(sock.conn, ChannelName(channel))
-            await _count_reported()  # channel_occupied before member_added
-            sock.presence[channel] = user_id
-            if self.presence.join(channel, sock.socket_id, user_id, user_info) and (
-                await cluster.presence_join(channel, user_id, user_info)
-            ):
-                self.member_added(channel, user_id, user_info, sock)
-            members = await cluster.members_or_local(channel, self.presence)
-            ids = [m[0] for m in members]
-            self.send(sock, wire.presence_succeeded(channel, ids, {str(i): u for i, u in members}))
-            if is_cache(channel) and not self._send_cached(sock, channel):
-                self.webhooks.emit({"name": "cache_miss", "channel": channel})
-
-    async def _leave_presence(self, sock: PusherSocket, channel: str) -> None:
-        assert self.cluster is not None
-        async with self.cluster.serial.hold(channel):
-            if channel in sock.presence:
-                await self._leave_presence_locked(sock, channel)
-
-    async def _leave_presence_locked(self, sock: PusherSocket, channel: str) -> None:
-        """member_removed (if the user left the cluster), then the membership ends (so
-        member_removed precedes channel_vacated)."""
-        assert self.cluster is not None
-        user_id = sock.presence.pop(channel)
-        if self.presence.leave(channel, sock.socket_id, user_id) is not None and (
-            await self.cluster.presence_leave(channel, user_id)
-        ):
-            self.member_removed(channel, user_id, sock)
-        self.node.leave(sock.conn, ChannelName(channel))
 
     # -- connections ------------------------------------------------------------------------
 
@@ -315,17 +222,19 @@ class PusherAppState:
             if sock.user_id is not None:
                 self._forget_user(sock, sock.user_id)
 
-    def sign_in(self, sock: PusherSocket, user_id: str) -> None:
-        if sock.user_id == user_id:
-            return
-        if sock.user_id is not None:
-            self._forget_user(sock, sock.user_id)
-        sock.user_id = user_id
+    def sign_in(self, sock: PusherSocket, user_id: str) -> Awaitable[None] | None:
+        """On a cluster: what to await before telling the client it is signed in (the user's
+        topic reaches this node from then on)."""
+        if sock.user_id != user_id:
+            if sock.user_id is not None:
+                self._forget_user(sock, sock.user_id)
+            sock.user_id = user_id
+            owned = self.users.setdefault(user_id, set())
+            if not owned and self.cluster is not None:
+                self.cluster.hold_user(user_id)  # server-to-user and terminate from any node
+            owned.add(sock)
         sock.auth_deadline_ms = None
-        owned = self.users.setdefault(user_id, set())
-        if not owned and self.cluster is not None:
-            self.cluster.hold_user(user_id)  # server-to-user and terminate from any node
-        owned.add(sock)
+        return self.cluster.ready(user_topic(user_id)) if self.cluster is not None else None
 
     def _forget_user(self, sock: PusherSocket, user_id: str) -> None:
         owned = self.users.get(user_id)

@@ -126,6 +126,11 @@ class PusherCluster:
         else:
             log.error("publishing to other nodes failed", exc_info=exc, extra={"api": self.name})
 
+    async def ready(self, rest: str) -> None:
+        """Return once publications of other nodes to ``rest`` reach this node (at once during
+        a broker outage: the subscription is then local until the broker is back)."""
+        await self.cluster.ready(topic(self.name, rest))
+
     def hold_user(self, user_id: str) -> None:
         self.cluster.hold(topic(self.name, user_topic(user_id)))
 

@@ -24,7 +24,8 @@ from sockway.protocols.pusher.channels import (
 )
 from sockway.protocols.pusher.messages import ProtocolError, SubscriptionError
 from sockway.protocols.pusher.signatures import channel_auth_ok, user_auth_ok
-from sockway.server.pusher_app import PusherAppState, PusherSocket, presence_full
+from sockway.server.pusher_app import PusherAppState, PusherSocket
+from sockway.server.pusher_membership import presence_full
 
 log = logging.getLogger("sockway.pusher")
 
@@ -50,7 +51,7 @@ def handle_frame(
             if isinstance(channel, str):
                 return app.leave(sock, channel)  # no reply (soketi, §1.3)
         elif msg.event == "pusher:signin":
-            _signin(app, sock, msg.data)
+            return _signin(app, sock, msg.data)
         elif msg.event.startswith("client-"):
             _client_event(app, sock, msg)
         # Other events (unknown pusher:*) are ignored, as soketi does.
@@ -137,7 +138,7 @@ def _check_subscription(
     return user_id, user_info
 
 
-def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> None:
+def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> Awaitable[None] | None:
     """``pusher:signin`` (§1.7), processed whether or not user authentication is required."""
     s = app.settings
     auth = data.get("auth") if isinstance(data, dict) else None
@@ -157,8 +158,19 @@ def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> None:
     user_id = user.get("id") if isinstance(user, dict) else None
     if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
         raise ProtocolError(wire.UNAUTHORIZED, "The user data must have an id.", True)
-    app.sign_in(sock, str(user_id))
-    app.send(sock, wire.signin_success(auth, user_data))
+    success = wire.signin_success(auth, user_data)
+    pending = app.sign_in(sock, str(user_id))
+    if pending is None:
+        app.send(sock, success)
+        return None
+    return _send_after(app, sock, pending, success)
+
+
+async def _send_after(
+    app: PusherAppState, sock: PusherSocket, pending: Awaitable[None], payload: bytes
+) -> None:
+    await pending
+    app.send(sock, payload)
 
 
 def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -> None:
