@@ -23,7 +23,9 @@ from typing import Any
 from sockway.brokers.base import Broker, BrokerUnavailable, Transition
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.config import parse_config
+from sockway.server.cluster import topic
 from sockway.server.gateway import Gateway
+from sockway.server.pusher_cluster import CACHE
 from tests.e2e.pusher_support import Client, pusher_app, sdk
 
 ALL_HOOKS = [
@@ -124,6 +126,8 @@ async def pusher_nodes(
             gateway = Gateway(parse_config(config, tmp_path), broker=new_broker(bus))
             await gateway.start()
             gateways.append(gateway)
+        for gateway in gateways:  # every node keeps cache-channel events from now on
+            assert await gateway.cluster.ready(topic("p", CACHE + "*"))
         yield gateways
     finally:
         for gateway in gateways:
