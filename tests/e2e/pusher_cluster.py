@@ -53,6 +53,10 @@ class OutageBroker(MemoryBroker):
         if self.down:
             raise BrokerUnavailable("connection to the broker lost (test outage)")
 
+    async def subscribed(self, key: str, timeout: float) -> None:
+        self._check()
+        await super().subscribed(key, timeout)
+
     async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
         self._check()
         await super().publish(topic, payload, exclude)

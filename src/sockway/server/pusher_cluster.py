@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -42,6 +43,7 @@ log = logging.getLogger("sockway.pusher.cluster")
 CACHE = "#cache|"
 USER = "#user|"
 TERMINATE = b"terminate"  # never a frame: frames are JSON objects
+OUTAGE_LOG_INTERVAL_S = 10.0
 
 
 def user_topic(user_id: str) -> str:
@@ -95,6 +97,8 @@ class PusherCluster:
         self.cluster = cluster
         self.name = app.name
         self.serial = _Serial()
+        self._logged_at = -OUTAGE_LOG_INTERVAL_S
+        self._unlogged = 0
         cluster.members[self.name] = self
         cluster.hold(topic(self.name, CACHE + "*"))
 
@@ -105,26 +109,42 @@ class PusherCluster:
     # -- outgoing ---------------------------------------------------------------------------
 
     async def publish(self, rest: str, payload: bytes, exclude: str | None = None) -> None:
-        """To the other nodes; raises ``BrokerUnavailable`` (HTTP API: 503)."""
-        await self.cluster.publish(self.name, rest, payload, exclude)
+        """To the other nodes; raises ``BrokerUnavailable`` (HTTP API: 503), at once while the
+        broker is known to be down (counted in ``sockway_cluster_publish_failures``)."""
+        try:
+            if not self.cluster.available:
+                raise BrokerUnavailable("the broker is unavailable")
+            await self.cluster.publish(self.name, rest, payload, exclude)
+        except BrokerUnavailable as exc:
+            self.app.metrics.cluster_publish_failures.labels(self.name).inc()
+            self.outage(f"publication to {rest} not sent to the other nodes", exc)
+            raise
+        self.app.metrics.cluster_publications.labels(self.name, "out").inc()
 
     def publish_soon(self, rest: str, payload: bytes, exclude: str | None = None) -> None:
         """To the other nodes without waiting (WebSocket-origin traffic): local delivery has
         happened already; a failure is logged and counted, never raised."""
+        if not self.cluster.available:
+            self.app.metrics.cluster_publish_failures.labels(self.name).inc()
+            self.outage(f"publication to {rest} not sent to the other nodes", None)
+            return
         task = asyncio.get_running_loop().create_task(self.publish(rest, payload, exclude))
-        task.add_done_callback(self._published)
+        task.add_done_callback(_published)
 
-    def _published(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
+    def outage(self, what: str, exc: Exception | None) -> None:
+        """Log what a broker outage costs, at most every ``OUTAGE_LOG_INTERVAL_S``."""
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at < OUTAGE_LOG_INTERVAL_S:
             return
-        exc = task.exception()
-        if exc is None:
-            return
-        self.app.metrics.cluster_publish_failures.labels(self.name).inc()
-        if isinstance(exc, BrokerUnavailable):
-            log.warning("publication reached this node only: %s", exc, extra={"api": self.name})
-        else:
-            log.error("publishing to other nodes failed", exc_info=exc, extra={"api": self.name})
+        log.warning(
+            "broker unavailable (%s): %d operation(s) on this node only, latest: %s",
+            exc or "known down",
+            self._unlogged,
+            what,
+            extra={"api": self.name},
+        )
+        self._logged_at, self._unlogged = now, 0
 
     async def ready(self, rest: str) -> None:
         """Return once publications of other nodes to ``rest`` reach this node (at once during
@@ -141,6 +161,7 @@ class PusherCluster:
 
     def on_publication(self, key: str, rest: str, payload: bytes, exclude: str | None) -> bool:
         """Deliver another node's publication here (never raises into the broker)."""
+        self.app.metrics.cluster_publications.labels(self.name, "in").inc()
         try:
             self._deliver(rest, payload, exclude)
         except Exception:
@@ -189,7 +210,7 @@ class PusherCluster:
                 self.name, channel, str(user_id), member_doc(user_id, user_info)
             )
         except BrokerUnavailable as exc:
-            log.warning("presence join of %s on this node only: %s", channel, exc)
+            self.outage(f"presence join of {channel}", exc)
             return True
         return change is Transition.MEMBER_ADDED
 
@@ -198,7 +219,7 @@ class PusherCluster:
         try:
             change = await self.cluster.presence_leave(self.name, channel, str(user_id))
         except BrokerUnavailable as exc:
-            log.warning("presence leave of %s on this node only: %s", channel, exc)
+            self.outage(f"presence leave of {channel}", exc)
             return True
         return change is Transition.MEMBER_REMOVED
 
@@ -220,8 +241,13 @@ class PusherCluster:
         try:
             return await self.members(channel)
         except BrokerUnavailable as exc:
-            log.warning("members of %s from this node only: %s", channel, exc)
+            self.outage(f"members of {channel} listed from this node", exc)
             return local_members(local, channel)
+
+
+def _published(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and not isinstance(task.exception(), BrokerUnavailable | None):
+        log.error("publishing to other nodes failed", exc_info=task.exception())
 
 
 def local_members(presence: Presence, channel: str) -> list[tuple[Any, Any]]:

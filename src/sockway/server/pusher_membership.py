@@ -17,7 +17,6 @@ socket's next frame:
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
 from sockway.brokers.base import BrokerUnavailable
@@ -30,8 +29,6 @@ from sockway.protocols.pusher.messages import SubscriptionError
 if TYPE_CHECKING:
     from sockway.server.pusher_app import PusherAppState, PusherSocket
     from sockway.server.pusher_cluster import PusherCluster
-
-log = logging.getLogger("sockway.pusher")
 
 
 def presence_full() -> SubscriptionError:
@@ -74,7 +71,7 @@ async def counted(app: PusherAppState, channel: str, changed: bool, cache_missed
         try:
             count = await _cluster(app).count(channel)
         except BrokerUnavailable as exc:
-            log.warning("subscription_count of %s not sent: %s", channel, exc)
+            _cluster(app).outage(f"subscription_count webhook of {channel} not sent", exc)
         else:
             app.count_changed(channel, count)
     if cache_missed:
