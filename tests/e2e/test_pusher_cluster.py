@@ -165,6 +165,25 @@ async def test_presence_member_limit_counts_every_node(tmp_path):
         assert again["event"] == "pusher_internal:subscription_succeeded"
 
 
+async def test_a_socket_that_resubscribes_as_another_user_moves_the_member(tmp_path, receiver):
+    async with pusher_nodes(tmp_path, 2, webhook_url=receiver.url) as (a, b):
+        watcher, _ = await presence(a, "w")
+        mover, _ = await presence(b, "u1")
+        await watcher.expect("pusher_internal:member_added")
+        auth = sdk(b).authenticate("presence-room", mover.socket_id, {"user_id": "u2"})
+        ok = await mover.subscribe("presence-room", auth)
+        assert sorted(json.loads(ok["data"])["presence"]["ids"]) == ["u2", "w"]
+        removed = await watcher.expect("pusher_internal:member_removed")
+        added = await watcher.expect("pusher_internal:member_added")
+        assert json.loads(removed["data"]) == {"user_id": "u1"}
+        assert json.loads(added["data"]) == {"user_id": "u2"}
+        info = await sdk(a).channel_info("presence-room", ["user_count", "subscription_count"])
+        assert info == {"occupied": True, "user_count": 2, "subscription_count": 2}
+        await wait_until(lambda: hooks(receiver, "presence-room")[("member_added", "u2")] == 1)
+        assert hooks(receiver, "presence-room")[("channel_occupied", "")] == 1
+        assert hooks(receiver, "presence-room")[("channel_vacated", "")] == 0
+
+
 async def test_server_to_user_and_terminate_reach_every_node(tmp_path):
     async with pusher_nodes(tmp_path, 3) as (a, b, c):
         on_b, on_c, other = (

@@ -93,8 +93,8 @@ async def join_presence(
                 app.send(sock, wire.subscription_error(channel, presence_full()))
                 return
         previous = sock.presence.get(channel)
-        if previous is not None and str(previous) != key:
-            await _leave_presence_locked(app, sock, channel)
+        if previous is not None and str(previous) != key:  # the socket changes user
+            await _leave_presence_locked(app, sock, channel, keep_membership=True)
         if sock.conn.state is State.CLOSED:
             return
         app.node.join(sock.conn, ChannelName(channel))
@@ -120,7 +120,9 @@ async def leave_presence(app: PusherAppState, sock: PusherSocket, channel: str) 
             await _leave_presence_locked(app, sock, channel)
 
 
-async def _leave_presence_locked(app: PusherAppState, sock: PusherSocket, channel: str) -> None:
+async def _leave_presence_locked(
+    app: PusherAppState, sock: PusherSocket, channel: str, keep_membership: bool = False
+) -> None:
     """member_removed (if the user left the cluster), then the membership ends (so
     member_removed precedes channel_vacated)."""
     user_id = sock.presence.pop(channel)
@@ -128,4 +130,5 @@ async def _leave_presence_locked(app: PusherAppState, sock: PusherSocket, channe
         await _cluster(app).presence_leave(channel, user_id)
     ):
         app.member_removed(channel, user_id, sock)
-    app.node.leave(sock.conn, ChannelName(channel))
+    if not keep_membership:
+        app.node.leave(sock.conn, ChannelName(channel))
