@@ -17,6 +17,14 @@ behaves as one Pusher app. Topics (after ``"<app>|"``; channel names never conta
 A publication's ``exclude`` is the socket id that must not receive it, wherever it is.
 Cluster-wide transitions come from the broker: exactly one node sees each, so the
 channel_occupied / channel_vacated / member webhooks fire once (``on_change``).
+
+While the broker is unreachable (issue 6 §4): HTTP API calls answer 503 (retryable) and
+deliver nothing; client events and member_added/removed reach this node's subscribers only
+(``sockway_cluster_publish_failures``, logged at most every 10 s); presence falls back to this
+node's members (``subscription_succeeded`` lists them; member webhooks fire from this node's
+view, so they may repeat another node's); subscription_count webhooks are skipped and the
+occupancy transitions of changes made during the outage are not fired (the broker's resync
+rewrites the shared state without transitions).
 """
 
 from __future__ import annotations
