@@ -6,6 +6,7 @@ every node has stopped (stopping flushes the webhook queues)."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -16,8 +17,17 @@ import websockets
 from sockway.brokers.memory import MemoryBroker
 from tests.e2e.pusher_cluster import OutageBroker, presence, pusher_nodes, signed_in
 from tests.e2e.pusher_support import Client, sdk
+from tests.e2e.redis_cluster import redis_url
 from tests.e2e.support import wait_until
 from tests.e2e.test_pusher_webhooks import Receiver
+
+
+@pytest.fixture(params=["memory", "redis"])
+def on_broker(request: pytest.FixtureRequest) -> str:
+    """Run the test on MemoryBrokers and on RedisBrokers (a real Redis, found or started)."""
+    if request.param == "redis":
+        os.environ["SOCKWAY_TEST_REDIS"] = redis_url()  # restored after the test (conftest)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -36,7 +46,9 @@ def hooks(receiver: Receiver, channel: str) -> Counter[tuple[str, str]]:
     )
 
 
-async def test_events_reach_every_node_once_and_socket_id_is_excluded_everywhere(tmp_path):
+async def test_events_reach_every_node_once_and_socket_id_is_excluded_everywhere(
+    on_broker, tmp_path
+):
     async with pusher_nodes(tmp_path, 3, enable_client_messages=True) as nodes:
         subs = [await Client.connect(gw) for gw in nodes for _ in (1, 2)]
         for c in subs:
@@ -73,7 +85,7 @@ async def test_events_reach_every_node_once_and_socket_id_is_excluded_everywhere
             await c.expect("end")
 
 
-async def test_presence_and_channel_info_agree_on_every_node(tmp_path, receiver):
+async def test_presence_and_channel_info_agree_on_every_node(on_broker, tmp_path, receiver):
     async with pusher_nodes(tmp_path, 3, webhook_url=receiver.url) as (a, b, c):
         one, _ = await presence(a, "1", {"name": "A"})
         two_b, ok = await presence(b, 2)  # a numeric id stays a number
@@ -133,7 +145,7 @@ async def test_presence_and_channel_info_agree_on_every_node(tmp_path, receiver)
     }
 
 
-async def test_occupancy_and_subscription_count_webhooks_fire_once(tmp_path, receiver):
+async def test_occupancy_and_subscription_count_webhooks_fire_once(on_broker, tmp_path, receiver):
     async with pusher_nodes(tmp_path, 2, webhook_url=receiver.url) as (a, b):
         on_a, on_b = await Client.connect(a), await Client.connect(b)
         await on_a.subscribe("room")
@@ -165,7 +177,9 @@ async def test_presence_member_limit_counts_every_node(tmp_path):
         assert again["event"] == "pusher_internal:subscription_succeeded"
 
 
-async def test_a_socket_that_resubscribes_as_another_user_moves_the_member(tmp_path, receiver):
+async def test_a_socket_that_resubscribes_as_another_user_moves_the_member(
+    on_broker, tmp_path, receiver
+):
     async with pusher_nodes(tmp_path, 2, webhook_url=receiver.url) as (a, b):
         watcher, _ = await presence(a, "w")
         mover, _ = await presence(b, "u1")
@@ -184,7 +198,7 @@ async def test_a_socket_that_resubscribes_as_another_user_moves_the_member(tmp_p
         assert hooks(receiver, "presence-room")[("channel_vacated", "")] == 0
 
 
-async def test_server_to_user_and_terminate_reach_every_node(tmp_path):
+async def test_server_to_user_and_terminate_reach_every_node(on_broker, tmp_path):
     async with pusher_nodes(tmp_path, 3) as (a, b, c):
         on_b, on_c, other = (
             await signed_in(b, "42"),
@@ -206,7 +220,7 @@ async def test_server_to_user_and_terminate_reach_every_node(tmp_path):
         await other.expect("pusher:pong")  # only user 42 was terminated
 
 
-async def test_cache_channels_are_filled_on_every_node(tmp_path):
+async def test_cache_channels_are_filled_on_every_node(on_broker, tmp_path):
     async with pusher_nodes(tmp_path, 3) as (a, _, c):
         await sdk(a).trigger("cache-x", "last", {"v": 1})  # nobody subscribed anywhere
         late = await Client.connect(c)

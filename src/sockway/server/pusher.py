@@ -109,6 +109,8 @@ class PusherFrontDoor:
         """Sessions end (their webhooks are queued), then webhook deliveries finish."""
         while self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
+        if self.app.cluster is not None:
+            await self.app.cluster.cluster.flush()  # channel_vacated of the last leaves
         await self.app.webhooks.finish()
 
     # -- WebSocket --------------------------------------------------------------------------
