@@ -167,6 +167,24 @@ async def test_occupancy_and_subscription_count_webhooks_fire_once(on_broker, tm
     }
 
 
+async def test_one_channels_webhooks_keep_their_order(on_broker, tmp_path, receiver):
+    """occupied, member_added … member_removed, vacated: the order one node gives, also when
+    the occupancy transitions come back from Redis."""
+    async with pusher_nodes(tmp_path, 2, webhook_url=receiver.url) as (a, b):
+        for _ in range(3):
+            client, _ = await presence(a, "ann", channel="presence-order")
+            await client.close()
+            client, _ = await presence(b, "bob", channel="presence-order")
+            await client.close()
+        await wait_until(lambda: hooks(receiver, "presence-order")[("channel_vacated", "")] == 6)
+    names = [
+        e["name"]
+        for e in receiver.events()
+        if e.get("channel") == "presence-order" and e["name"] != "subscription_count"
+    ]
+    assert names == ["channel_occupied", "member_added", "member_removed", "channel_vacated"] * 6
+
+
 async def test_presence_member_limit_counts_every_node(tmp_path):
     async with pusher_nodes(tmp_path, 2, max_presence_members_per_channel=1) as (a, b):
         await presence(a, "1")

@@ -70,6 +70,8 @@ class Cluster:
         self._writer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while every count change so far is reported
+        self._writing: tuple[str, str] | None = None  # the count being reported right now
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._idle.set()
 
     @property
@@ -91,6 +93,19 @@ class Cluster:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._idle.wait()
+
+    async def reported(self, api: str, channel: str, timeout: float = REQUEST_TIMEOUT_S) -> None:
+        """Return once the channel's latest local count is reported and its cluster-wide
+        transition handled, so what the caller does next (a webhook, a count read) comes after
+        it; gives up after ``timeout`` (a broker outage)."""
+        key = (api, channel)
+        if key not in self._dirty and self._writing != key:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(waiter)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await waiter
 
     async def close(self) -> None:
         await self.flush()
@@ -160,21 +175,32 @@ class Cluster:
 
     async def _report_dirty(self) -> None:
         while self._dirty:
-            (api, channel), count = next(iter(self._dirty.items()))
-            del self._dirty[(api, channel)]
+            key, count = next(iter(self._dirty.items()))
+            del self._dirty[key]
             if count:
-                self._counts[(api, channel)] = count
+                self._counts[key] = count
             else:
-                self._counts.pop((api, channel), None)
+                self._counts.pop(key, None)
+            self._writing = key
             try:
-                change = await self.broker.set_count(api, channel, count)
-            except BrokerUnavailable:
-                continue  # rewritten from snapshot() when the broker is back
-            except Exception:
-                log.exception("reporting the count of %s %s failed", api, channel)
-                continue
-            if change is not None:
-                self._dispatch_change(Change(change, api, channel))
+                await self._report(*key, count)
+            finally:
+                self._writing = None
+                if key not in self._dirty:
+                    for waiter in self._waiters.pop(key, ()):
+                        if not waiter.done():
+                            waiter.set_result(None)
+
+    async def _report(self, api: str, channel: str, count: int) -> None:
+        try:
+            change = await self.broker.set_count(api, channel, count)
+        except BrokerUnavailable:
+            return  # rewritten from snapshot() when the broker is back
+        except Exception:
+            log.exception("reporting the count of %s %s failed", api, channel)
+            return
+        if change is not None:
+            self._dispatch_change(Change(change, api, channel))
 
     # -- publications -----------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ socket's next frame:
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sockway.brokers.base import BrokerUnavailable
@@ -40,13 +39,11 @@ def presence_full() -> SubscriptionError:
     )
 
 
-async def count_reported() -> None:
-    """``Node.join``/``leave`` woke the cluster's count writer; yielding once lets it report
-    the new count first, so its occupied/vacated webhook precedes the ones that follow and the
-    cluster-wide count read next includes this change. Exact with the memory broker; with a
-    network broker its request is at least sent first (best effort: the ``Cluster`` has no way
-    to await a reported count)."""
-    await asyncio.sleep(0)
+async def count_reported(app: PusherAppState, channel: str) -> None:
+    """``Node.join``/``leave`` changed the channel's local count: wait until the ``Cluster``
+    reported it, so its occupied/vacated webhook precedes the ones that follow and the
+    cluster-wide count read next includes this change (on any broker)."""
+    await _cluster(app).cluster.reported(app.name, channel)
 
 
 def _cluster(app: PusherAppState) -> PusherCluster:
@@ -65,7 +62,7 @@ async def joined(app: PusherAppState, sock: PusherSocket, channel: str, fresh: b
 async def counted(app: PusherAppState, channel: str, changed: bool, cache_missed: bool) -> None:
     """After a non-presence join/leave: the cluster-wide subscription_count webhook, then the
     cache_miss webhook."""
-    await count_reported()
+    await count_reported(app, channel)
     wanted = app.webhooks.wants("subscription_count")
     if changed and wanted and kind_of(channel) is not Kind.PRESENCE:
         try:
@@ -98,7 +95,7 @@ async def join_presence(
         if sock.conn.state is State.CLOSED:
             return
         app.node.join(sock.conn, ChannelName(channel))
-        await count_reported()  # channel_occupied before member_added
+        await count_reported(app, channel)  # channel_occupied before member_added
         # Member events of other nodes reach this node before their list is read, so a
         # member is never missed (at worst announced twice).
         await cluster.ready(channel)
