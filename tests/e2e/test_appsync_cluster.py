@@ -22,8 +22,8 @@ from sockway.brokers.redis import RedisBroker
 from tests.conftest import write_handlers
 from tests.e2e.appsync_cluster import GRACE_S, events_cluster
 from tests.e2e.appsync_support import API_KEY, EventsClient, events_api
-from tests.e2e.redis_cluster import redis_url
 from tests.e2e.support import wait_until
+from tests.redis_support import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 AMPLIFY = Path(__file__).parent / "js" / "amplify_cluster.mjs"

@@ -17,9 +17,9 @@ import websockets
 from sockway.brokers.memory import MemoryBroker
 from tests.e2e.pusher_cluster import OutageBroker, presence, pusher_nodes, signed_in
 from tests.e2e.pusher_support import Client, sdk
-from tests.e2e.redis_cluster import redis_url
 from tests.e2e.support import wait_until
 from tests.e2e.test_pusher_webhooks import Receiver
+from tests.redis_support import redis_url
 
 
 @pytest.fixture(params=["memory", "redis"])
