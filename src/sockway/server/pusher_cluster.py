@@ -22,9 +22,10 @@ While the broker is unreachable (issue 6 §4): HTTP API calls answer 503 (retrya
 deliver nothing; client events and member_added/removed reach this node's subscribers only
 (``sockway_cluster_publish_failures``, logged at most every 10 s); presence falls back to this
 node's members (``subscription_succeeded`` lists them; member webhooks fire from this node's
-view, so they may repeat another node's); subscription_count webhooks are skipped and the
-occupancy transitions of changes made during the outage are not fired (the broker's resync
-rewrites the shared state without transitions).
+view, so they may repeat another node's); subscription_count webhooks are skipped. After the
+broker is back, its resync reports the transitions the outage hid (``on_change``: e.g. the
+channel_vacated of a channel emptied meanwhile) when Redis kept its data, and none when Redis
+restarted empty (docs/deployment.md "During a Redis outage").
 """
 
 from __future__ import annotations
