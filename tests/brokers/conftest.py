@@ -11,19 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.brokers.harness import Cluster, RedisServer, redis_ping
+from tests.brokers.harness import Cluster
+from tests.redis_support import RedisServer
+from tests.redis_support import redis_url as shared_redis_url
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> str:
     """The shared Redis on 6379 if it answers, else a private one (never skipped)."""
-    if redis_ping(6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server.url
-    server.stop()
+    return shared_redis_url()
 
 
 @pytest.fixture

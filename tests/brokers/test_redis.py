@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from sockway.brokers.base import BrokerUnavailable, Change, Transition
 from sockway.brokers.redis_share import Keys
-from tests.brokers.harness import Cluster, Node, RedisServer, eventually, free_port, redis_ping
+from tests.brokers.harness import Cluster, Node, eventually
+from tests.redis_support import RedisServer, free_port, redis_ping
 
 S = "appsync:events"
 

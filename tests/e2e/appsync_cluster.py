@@ -22,6 +22,7 @@ import orjson
 
 from sockway.brokers.base import Broker, BrokerUnavailable
 from sockway.brokers.memory import MemoryBroker, MemoryBus
+from sockway.brokers.redis import RedisBroker
 from sockway.config import parse_config
 from sockway.server.gateway import Gateway
 from tests.e2e.appsync_support import API_KEY, EventsClient, events_api
@@ -83,9 +84,9 @@ class EventsCluster:
         return broker
 
     def keys(self, node: int) -> set[str]:
-        """The broker keys ``node`` is subscribed to (memory broker)."""
+        """The broker keys ``node`` is subscribed to (memory and Redis brokers)."""
         broker = self.brokers[node]
-        assert isinstance(broker, MemoryBroker)
+        assert isinstance(broker, MemoryBroker | RedisBroker)
         return set(broker.subscriptions)
 
     def metric(self, node: int, name: str, **labels: str) -> float:

@@ -1,23 +1,15 @@
 """Real gateway processes on a real Redis (issue 6's end-to-end tests).
 
-``redis_url()`` finds the machine's Redis (127.0.0.1:6379) or starts a private ``redis-server``
-and fails — never skips — when neither is possible. ``RedisServer`` is a private server on an
-ephemeral port that a test may stop and restart. ``Node`` is one ``sockway serve`` process;
+``redis_url()`` and ``RedisServer`` come from ``tests/redis_support.py``. ``Node`` is one ``sockway serve`` process;
 each cluster gets a key prefix of its own so tests never see each other's keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,87 +23,6 @@ WS_HANDLERS = """
 def whoami(event, context):
     return {"statusCode": 200, "body": event["requestContext"]["connectionId"]}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pings(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A private ``redis-server`` on an ephemeral port that keeps nothing on disk."""
-
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise AssertionError("redis-server is not installed: the cluster tests need Redis")
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            if _pings("127.0.0.1", self.port):
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.025)
-        raise AssertionError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-
-_private: list[RedisServer] = []
-
-
-def redis_url() -> str:
-    """The machine's Redis, else a private one started for this test session."""
-    if _pings("127.0.0.1", 6379):
-        return "redis://127.0.0.1:6379/0"
-    if not _private:
-        server = RedisServer(
-            Path(os.environ.get("TMPDIR", "/tmp")) / f"sockway-redis-{os.getpid()}"
-        )
-        _private.append(server.start())
-        atexit.register(server.stop)
-    return _private[0].url
 
 
 def cluster_config(

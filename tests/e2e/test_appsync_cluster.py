@@ -1,5 +1,5 @@
 """AppSync Events across nodes (issue 6): real gateways on one memory bus, real WebSocket and
-HTTP clients. "Exactly once" is checked without sleeping: after the expected frames, a sentinel
+HTTP clients (the delivery tests run on memory brokers and on RedisBrokers). "Exactly once" is checked without sleeping: after the expected frames, a sentinel
 published the same way to the same channel must be the very next frame (publications of one
 node to one channel arrive in order, so a duplicate would come before it)."""
 
@@ -10,13 +10,20 @@ import json
 import os
 import shutil
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sockway.brokers.base import Broker
+from sockway.brokers.redis import RedisBroker
 from tests.conftest import write_handlers
-from tests.e2e.appsync_cluster import events_cluster
+from tests.e2e.appsync_cluster import GRACE_S, events_cluster
 from tests.e2e.appsync_support import API_KEY, EventsClient, events_api
 from tests.e2e.support import wait_until
+from tests.redis_support import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 AMPLIFY = Path(__file__).parent / "js" / "amplify_cluster.mjs"
@@ -34,12 +41,26 @@ async def frames(client: EventsClient, n: int) -> list[tuple[str, Any]]:
     return out
 
 
+Factory = Callable[[], Broker] | None
+
+
+@pytest.fixture(params=["memory", "redis"])
+def on_broker(request: pytest.FixtureRequest) -> Factory:
+    """Memory brokers on one bus (the default), or RedisBrokers on a real Redis."""
+    if request.param == "memory":
+        return None
+    url, prefix = redis_url(), f"test-events-{uuid.uuid4().hex[:12]}"
+    return lambda: RedisBroker(url, key_prefix=prefix, unsubscribe_grace_s=GRACE_S)
+
+
 async def subscribed(client: EventsClient, sub_id: str, channel: str) -> None:
     assert (await client.subscribe(sub_id, channel))["type"] == "subscribe_success"
 
 
-async def test_http_publish_reaches_every_node_exactly_once(tmp_path: Path) -> None:
-    async with events_cluster(tmp_path, 3) as c:
+async def test_http_publish_reaches_every_node_exactly_once(
+    tmp_path: Path, on_broker: Factory
+) -> None:
+    async with events_cluster(tmp_path, broker=on_broker, n=3) as c:
         subs = [await c.connect(i) for i in range(3)]
         for sub in subs:
             await subscribed(sub, "s", "/default/room")
@@ -56,8 +77,10 @@ async def test_http_publish_reaches_every_node_exactly_once(tmp_path: Path) -> N
         assert c.metric(0, IN, direction="in") == 0
 
 
-async def test_exact_and_wildcards_on_one_node_each_deliver_once(tmp_path: Path) -> None:
-    async with events_cluster(tmp_path, 2) as c:
+async def test_exact_and_wildcards_on_one_node_each_deliver_once(
+    tmp_path: Path, on_broker: Factory
+) -> None:
+    async with events_cluster(tmp_path, broker=on_broker, n=2) as c:
         sub = await c.connect(1)
         for sub_id, channel in [
             ("exact", "/default/a/b"),
@@ -88,8 +111,12 @@ async def test_exact_and_wildcards_on_one_node_each_deliver_once(tmp_path: Path)
         assert await frames(second, 1) == [("mid2", "end")]
 
 
-async def test_websocket_publish_on_b_reaches_a_in_order(tmp_path: Path) -> None:
-    async with events_cluster(tmp_path, 3) as c:  # node 2: no subscribers, receives nothing
+async def test_websocket_publish_on_b_reaches_a_in_order(
+    tmp_path: Path, on_broker: Factory
+) -> None:
+    async with events_cluster(
+        tmp_path, broker=on_broker, n=3
+    ) as c:  # node 2: no subscribers, receives nothing
         sub = await c.connect(0)
         await subscribed(sub, "s", "/default/chat")
         pub = await c.connect(1)

@@ -21,8 +21,9 @@ from botocore.exceptions import ClientError
 
 from tests.e2e.appsync_support import API_KEY, EventsClient
 from tests.e2e.pusher_support import Client, sdk
-from tests.e2e.redis_cluster import Node, RedisServer, cluster_config, redis_url, start_nodes
+from tests.e2e.redis_cluster import Node, cluster_config, start_nodes
 from tests.e2e.test_pusher_webhooks import Receiver
+from tests.redis_support import RedisServer, redis_url
 
 pytestmark = pytest.mark.timeout(120)
 

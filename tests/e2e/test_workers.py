@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from websockets.asyncio.client import ClientConnection as Ws
 from websockets.exceptions import ConnectionClosed
 
 from sockway.server.supervisor import MAX_BACKOFF_S, backoff_s, describe_exit
+from tests.redis_support import redis_url as shared_redis_url
 
 SOCKWAY = [sys.executable, "-m", "sockway"]
 
@@ -48,40 +47,10 @@ def handler(event, context):
 """
 
 
-def _redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """The shared Redis on 6379, else a redis-server of our own on a free port; never a skip."""
-    if _redis_answers(6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
-    server = shutil.which("redis-server")
-    assert server is not None, "no Redis on 127.0.0.1:6379 and no redis-server to start"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not _redis_answers(port) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # nothing to await: poll the new server with a deadline
-        assert _redis_answers(port), "redis-server did not start"
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def redis_url() -> str:
+    """The shared Redis on 6379, else a private redis-server; never a skip."""
+    return shared_redis_url()
 
 
 def write_config(tmp_path: Path, redis_url: str | None, workers: int = 2) -> Path:

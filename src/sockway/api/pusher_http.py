@@ -3,18 +3,28 @@
 Every request is verified as both SDKs sign it (§3.1, ``verify_request``). Success bodies are
 JSON (the py SDK parses every 200); errors are ``{"error": msg, "code": status}`` with the
 statuses of §3.3: 400 invalid request, 401 signature, 404 unknown app, 413 payload, 429 rate.
+
+On a cluster (issue 6) events reach every node and the queries answer from the broker, so
+every node answers the same. When the broker is unreachable those calls answer **503**
+``{"error": ..., "code": 503, "retryable": true}`` with ``Retry-After`` (the SDKs raise on
+5xx; the caller may retry): an event was then delivered nowhere, except within a batch, whose
+events before the failing one were delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from sockway.brokers.base import BrokerUnavailable
 from sockway.protocols.pusher.channels import Kind, kind_of, valid_name
 from sockway.protocols.pusher.signatures import RequestAuthError, verify_request
 from sockway.server.pusher_app import PusherAppState
+from sockway.server.pusher_cluster import local_members
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -23,6 +33,9 @@ CORS = {
     "Accept, Authorization, X-CSRF-TOKEN, XSRF-TOKEN, X-Socket-Id",
 }
 MAX_BODY_BYTES = 4 * 1024 * 1024  # the gateway's client_max_size; larger bodies get 413
+RETRY_AFTER_S = "1"
+
+log = logging.getLogger("sockway.pusher.http")
 
 
 class HttpError(Exception):
@@ -95,11 +108,23 @@ class PusherHttpApi:
                 now_s=self.app.node.clock.time(),
                 window_s=self.app.settings.auth_timestamp_window_s,
             )
-            result, headers = self._route(request.method, tail, request, body)
+            result, headers = await self._route(request.method, tail, request, body)
         except RequestAuthError as exc:
             return self.error(401, f"The secret authentication failed. {exc}")
         except HttpError as exc:
             return self.error(exc.status, exc.message, exc.headers)
+        except BrokerUnavailable as exc:
+            log.warning("%s %s: cluster unavailable: %s", request.method, tail, exc)
+            return web.json_response(
+                {
+                    "error": "The gateway cluster's broker is unavailable; the request was not "
+                    "applied. It is safe to retry later.",
+                    "code": 503,
+                    "retryable": True,
+                },
+                status=503,
+                headers={**CORS, "Retry-After": RETRY_AFTER_S},
+            )
         if result is None:
             return web.Response(status=404, headers=CORS)
         return web.Response(
@@ -108,7 +133,7 @@ class PusherHttpApi:
             headers={**CORS, **headers},
         )
 
-    def _route(
+    async def _route(
         self, method: str, tail: str, request: web.Request, body: bytes
     ) -> tuple[Any, dict[str, str]]:
         parts = tail.split("/")
@@ -117,7 +142,7 @@ class PusherHttpApi:
             event = _json_object(body)
             channels = _channels_of(event)
             headers = self.backend.take(len(channels), now)
-            return self._trigger([(c, event) for c in channels], batch=False), headers
+            return await self._trigger([(c, event) for c in channels], batch=False), headers
         if method == "POST" and tail == "batch_events":
             doc = _json_object(body)
             batch = doc.get("batch")
@@ -131,22 +156,22 @@ class PusherHttpApi:
                 )
             pairs = [(_one_channel(e), e) for e in batch]
             headers = self.backend.take(len(pairs), now)
-            return self._trigger(pairs, batch=True), headers
+            return await self._trigger(pairs, batch=True), headers
         if method == "GET" and parts[0] == "channels" and len(parts) in (1, 2, 3):
             headers = self.reads.take(1, now)
             if len(parts) == 1:
-                return self._channels(request), headers
+                return await self._channels(request), headers
             if len(parts) == 2:
-                return self._channel(parts[1], request), headers
+                return await self._channel(parts[1], request), headers
             if parts[2] == "users":
-                return self._users(parts[1]), headers
+                return await self._users(parts[1]), headers
         if (
             method == "POST"
             and len(parts) == 3
             and parts[0] == "users"
             and parts[2] == "terminate_connections"
         ):
-            self.app.terminate_user(parts[1])
+            await self.app.terminate_user(parts[1])
             return {}, {}
         return None, {}
 
@@ -171,7 +196,9 @@ class PusherHttpApi:
         if socket_id is not None and not isinstance(socket_id, str):
             raise HttpError(400, "socket_id must be a string.")
 
-    def _trigger(self, pairs: list[tuple[str, dict[str, Any]]], batch: bool) -> dict[str, Any]:
+    async def _trigger(
+        self, pairs: list[tuple[str, dict[str, Any]]], batch: bool
+    ) -> dict[str, Any]:
         """All events are checked before any is sent: the whole request succeeds or fails."""
         if batch:
             for channel, event in pairs:
@@ -186,10 +213,12 @@ class PusherHttpApi:
                 )
             for channel in channels:
                 self._check_event(channel, pairs[0][1])
-        infos: list[dict[str, Any]] = []
+        cluster = self.app.cluster
+        if cluster is not None and not cluster.available:
+            raise BrokerUnavailable("the broker is down")  # before delivering anything
         for channel, event in pairs:
-            self.app.publish(channel, event["name"], event["data"], event.get("socket_id"))
-            infos.append(self._info(channel, event.get("info")))
+            await self.app.trigger(channel, event["name"], event["data"], event.get("socket_id"))
+        infos = [await self._info(channel, event.get("info")) for channel, event in pairs]
         if batch:
             return {"batch": infos} if any(e.get("info") for _, e in pairs) else {}
         if pairs and pairs[0][1].get("info"):
@@ -200,42 +229,66 @@ class PusherHttpApi:
             }
         return {}
 
-    def _info(self, channel: str, info: Any) -> dict[str, Any]:
+    async def _info(self, channel: str, info: Any, count: int | None = None) -> dict[str, Any]:
+        """The requested attributes (cluster-wide); ``count`` when already known."""
         if not isinstance(info, str) or not info:
             return {}
         out: dict[str, Any] = {}
         attributes = set(info.split(","))
         if "subscription_count" in attributes:
-            out["subscription_count"] = self.app.subscription_count(channel)
+            out["subscription_count"] = await self._count(channel) if count is None else count
         if "user_count" in attributes and kind_of(channel) is Kind.PRESENCE:
-            out["user_count"] = self.app.presence.user_count(channel)
+            out["user_count"] = len(await self._members(channel))
         return out
 
     # -- queries ---------------------------------------------------------------------------
 
-    def _channels(self, request: web.Request) -> dict[str, Any]:
+    async def _channels(self, request: web.Request) -> dict[str, Any]:
         prefix = request.query.get("filter_by_prefix", "")
         attributes = _attributes(request)
         if "user_count" in attributes and not prefix.startswith("presence-"):
             raise HttpError(400, "user_count may only be requested with filter_by_prefix=presence-")
-        channels: dict[str, Any] = {}
-        for name in sorted(self.app.node.channel_names(self.app.name)):
-            if name.startswith(prefix):
-                channels[name] = self._info(name, ",".join(attributes))
-        return {"channels": channels}
+        occupied = await self._occupied(prefix)
+        names = sorted(occupied)
+        info = ",".join(attributes)
+        infos = await asyncio.gather(*(self._info(n, info, occupied[n]) for n in names))
+        return {"channels": dict(zip(names, infos, strict=True))}
 
-    def _channel(self, channel: str, request: web.Request) -> dict[str, Any]:
+    async def _channel(self, channel: str, request: web.Request) -> dict[str, Any]:
         attributes = _attributes(request)
         if "user_count" in attributes and kind_of(channel) is not Kind.PRESENCE:
             raise HttpError(400, "user_count is only available for presence channels.")
-        count = self.app.subscription_count(channel)
-        return {"occupied": count > 0, **self._info(channel, ",".join(attributes))}
+        count = await self._count(channel)
+        return {"occupied": count > 0, **(await self._info(channel, ",".join(attributes), count))}
 
-    def _users(self, channel: str) -> dict[str, Any]:
+    async def _users(self, channel: str) -> dict[str, Any]:
         if kind_of(channel) is not Kind.PRESENCE:
             raise HttpError(400, "The channel must be a presence channel.")
-        ids, _ = self.app.presence.snapshot(channel)
-        return {"users": [{"id": str(user_id)} for user_id in ids]}
+        members = await self._members(channel)
+        return {"users": [{"id": str(user_id)} for user_id, _ in members]}
+
+    # -- cluster-wide state (this node's alone without a cluster) ---------------------------
+
+    async def _count(self, channel: str) -> int:
+        cluster = self.app.cluster
+        if cluster is not None:
+            return await cluster.count(channel)
+        return self.app.subscription_count(channel)
+
+    async def _occupied(self, prefix: str) -> dict[str, int]:
+        """Occupied channels starting with ``prefix`` → subscriber counts."""
+        cluster = self.app.cluster
+        if cluster is not None:
+            return await cluster.channels(prefix)
+        names = self.app.node.channel_names(self.app.name)
+        return {n: self.app.subscription_count(n) for n in names if n.startswith(prefix)}
+
+    async def _members(self, channel: str) -> list[tuple[Any, Any]]:
+        """``(user_id, user_info)`` of the presence channel's members."""
+        cluster = self.app.cluster
+        if cluster is not None:
+            return await cluster.members(channel)
+        return local_members(self.app.presence, channel)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

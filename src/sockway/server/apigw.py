@@ -132,6 +132,11 @@ class ApiRuntime:
     def __post_init__(self) -> None:
         self.expression = SelectionExpression.compile(self.settings.route_selection_expression)
         self.route_keys = frozenset(self.routes)
+        # Per-message counters bound once: ``labels()`` takes a lock and builds a key each call
+        # (~1 µs, three times per two-way message).
+        self._messages_in = self.metrics.messages_in.labels(self.name)
+        self._messages_out = self.metrics.messages_out.labels(self.name)
+        self._handler_seconds: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -326,7 +331,7 @@ class ApiRuntime:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
                 conn.last_active_ms = self.node.now_ms()
-                self.metrics.messages_in.labels(self.name).inc()
+                self._messages_in.inc()
                 task = asyncio.get_running_loop().create_task(self._dispatch(conn, facts, msg.data))
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
@@ -407,7 +412,7 @@ class ApiRuntime:
     def _send(self, conn: Connection, payload: bytes) -> SendResult:
         result = conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
-            self.metrics.messages_out.labels(self.name).inc()
+            self._messages_out.inc()
         elif result is SendResult.OUTBOX_FULL:
             self.metrics.slow_consumers.labels(self.name).inc()
             conn.sink.close(*SLOW_CONSUMER_CLOSE)
@@ -482,9 +487,11 @@ class ApiRuntime:
                 )
             raise
         finally:
-            self.metrics.handler_seconds.labels(self.name, route).observe(
-                time.monotonic() - started
-            )
+            histogram = self._handler_seconds.get(route)
+            if histogram is None:
+                histogram = self.metrics.handler_seconds.labels(self.name, route)
+                self._handler_seconds[route] = histogram
+            histogram.observe(time.monotonic() - started)
 
     def sweep(self, now_ms: int) -> None:
         """Close idle and over-age connections (§6: both close with 1001 "Going away").

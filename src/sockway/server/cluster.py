@@ -20,6 +20,7 @@ registers a ``ClusterMember`` for its API name. Topics are ``"<api>|<rest>"``: A
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -68,6 +69,10 @@ class Cluster:
         self._presence: dict[tuple[str, str, str], bytes] = {}
         self._writer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while every count change so far is reported
+        self._writing: tuple[str, str] | None = None  # the count being reported right now
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._idle.set()
 
     @property
     def node_id(self) -> str:
@@ -81,7 +86,29 @@ class Cluster:
         await self.broker.start(self)
         self._writer = asyncio.get_running_loop().create_task(self._write_counts())
 
+    async def flush(self, timeout: float = REQUEST_TIMEOUT_S) -> None:
+        """Return once every count change so far is reported and its transition handled (a
+        draining node's ``channel_vacated`` webhooks are queued before it stops); gives up
+        after ``timeout`` (a broker outage: the dead-node cleanup reports them instead)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+
+    async def reported(self, api: str, channel: str, timeout: float = REQUEST_TIMEOUT_S) -> None:
+        """Return once the channel's latest local count is reported and its cluster-wide
+        transition handled, so what the caller does next (a webhook, a count read) comes after
+        it; gives up after ``timeout`` (a broker outage)."""
+        key = (api, channel)
+        if key not in self._dirty and self._writing != key:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(waiter)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await waiter
+
     async def close(self) -> None:
+        await self.flush()
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -134,6 +161,7 @@ class Cluster:
         elif was > 0 and count == 0:
             self.release(key)
         self._dirty[(api_name, channel)] = count
+        self._idle.clear()
         self._wake.set()
 
     async def _write_counts(self) -> None:
@@ -141,22 +169,38 @@ class Cluster:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._dirty:
-                (api, channel), count = next(iter(self._dirty.items()))
-                del self._dirty[(api, channel)]
-                if count:
-                    self._counts[(api, channel)] = count
-                else:
-                    self._counts.pop((api, channel), None)
-                try:
-                    change = await self.broker.set_count(api, channel, count)
-                except BrokerUnavailable:
-                    continue  # rewritten from snapshot() when the broker is back
-                except Exception:
-                    log.exception("reporting the count of %s %s failed", api, channel)
-                    continue
-                if change is not None:
-                    self._dispatch_change(Change(change, api, channel))
+            await self._report_dirty()
+            if not self._dirty:
+                self._idle.set()
+
+    async def _report_dirty(self) -> None:
+        while self._dirty:
+            key, count = next(iter(self._dirty.items()))
+            del self._dirty[key]
+            if count:
+                self._counts[key] = count
+            else:
+                self._counts.pop(key, None)
+            self._writing = key
+            try:
+                await self._report(*key, count)
+            finally:
+                self._writing = None
+                if key not in self._dirty:
+                    for waiter in self._waiters.pop(key, ()):
+                        if not waiter.done():
+                            waiter.set_result(None)
+
+    async def _report(self, api: str, channel: str, count: int) -> None:
+        try:
+            change = await self.broker.set_count(api, channel, count)
+        except BrokerUnavailable:
+            return  # rewritten from snapshot() when the broker is back
+        except Exception:
+            log.exception("reporting the count of %s %s failed", api, channel)
+            return
+        if change is not None:
+            self._dispatch_change(Change(change, api, channel))
 
     # -- publications -----------------------------------------------------------------------
 

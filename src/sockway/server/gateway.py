@@ -133,44 +133,54 @@ class Gateway:
                 self.tls = TlsMaterial(Path(s.tls.certificate), s.tls.key, None)
         self._prepare_environment()
         await self.cluster.start()
-        ctx = GatewayContext(
-            node=self.node,
-            cluster=self.cluster,
-            metrics=self.metrics,
-            new_id=self.new_id,
-            integrations=self.integrations,
-        )
-        self.front_doors = [build_front_door(api, ctx) for api in s.apis]
-        tls_ctx = self.tls.server_context() if self.tls is not None else None
-
-        self._runner = web.AppRunner(
-            self._app(), handle_signals=False, access_log=None, shutdown_timeout=2.0
-        )
-        await self._runner.setup()
-        factory = self._runner.server
-        assert factory is not None
-        shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
-        main = Listener(
-            bind_socket(host, port, reuse_port=self.reuse_port),
-            factory,
-            tls_ctx if shared_tls else None,
-            sniff=shared_tls,
-        )
-        self.listeners.append(main)
-        tls_port = main.port if shared_tls else None
-        if tls_ctx is not None and s.tls is not None and s.tls.listen is not None:
-            thost, tport = parse_hostport(s.tls.listen)
-            tls_listener = Listener(
-                bind_socket(thost, tport, reuse_port=self.reuse_port),
-                factory,
-                tls_ctx,
-                sniff=False,
+        try:
+            ctx = GatewayContext(
+                node=self.node,
+                cluster=self.cluster,
+                metrics=self.metrics,
+                new_id=self.new_id,
+                integrations=self.integrations,
             )
-            self.listeners.append(tls_listener)
-            tls_port = tls_listener.port
-        for listener in self.listeners:
-            await listener.start()
+            self.front_doors = [build_front_door(api, ctx) for api in s.apis]
+            tls_ctx = self.tls.server_context() if self.tls is not None else None
 
+            self._runner = web.AppRunner(
+                self._app(), handle_signals=False, access_log=None, shutdown_timeout=2.0
+            )
+            await self._runner.setup()
+            factory = self._runner.server
+            assert factory is not None
+            shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
+            main = Listener(
+                bind_socket(host, port, reuse_port=self.reuse_port),
+                factory,
+                tls_ctx if shared_tls else None,
+                sniff=shared_tls,
+            )
+            self.listeners.append(main)
+            tls_port = main.port if shared_tls else None
+            if tls_ctx is not None and s.tls is not None and s.tls.listen is not None:
+                thost, tport = parse_hostport(s.tls.listen)
+                tls_listener = Listener(
+                    bind_socket(thost, tport, reuse_port=self.reuse_port),
+                    factory,
+                    tls_ctx,
+                    sniff=False,
+                )
+                self.listeners.append(tls_listener)
+                tls_port = tls_listener.port
+            for listener in self.listeners:
+                await listener.start()
+
+        except BaseException:
+            # Not started (e.g. the port is taken): leave the cluster instead of heartbeating
+            # as a node that serves nothing.
+            for listener in self.listeners:
+                await listener.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            await self.cluster.close()
+            raise
         public_host = "localhost" if host in ("0.0.0.0", "::", "") else host
         if ":" in public_host:
             public_host = f"[{public_host}]"

@@ -25,6 +25,7 @@ from sockway.protocols.pusher import messages as wire
 from sockway.server.apigw import AiohttpSink
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
 from sockway.server.pusher_app import PusherAppState, PusherSocket
+from sockway.server.pusher_cluster import PusherCluster
 from sockway.server.pusher_session import handle_frame, sweep
 from sockway.server.pusher_webhook_targets import build_target
 from sockway.server.pusher_webhooks import Webhooks
@@ -108,6 +109,8 @@ class PusherFrontDoor:
         """Sessions end (their webhooks are queued), then webhook deliveries finish."""
         while self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
+        if self.app.cluster is not None:
+            await self.app.cluster.cluster.flush()  # channel_vacated of the last leaves
         await self.app.webhooks.finish()
 
     # -- WebSocket --------------------------------------------------------------------------
@@ -145,16 +148,20 @@ class PusherFrontDoor:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and refusal is None:
                     app.metrics.messages_in.labels(app.name).inc()
                     try:
-                        handle_frame(app, sock, msg.data)
+                        pending = handle_frame(app, sock, msg.data)
+                        if pending is not None:  # a change that awaits the cluster's broker
+                            await pending
                     except Exception:  # our bug: log it, keep serving the socket
                         log.exception("pusher frame handling failed", extra={"api": app.name})
                         app.send(sock, wire.error(wire.SERVER_ERROR, "A server error has occured."))
         finally:
-            self.sessions.discard(task)
-            if refusal is None:
-                app.remove(sock)
-                app.metrics.connections.labels(app.name).dec()
-            app.node.remove(conn)
+            try:
+                if refusal is None:
+                    app.metrics.connections.labels(app.name).dec()
+                    await app.remove(sock)
+            finally:
+                app.node.remove(conn)
+                self.sessions.discard(task)
 
     def _refusal(self) -> tuple[int, str] | None:
         app, s = self.app, self.app.settings
@@ -212,4 +219,6 @@ async def _by_key(registry: PusherRegistry, request: web.Request) -> web.StreamR
 def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoor:
     targets = [(spec, build_target(spec)) for spec in settings.webhooks]
     hooks = Webhooks(settings, targets, ctx.metrics, ctx.node.now_ms)
-    return PusherFrontDoor(PusherAppState(settings, ctx.node, ctx.metrics, hooks))
+    app = PusherAppState(settings, ctx.node, ctx.metrics, hooks)
+    app.cluster = PusherCluster(app, ctx.cluster)  # one app across the nodes (issue 6)
+    return PusherFrontDoor(app)

@@ -1,12 +1,15 @@
 """What a Pusher client's frames do (pusher spec §1.3-§1.9), and the keep-alive sweep.
 
-Handlers run synchronously on the event loop: nothing here awaits, so a frame is fully applied
-(memberships, fan-out, webhooks queued) before the next one is read.
+Handlers run synchronously on the event loop, so a frame is fully applied (memberships, fan-out,
+webhooks queued) before the next one is read; only a change that must await the cluster's broker
+(presence, cluster-wide counts: issue 6) is returned as an awaitable, which the session awaits
+before it reads the socket's next frame.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -22,12 +25,16 @@ from sockway.protocols.pusher.channels import (
 from sockway.protocols.pusher.messages import ProtocolError, SubscriptionError
 from sockway.protocols.pusher.signatures import channel_auth_ok, user_auth_ok
 from sockway.server.pusher_app import PusherAppState, PusherSocket
+from sockway.server.pusher_membership import presence_full
 
 log = logging.getLogger("sockway.pusher")
 
 
-def handle_frame(app: PusherAppState, sock: PusherSocket, raw: str | bytes) -> None:
-    """Apply one client frame; protocol faults are answered with ``pusher:error``."""
+def handle_frame(
+    app: PusherAppState, sock: PusherSocket, raw: str | bytes
+) -> Awaitable[None] | None:
+    """Apply one client frame; protocol faults are answered with ``pusher:error``. What is
+    returned must be awaited before the next frame of this socket."""
     now = app.node.now_ms()
     sock.last_seen_ms = now
     sock.ping_sent_ms = None  # any frame proves the client is alive (§1.9)
@@ -38,13 +45,13 @@ def handle_frame(app: PusherAppState, sock: PusherSocket, raw: str | bytes) -> N
         elif msg.event == "pusher:pong":
             pass
         elif msg.event == "pusher:subscribe":
-            _subscribe(app, sock, msg.data)
+            return _subscribe(app, sock, msg.data)
         elif msg.event == "pusher:unsubscribe":
             channel = msg.data.get("channel") if isinstance(msg.data, dict) else None
             if isinstance(channel, str):
-                app.leave(sock, channel)  # no reply (soketi, §1.3)
+                return app.leave(sock, channel)  # no reply (soketi, §1.3)
         elif msg.event == "pusher:signin":
-            _signin(app, sock, msg.data)
+            return _signin(app, sock, msg.data)
         elif msg.event.startswith("client-"):
             _client_event(app, sock, msg)
         # Other events (unknown pusher:*) are ignored, as soketi does.
@@ -53,9 +60,10 @@ def handle_frame(app: PusherAppState, sock: PusherSocket, raw: str | bytes) -> N
             app.close_with_error(sock, exc.code or wire.UNAUTHORIZED, exc.message)
         else:
             app.send(sock, wire.error(exc.code, exc.message))
+    return None
 
 
-def _subscribe(app: PusherAppState, sock: PusherSocket, data: Any) -> None:
+def _subscribe(app: PusherAppState, sock: PusherSocket, data: Any) -> Awaitable[None] | None:
     if app.draining:
         raise ProtocolError(wire.RECONNECT, "Server is closing. Please reconnect shortly.", True)
     if not isinstance(data, dict) or not isinstance(data.get("channel"), str):
@@ -65,11 +73,11 @@ def _subscribe(app: PusherAppState, sock: PusherSocket, data: Any) -> None:
         member = _check_subscription(app, sock, channel, data)
     except SubscriptionError as exc:
         app.send(sock, wire.subscription_error(channel, exc))
-        return
+        return None
     kind = kind_of(channel)
     if needs_auth(kind):
         sock.auth_deadline_ms = None  # an authorized subscription counts as authenticated
-    app.join(sock, channel, member)
+    return app.join(sock, channel, member)
 
 
 def _check_subscription(
@@ -120,18 +128,17 @@ def _check_subscription(
             wire.CLIENT_EVENT_REJECTED,
         )
     # A further socket of a member already present does not count (soketi refuses it: §1.5).
-    if not app.presence.has_user(channel, user_id) and (
-        app.presence.user_count(channel) >= s.max_presence_members_per_channel
+    # On a cluster the members of every node count: checked by ``app.join``.
+    if (
+        app.cluster is None
+        and not app.presence.has_user(channel, user_id)
+        and app.presence.user_count(channel) >= s.max_presence_members_per_channel
     ):
-        raise SubscriptionError(
-            "LimitReached",
-            "The maximum members per presence channel limit was reached",
-            wire.OVER_CAPACITY,
-        )
+        raise presence_full()
     return user_id, user_info
 
 
-def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> None:
+def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> Awaitable[None] | None:
     """``pusher:signin`` (§1.7), processed whether or not user authentication is required."""
     s = app.settings
     auth = data.get("auth") if isinstance(data, dict) else None
@@ -151,8 +158,19 @@ def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> None:
     user_id = user.get("id") if isinstance(user, dict) else None
     if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
         raise ProtocolError(wire.UNAUTHORIZED, "The user data must have an id.", True)
-    app.sign_in(sock, str(user_id))
-    app.send(sock, wire.signin_success(auth, user_data))
+    success = wire.signin_success(auth, user_data)
+    pending = app.sign_in(sock, str(user_id))
+    if pending is None:
+        app.send(sock, success)
+        return None
+    return _send_after(app, sock, pending, success)
+
+
+async def _send_after(
+    app: PusherAppState, sock: PusherSocket, pending: Awaitable[None], payload: bytes
+) -> None:
+    await pending
+    app.send(sock, payload)
 
 
 def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -> None:
@@ -194,7 +212,8 @@ def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -
             )
         sock.rate_count += 1
     user_id = sock.presence.get(channel)
-    app.broadcast(channel, wire.channel_event(msg.event, channel, msg.data, user_id), sock.conn)
+    payload = wire.channel_event(msg.event, channel, msg.data, user_id)
+    app.broadcast_everywhere(channel, payload, sock)
     if app.webhooks.wants("client_event"):
         event: dict[str, Any] = {
             "name": "client_event",
