@@ -272,7 +272,10 @@ def main() -> None:
         SYSTEMS["sockway-base"] = replace(
             SYSTEMS["sockway"], name="sockway-base", env={"PYTHONPATH": args.baseline_src}
         )
-        rows_plan = [(s, p, [*names, "sockway-base"]) for s, p, names in rows_plan]
+        rows_plan = [  # the cross-node rows start their own gateways: no baseline there
+            (s, p, names if s == "cluster" else [*names, "sockway-base"])
+            for s, p, names in rows_plan
+        ]
     if args.render:
         lines = [json.loads(x) for x in Path(args.render).read_text().splitlines() if x.strip()]
         meta, rows = lines[0]["meta"], lines[1:]
