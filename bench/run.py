@@ -268,6 +268,7 @@ def main() -> None:
         for s, prm, names in plan(args.quick)
         if not args.only or s in args.only.split(",")
     ]
+    rows_plan = [row for row in rows_plan if row[2]]  # --systems left no system in this row
     if args.baseline_src:
         SYSTEMS["sockway-base"] = replace(
             SYSTEMS["sockway"], name="sockway-base", env={"PYTHONPATH": args.baseline_src}
