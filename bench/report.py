@@ -292,8 +292,8 @@ def render(
         "`sockway-pusher` = Pusher, published by the HTTP API `POST /apps/4242/events` signed "
         "as the pusher SDKs sign (HMAC-SHA256, computed per request by the load generator), "
         "subscribers speak protocol 7 `pusher:subscribe`. The message is the same 100 bytes "
-        "for every system; AppSync Events delivers it as a JSON string inside its `data` frame "
-        "(+46 bytes on the wire), Pusher as the `data` of an event frame (+37 bytes). "
+        "for every system; AppSync Events delivers it as a JSON string inside its `data` frame, "
+        "Pusher as the `data` of an event frame (each ~40 bytes of envelope per frame). "
         "References publish over their own `/pub` WebSocket.",
         "",
         "## The bars (issue 7)",
