@@ -116,7 +116,7 @@ def test_connection_identity_is_the_object() -> None:
     assert len({a, b}) == 2
     assert {a: 1, b: 2}[a] == 1
     b.state = State.OPEN
-    a.channels.add(ROOM)
+    a.channels = {ROOM}
     assert a in {a}  # hash does not depend on mutable fields
 
 
@@ -409,3 +409,14 @@ def test_publish_large_payload_frame(node: Node) -> None:
     payload = b"z" * 70_000
     assert node.publish("chat", ROOM, payload) == (1, 0)
     assert sink_of(conn).frames == [encode_text_frame(payload)]
+
+
+def test_idle_connections_share_one_empty_channel_set(node: Node) -> None:
+    """Memory per idle connection (bench idle row): no set of its own until it joins."""
+    a, b = make_conn(), make_conn()
+    assert a.channels is b.channels
+    node.add(a)
+    node.join(a, ROOM)
+    assert a.channels == {ROOM} and not b.channels
+    node.remove(a)
+    assert a.channels is b.channels

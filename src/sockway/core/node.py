@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from sockway.core.connection import Connection, SendResult, State
+from sockway.core.connection import NO_CHANNELS, Connection, SendResult, State
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ChannelName, Clock, ConnectionId
 
@@ -60,7 +60,7 @@ class Node:
             self.observer.closed(conn)
         for channel in conn.channels:
             self._discard(conn, channel)
-        conn.channels.clear()
+        conn.channels = NO_CHANNELS
 
     def _discard(self, conn: Connection, channel: ChannelName) -> None:
         key = (conn.api_name, channel)
@@ -96,6 +96,8 @@ class Node:
             raise ValueError("connection is closed")
         if channel in conn.channels:
             return
+        if isinstance(conn.channels, frozenset):
+            conn.channels = set()
         conn.channels.add(channel)
         members = self._channels.setdefault((conn.api_name, channel), set())
         members.add(conn)
@@ -104,7 +106,7 @@ class Node:
 
     def leave(self, conn: Connection, channel: ChannelName) -> bool:
         """Remove the membership; True if there was one."""
-        if channel not in conn.channels:
+        if channel not in conn.channels or isinstance(conn.channels, frozenset):
             return False
         conn.channels.discard(channel)
         self._discard(conn, channel)
