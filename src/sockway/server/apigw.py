@@ -59,6 +59,31 @@ class Authorizer:
     timeout_s: float
 
 
+class _Window:
+    """Messages of one connection in flight, at most ``size`` (back-pressure on reading).
+
+    An int and, only while the window is full, one future: an idle connection holds ~50 bytes
+    here where an ``asyncio.Semaphore`` held several hundred (bench idle row)."""
+
+    __slots__ = ("_resume", "free")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._resume: asyncio.Future[None] | None = None
+
+    async def acquire(self) -> None:
+        while self.free <= 0:
+            self._resume = asyncio.get_running_loop().create_future()
+            await self._resume
+        self.free -= 1
+
+    def release(self, _: object = None) -> None:
+        self.free += 1
+        resume, self._resume = self._resume, None
+        if resume is not None and not resume.done():
+            resume.set_result(None)
+
+
 class AiohttpSink:
     """``FrameSink`` over an aiohttp WebSocket: frames go straight to the transport.
 
@@ -327,7 +352,7 @@ class ApiRuntime:
         self, conn: Connection, ws: web.WebSocketResponse, sink: AiohttpSink, facts: ConnectionFacts
     ) -> tuple[int, str]:
         """Read until the connection ends; return the $disconnect (statusCode, reason)."""
-        inflight = asyncio.Semaphore(self.settings.limits.max_inflight_messages)
+        inflight = _Window(self.settings.limits.max_inflight_messages)
         client_close: tuple[int, str] | None = None
         while True:
             await inflight.acquire()  # back-pressure: stop reading while too many are in flight
@@ -338,7 +363,7 @@ class ApiRuntime:
                 task = asyncio.get_running_loop().create_task(self._dispatch(conn, facts, msg.data))
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
-                task.add_done_callback(lambda _: inflight.release())
+                task.add_done_callback(inflight.release)
                 continue
             inflight.release()
             if msg.type is WSMsgType.BINARY:
