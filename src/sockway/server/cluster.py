@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from sockway.brokers.base import Broker, BrokerUnavailable, Change, NodeState, Transition
-from sockway.core.connection import Connection
+from sockway.core.connection import Connection, State
 from sockway.core.ids import ChannelName
 from sockway.core.node import Node
 
@@ -63,7 +63,6 @@ class Cluster:
         self.members: dict[str, ClusterMember] = {}
         self.requests: dict[str, RequestHandler] = {}
         self._subscriptions: dict[str, int] = {}  # broker key → local references
-        self._registered: set[str] = set()
         self._counts: dict[tuple[str, str], int] = {}  # what this node reported (n > 0)
         self._dirty: dict[tuple[str, str], int] = {}  # latest local counts not yet reported
         self._presence: dict[tuple[str, str, str], bytes] = {}
@@ -144,14 +143,10 @@ class Cluster:
     # -- NodeObserver -----------------------------------------------------------------------
 
     def opened(self, conn: Connection) -> None:
-        key = topic(conn.api_name, conn.id)
-        self._registered.add(key)
-        self.broker.register(key)
+        self.broker.register(topic(conn.api_name, conn.id))
 
     def closed(self, conn: Connection) -> None:
-        key = topic(conn.api_name, conn.id)
-        self._registered.discard(key)
-        self.broker.unregister(key)
+        self.broker.unregister(topic(conn.api_name, conn.id))
 
     def channel_count(self, api_name: str, channel: ChannelName, count: int) -> None:
         key = topic(api_name, channel)
@@ -294,7 +289,10 @@ class Cluster:
                 counts.pop(key, None)
         return NodeState(
             subscriptions=set(self._subscriptions),
-            registered=set(self._registered),
+            # Derived, not kept: a set of keys would cost every connection ~150 bytes.
+            registered={
+                topic(c.api_name, c.id) for c in self.node.connections() if c.state is State.OPEN
+            },
             counts=counts,
             presence=dict(self._presence),
         )
