@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from sockway.core.connection import NO_CHANNELS, Connection, SendResult, State
+from sockway.core.connection import NO_CHANNELS, Connection, State
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ChannelName, Clock, ConnectionId
 
@@ -142,14 +142,19 @@ class Node:
         now = self.now_ms()
         delivered = 0
         slow: list[Connection] = []
+        open_ = State.OPEN
         for conn in members:
-            if conn is exclude:
+            # Connection.send_frame inlined: one Python call less per recipient (the loop is
+            # the fan-out's hot path; bench/ANALYSIS.md "Fan-out ceiling").
+            if conn.state is not open_ or conn is exclude:
                 continue
-            result = conn.send_frame(frame, now)
-            if result is SendResult.SENT:
-                delivered += 1
-            elif result is SendResult.OUTBOX_FULL:
+            sink = conn.sink
+            if sink.buffered_bytes() > conn.outbox_max_bytes:
                 slow.append(conn)
+                continue
+            sink.write_frame(frame)
+            conn.last_active_ms = now
+            delivered += 1
         for conn in slow:
             conn.sink.close(*SLOW_CONSUMER_CLOSE)
         return delivered, len(slow)
