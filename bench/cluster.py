@@ -46,6 +46,7 @@ from harness import (
     percentile,
     pinned,
     split,
+    terminate,
 )
 
 
@@ -130,13 +131,7 @@ class RedisServer:
         return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

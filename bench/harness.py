@@ -65,6 +65,17 @@ def rss_kb(pid: int) -> float:
     return float("nan")
 
 
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def percentile(values: list[int], q: float) -> float:
     if not values:
         return float("nan")
@@ -127,13 +138,7 @@ class Server:
         raise RuntimeError(f"{system.name} did not start (see {self.log.name})")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
 
 

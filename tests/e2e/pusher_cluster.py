@@ -23,20 +23,13 @@ from typing import Any
 from sockway.brokers.base import Broker, BrokerUnavailable, Transition
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.config import parse_config
+from sockway.config.pusher import WEBHOOK_EVENT_TYPES
 from sockway.server.cluster import topic
 from sockway.server.gateway import Gateway
 from sockway.server.pusher_cluster import CACHE
 from tests.e2e.pusher_support import Client, pusher_app, sdk
 
-ALL_HOOKS = [
-    "channel_occupied",
-    "channel_vacated",
-    "member_added",
-    "member_removed",
-    "client_event",
-    "cache_miss",
-    "subscription_count",
-]
+ALL_HOOKS = list(WEBHOOK_EVENT_TYPES)
 FAST_HOOKS = {"initial_backoff_s": 0.05, "max_backoff_s": 0.2, "retry_window_s": 3}
 
 
