@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import pytest
 import websockets
@@ -178,3 +180,29 @@ async def test_sigv4_enforced_when_credentials_are_configured(
     ):
         assert response.status == 403
         assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+async def test_streamed_bodies_are_read_whole_and_bounded(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """A body that arrives in pieces (chunked, no Content-Length) is read to its end, not cut
+    at the first buffered piece; one over the limit is refused with 413."""
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev", max_size=None) as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        url = f"http://127.0.0.1:{gw.port}/dev/@connections/{conn_id}"
+
+        async def pieces(total: int) -> AsyncIterator[bytes]:
+            sent = 0
+            while sent < total:
+                n = min(8192, total - sent)
+                yield b"z" * n
+                sent += n
+                await asyncio.sleep(0)  # separate writes: the server sees several chunks
+
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=pieces(128 * 1024)) as r:
+                assert r.status == 200
+            assert await asyncio.wait_for(ws.recv(), 5) == "z" * (128 * 1024)
+            async with http.post(url, data=pieces(128 * 1024 + 1)) as r:
+                assert r.status == 413

@@ -58,6 +58,16 @@ def _answer(status: int, body: Any = None, error_type: str | None = None) -> web
     return web.Response(status=status, body=orjson.dumps(body), headers=headers, content_type=_JSON)
 
 
+async def _drain(request: web.Request) -> None:
+    """Read and drop the rest of a body, at most ``_DRAIN_LIMIT`` bytes."""
+    dropped = 0
+    while dropped <= _DRAIN_LIMIT:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return
+        dropped += len(chunk)
+
+
 def _error(status: int, error_type: str, message: str) -> web.Response:
     return _answer(status, {"message": message}, error_type)
 
@@ -79,16 +89,28 @@ class ManagementApi:
         return self.runtime.settings.limits.max_message_bytes
 
     async def _body(self, request: web.Request) -> bytes | None:
-        """The request body, or None when it is over the message limit (checked while reading)."""
-        data = await request.content.read(self._limit + 1)
-        if len(data) > self._limit:
-            # Read (and drop) the rest of a moderately oversized body so the client, still
-            # sending, sees the 413 instead of a reset connection that botocore would retry.
-            if (request.content_length or 0) <= _DRAIN_LIMIT:
-                while await request.content.read(65536):
-                    pass
+        """The request body, or None when it is over the message limit.
+
+        A declared ``Content-Length`` over the limit is refused without reading; otherwise the
+        body is read until it ends or passes the limit (``StreamReader.read(n)`` returns what is
+        buffered, up to ``n``: one call may stop short of the body's end). A refused body is
+        read and dropped, up to the HTTP app's own bound, so the client — still sending — sees
+        the 413 instead of a reset connection that botocore would retry.
+        """
+        limit = self._limit
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            if declared <= _DRAIN_LIMIT:
+                await _drain(request)
             return None
-        return data
+        data = bytearray()
+        while len(data) <= limit:
+            chunk = await request.content.read(limit + 1 - len(data))
+            if not chunk:
+                return bytes(data)
+            data += chunk
+        await _drain(request)
+        return None
 
     def _authenticate(self, request: web.Request, body: bytes) -> web.Response | None:
         if not self._secrets:
