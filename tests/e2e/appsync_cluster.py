@@ -11,6 +11,7 @@ behaviour: ``available`` False, awaited operations raise ``BrokerUnavailable``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,14 +33,24 @@ GRACE_S = 0.2  # unsubscribe grace period of the test brokers (default 2 s)
 
 class OutageBroker(MemoryBroker):
     """A memory broker with an outage switch: ``down`` makes it unavailable; ``fail_publish``
-    makes ``publish`` raise while it still claims to be available (a connection lost mid-way)."""
+    makes ``publish`` raise while it still claims to be available (a connection lost mid-way);
+    ``hold_back`` delays one subscription's confirmation until the test sets ``go``."""
 
     down = False
     fail_publish = False
+    hold_back: str | None = None  # a key whose confirmation waits for ``go`` (a slow SUBSCRIBE)
+    go: asyncio.Event
+    waiting = False
 
     @property
     def available(self) -> bool:
         return not self.down
+
+    async def subscribed(self, key: str, timeout: float) -> None:
+        if key == self.hold_back:
+            self.waiting = True
+            await self.go.wait()
+        await super().subscribed(key, timeout)
 
     async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
         if self.down or self.fail_publish:

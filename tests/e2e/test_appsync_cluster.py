@@ -141,6 +141,33 @@ async def test_websocket_publish_on_b_reaches_a_in_order(
         assert c.metric(0, IN, direction="in") == 20 and c.metric(1, IN, direction="out") == 20
 
 
+async def test_no_event_precedes_subscribe_success_while_the_broker_confirms(
+    tmp_path: Path,
+) -> None:
+    """A publication that reaches the node while it waits for the broker's confirmation is
+    not sent to the subscription being made: ``subscribe_success`` is its first frame."""
+    async with events_cluster(tmp_path, n=2) as c:
+        slow = c.outage(1)
+        slow.hold_back, slow.go = "ev|/default/room", asyncio.Event()
+        sub = await c.connect(1)
+        await sub.send(
+            {
+                "type": "subscribe",
+                "id": "s",
+                "channel": "/default/room",
+                "authorization": {"x-api-key": API_KEY},
+            }
+        )
+        await wait_until(lambda: slow.waiting)
+        assert (await c.http_publish(0, "/default/room", ["early"]))[0] == 200
+        await wait_until(lambda: c.metric(1, IN, direction="in") == 1)  # it reached node 1
+        slow.go.set()
+        ok = await sub.recv()
+        assert ok == {"type": "subscribe_success", "id": "s"}
+        assert (await c.http_publish(0, "/default/room", ["late"]))[0] == 200
+        assert await frames(sub, 1) == [("s", "late")]
+
+
 async def test_last_unsubscribe_stops_delivery_and_drops_the_broker_key(tmp_path: Path) -> None:
     async with events_cluster(tmp_path, 2) as c:
         a, b = await c.connect(1), await c.connect(1)

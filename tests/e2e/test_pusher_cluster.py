@@ -5,6 +5,7 @@ every node has stopped (stopping flushes the webhook queues)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections import Counter
@@ -15,6 +16,7 @@ import pytest
 import websockets
 
 from sockway.brokers.memory import MemoryBroker
+from sockway.server.gateway import Gateway
 from tests.e2e.pusher_cluster import OutageBroker, presence, pusher_nodes, signed_in
 from tests.e2e.pusher_support import Client, sdk
 from tests.e2e.support import wait_until
@@ -238,15 +240,57 @@ async def test_server_to_user_and_terminate_reach_every_node(on_broker, tmp_path
         await other.expect("pusher:pong")  # only user 42 was terminated
 
 
+def cache_of(gateway: Gateway) -> dict[str, Any]:
+    return gateway.cluster.members["p"].app.cache  # type: ignore[attr-defined,no-any-return]
+
+
 async def test_cache_channels_are_filled_on_every_node(on_broker, tmp_path):
     async with pusher_nodes(tmp_path, 3) as (a, _, c):
         await sdk(a).trigger("cache-x", "last", {"v": 1})  # nobody subscribed anywhere
+        await wait_until(lambda: "cache-x" in cache_of(c))
         late = await Client.connect(c)
-        await late.subscribe("cache-x")
+        ok = await late.subscribe("cache-x")
+        assert ok["event"] == "pusher_internal:subscription_succeeded"
         cached = await late.expect("last")
         assert json.loads(cached["data"]) == {"v": 1}
         await late.subscribe("cache-y")
         await late.expect("pusher:cache_miss")
+
+
+class ConfirmWhenTold(MemoryBroker):
+    """Confirms the subscription of ``cache-x`` only once the test sets ``go`` (a slow Redis
+    SUBSCRIBE round trip, made certain)."""
+
+    waiting = False
+    go: asyncio.Event
+
+    async def subscribed(self, key: str, timeout: float) -> None:
+        if key.endswith("|cache-x"):
+            type(self).waiting = True
+            await type(self).go.wait()
+        await super().subscribed(key, timeout)
+
+
+async def test_a_publication_during_the_subscribe_arrives_once_after_subscription_succeeded(
+    tmp_path,
+):
+    """CI once saw ``last``, ``subscription_succeeded``, ``last``: the socket was a member while
+    its node waited for the broker, so the cache event arrived live and then from the cache."""
+    ConfirmWhenTold.go = asyncio.Event()
+    async with pusher_nodes(tmp_path, 2, broker=ConfirmWhenTold) as (a, c):
+        late = await Client.connect(c)
+        await late.send("pusher:subscribe", {"channel": "cache-x"})
+        await wait_until(lambda: ConfirmWhenTold.waiting)
+        await sdk(a).trigger("cache-x", "last", {"v": 1})
+        await wait_until(lambda: "cache-x" in cache_of(c))
+        ConfirmWhenTold.go.set()
+        await late.expect("pusher_internal:subscription_succeeded")
+        cached = await late.expect("last")
+        assert json.loads(cached["data"]) == {"v": 1}
+        await late.send("pusher:ping")
+        await late.expect("pusher:pong")  # and not the event a second time
+        await sdk(a).trigger("cache-x", "next", {"v": 2})
+        assert json.loads((await late.expect("next"))["data"]) == {"v": 2}
 
 
 async def test_a_dead_node_leaves_no_ghosts_and_its_webhooks_fire_once(tmp_path, receiver):

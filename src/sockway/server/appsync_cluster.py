@@ -22,6 +22,7 @@ are not ordered with respect to each other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -82,9 +83,10 @@ class EventsClusterMember(Generic[S]):
         if self.index.remove(channel, sub):
             self.cluster.release(self.key(channel))
 
-    async def ready(self, channel: ChannelPath) -> bool:
-        """Wait for the broker to confirm this channel's key (False during an outage)."""
-        return await self.cluster.ready(self.key(channel))
+    def subscribing(self, channel: ChannelPath) -> contextlib.AbstractAsyncContextManager[bool]:
+        """``Cluster.subscribing`` for this channel's key: add the subscription inside the
+        block, so no event reaches it before ``subscribe_success``."""
+        return self.cluster.subscribing(self.key(channel))
 
     # -- publications ---------------------------------------------------------------------
 

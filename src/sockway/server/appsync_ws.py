@@ -266,17 +266,18 @@ class RealtimeEndpoint:
         session.pending.add(op_id)
         try:
             await rt.authorize_subscribe(channel, self._operation(session, message, body))
+            # Publications of other nodes reach this node once the broker confirmed the key;
+            # the subscription starts then, and subscribe_success goes out before any event
+            # (during an outage at once: local events only).
+            async with rt.peers.subscribing(channel):
+                if session.conn.state.value != "open":
+                    return
+                sub = Subscription(session.conn, op_id, channel, wire.data_frame_head(op_id))
+                session.subscriptions[op_id] = sub
+                rt.add_subscription(sub)
+                self._send(session, wire.success("subscribe_success", op_id))
         finally:
             session.pending.discard(op_id)
-        if session.conn.state.value != "open":
-            return
-        sub = Subscription(session.conn, op_id, channel, wire.data_frame_head(op_id))
-        session.subscriptions[op_id] = sub
-        rt.add_subscription(sub)
-        # Publications of other nodes reach this node once the broker confirmed the key;
-        # only then is the client told it is subscribed (on an outage: local events only).
-        await rt.peers.ready(channel)
-        self._send(session, wire.success("subscribe_success", op_id))
 
     def _unsubscribe(self, session: EventsSession, op_id: str) -> None:
         sub = session.subscriptions.pop(op_id, None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -139,6 +139,20 @@ class Cluster:
             log.warning("subscription %s not confirmed by the broker: %s", key, exc)
             return False
         return True
+
+    @contextlib.asynccontextmanager
+    async def subscribing(self, key: str) -> AsyncIterator[bool]:
+        """Hold the subscription ``key`` and wait until the broker confirmed it (yields
+        ``ready``'s answer); the caller adds its local subscriber inside the block, and that
+        subscriber's own hold keeps the subscription after it.
+
+        Adding the subscriber only once the broker confirmed means nothing published reaches
+        it before the client is told it is subscribed — the order a single node gives."""
+        self.hold(key)
+        try:
+            yield await self.ready(key)
+        finally:
+            self.release(key)
 
     # -- NodeObserver -----------------------------------------------------------------------
 

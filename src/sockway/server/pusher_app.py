@@ -138,13 +138,13 @@ class PusherAppState:
 
         ``member`` is ``(user_id, user_info)`` on presence channels.
         """
-        if member is not None and self.cluster is not None:
-            return membership.join_presence(self, sock, channel, *member)
+        if self.cluster is not None:
+            if member is not None:
+                return membership.join_presence(self, sock, channel, *member)
+            return membership.joined(self, sock, channel)
         name = ChannelName(channel)
         already = name in sock.conn.channels
         self.node.join(sock.conn, name)
-        if self.cluster is not None:
-            return membership.joined(self, sock, channel, not already)
         count = self.subscription_count(channel)
         if not already and count == 1:
             self.webhooks.emit({"name": "channel_occupied", "channel": channel})

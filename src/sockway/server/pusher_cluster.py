@@ -160,6 +160,11 @@ class PusherCluster:
         a broker outage: the subscription is then local until the broker is back)."""
         await self.cluster.ready(topic(self.name, rest))
 
+    def subscribing(self, rest: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """``Cluster.subscribing`` for ``rest``: a cache-channel event that arrives meanwhile
+        is then sent once, as the cached event, not live and again from the cache (§1.8)."""
+        return self.cluster.subscribing(topic(self.name, rest))
+
     def hold_user(self, user_id: str) -> None:
         self.cluster.hold(topic(self.name, user_topic(user_id)))
 

@@ -51,11 +51,18 @@ def _cluster(app: PusherAppState) -> PusherCluster:
     return app.cluster
 
 
-async def joined(app: PusherAppState, sock: PusherSocket, channel: str, fresh: bool) -> None:
-    """A non-presence subscribe (the membership exists): answer once the broker is ready."""
-    await _cluster(app).ready(channel)
-    app.send(sock, wire.subscription_succeeded(channel))
-    missed = is_cache(channel) and not app.send_cached(sock, channel)
+async def joined(app: PusherAppState, sock: PusherSocket, channel: str) -> None:
+    """A non-presence subscribe: the membership starts once the broker confirmed this node's
+    subscription, and ``subscription_succeeded`` (+ the cached event) follows at once, so
+    nothing published reaches the socket before it (``PusherCluster.subscribing``)."""
+    name = ChannelName(channel)
+    async with _cluster(app).subscribing(channel):
+        if sock.conn.state is State.CLOSED:
+            return
+        fresh = name not in sock.conn.channels
+        app.node.join(sock.conn, name)
+        app.send(sock, wire.subscription_succeeded(channel))
+        missed = is_cache(channel) and not app.send_cached(sock, channel)
     await counted(app, channel, fresh, missed)
 
 
