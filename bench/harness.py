@@ -55,6 +55,25 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a gateway's handler worker processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (an exited child's share drops out)."""
+    return sum(cpu_seconds(p) for p in descendants(pid))
+
+
 def rss_kb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -101,6 +120,7 @@ class System:
     publish_args: tuple[str, ...] = ()  # loadgen pub: --publish-kind, --marker, credentials
     echo_path: str = "/echo"
     echo_template: str = "{}"
+    echo_warmup_s: float = 1.0  # before the measured window (process workers: cold starts)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -200,11 +220,12 @@ class CpuMeter:
         self._thread.start()
 
     def track(self, role: str, pid: int) -> None:
+        """Count ``pid`` and its child processes (the gateway's handler workers) in ``role``."""
         self.pids.setdefault(role, []).append(pid)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            snap = {r: sum(cpu_seconds(p) for p in ps) for r, ps in list(self.pids.items())}
+            snap = {r: sum(tree_cpu_seconds(p) for p in ps) for r, ps in list(self.pids.items())}
             self.samples.append((time.monotonic_ns(), snap))
 
     def close(self) -> None:

@@ -299,26 +299,30 @@ async def mode_pub(a: argparse.Namespace) -> None:
 
 async def mode_echo(a: argparse.Namespace) -> None:
     lat = array("q")
-    st = {"n": 0, "on": False, "stop": False}
+    st = {"n": 0, "on": False, "stop": False, "wrong": 0}
     prefix, suffix = a.template.encode().split(b"{}")
     pad = b"x" * max(0, a.size - len(prefix) - len(suffix) - 19)
 
     class Client(WSListener):  # type: ignore[misc]
         t: Any = None
         sent_at = 0
+        sent = b""
 
         def on_ws_connected(self, transport: Any) -> None:
             self.t = transport
 
         def fire(self) -> None:
             self.sent_at = now_ns()
-            self.t.send(TEXT, prefix + b"%019d" % self.sent_at + pad + suffix)
+            self.sent = prefix + b"%019d" % self.sent_at + pad + suffix
+            self.t.send(TEXT, self.sent)
 
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type == TEXT:
                 if st["on"]:
                     lat.append(now_ns() - self.sent_at)
                     st["n"] += 1
+                    # Every system echoes the message unchanged (an error frame is not an echo).
+                    st["wrong"] += frame.get_payload_as_bytes() != self.sent
                 if not st["stop"]:
                     self.fire()
             elif frame.msg_type == CLOSE:
@@ -342,6 +346,7 @@ async def mode_echo(a: argparse.Namespace) -> None:
             "connected": len(conns),
             "failures": failed,
             "count": st["n"],
+            "wrong": st["wrong"],
             "t0": t0,
             "t1": t1,
             "lat_ns": thin(lat),

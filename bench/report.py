@@ -39,7 +39,16 @@ COLUMNS = {
         "delivered",
         "expected",
     ),
-    "echo": ("rps", "p50_ms", "p99_ms", "server_cpu_pct", "client_cpu_pct", "cpu_us_per_msg"),
+    "echo": (
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "server_cpu_pct",
+        "client_cpu_pct",
+        "cpu_us_per_msg",
+        "server_processes",
+        "wrong_replies",
+    ),
     "post": (
         "posts_per_s",
         "p50_ms",
@@ -85,6 +94,16 @@ BARS = [
     ("idle", 2000, "websockets", 1.0, False, "KB per idle connection (2,000)"),
     ("connect", 3000, "picows", 0.7, True, "connect rate with $connect handler, conns/s"),
     ("connect", 1000, "picows", 0.7, True, "connect rate with $connect handler, conns/s"),
+]
+# Rows the issue asks to report without a bar: (scenario, parameter, system, reference, label).
+REPORTED = [
+    (
+        "echo",
+        100,
+        "sockway-process",
+        "picows",
+        "the same, handler in worker processes (`runtime: process`), req/s",
+    ),
 ]
 
 
@@ -142,18 +161,36 @@ def bar_table(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]
                 else ("yes" if (ratio >= bar if higher else ratio <= bar) else "**no**")
             )
             sign = "≥" if higher else "≤"
-            cpu_key = "cpu_us_per_conn" if scen == "connect" else "cpu_us_per_msg"
-            cpu_ours = _median(rows, scen, prm, gw, cpu_key)
-            cpu_ref = _median(rows, scen, prm, ref, cpu_key)
-            cpu = "-"
-            if cpu_ref and not math.isnan(cpu_ref) and not math.isnan(cpu_ours):
-                cpu = f"{_fmt(cpu_ours)} / {_fmt(cpu_ref)} = {cpu_ours / cpu_ref:.2f}x"
             door = API_LABEL[gw]
             lines.append(
-                f"| {label} | {door} | {_fmt(ours)} | {ref} {_fmt(theirs)} | {ratio:.2f}x | "
-                f"{sign} {bar}x | {met} | {cpu} |"
+                f"| {label} | {door} | {_fmt(ours)} | {ref} {_fmt(theirs)} | {_times(ratio)} | "
+                f"{sign} {bar}x | {met} | {_cpu(rows, scen, prm, gw, ref)} |"
             )
+    for scen, prm, system, ref, label in REPORTED:
+        if system not in systems.get((scen, prm), ()):
+            continue
+        key = PRIMARY[scen]
+        ours, theirs = _median(rows, scen, prm, system, key), _median(rows, scen, prm, ref, key)
+        ratio = ours / theirs if theirs and not math.isnan(theirs) else float("nan")
+        lines.append(
+            f"| {label} | websocket API | {_fmt(ours)} | {ref} {_fmt(theirs)} | {_times(ratio)} | "
+            f"report | - | {_cpu(rows, scen, prm, system, ref)} |"
+        )
     return "\n".join(lines)
+
+
+def _times(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
+def _cpu(rows: list[dict[str, Any]], scen: str, prm: int, ours: str, ref: str) -> str:
+    """ "ours / ref = ratio" of the server CPU µs per operation, or "-"."""
+    cpu_key = "cpu_us_per_conn" if scen == "connect" else "cpu_us_per_msg"
+    cpu_ours = _median(rows, scen, prm, ours, cpu_key)
+    cpu_ref = _median(rows, scen, prm, ref, cpu_key)
+    if not cpu_ref or math.isnan(cpu_ref) or math.isnan(cpu_ours):
+        return "-"
+    return f"{_fmt(cpu_ours)} / {_fmt(cpu_ref)} = {cpu_ours / cpu_ref:.2f}x"
 
 
 def detail(rows: list[dict[str, Any]], plan: list[tuple[str, int, list[str]]]) -> str:

@@ -148,6 +148,15 @@ SYSTEMS["sockway-sync"] = replace(
     SYSTEMS["sockway"], name="sockway-sync", echo_template='{"action":"echo_sync","t":"{}"}'
 )
 
+# The same sync handler in worker processes (``runtime: process``): reported, no bar (issue 7:
+# "report, and explain the gap"). 100 workers start cold in the warm-up (spawn + import each).
+SYSTEMS["sockway-process"] = replace(
+    SYSTEMS["sockway"],
+    name="sockway-process",
+    echo_template='{"action":"echo_process","t":"{}"}',
+    echo_warmup_s=12.0,
+)
+
 SCENARIOS = {
     "fanout": scenarios.fanout,
     "paced": scenarios.paced,
@@ -165,7 +174,7 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
         ("fanout", 1000, fan),
         *([] if quick else [("fanout", 5000, fan)]),
         ("paced", 1000, ["sockway", "picows"]),
-        ("echo", 100, ["sockway", "sockway-sync", "picows", "node-ws"]),
+        ("echo", 100, ["sockway", "sockway-sync", "sockway-process", "picows", "node-ws"]),
         ("post", 16, ["sockway", "aiohttp-hello"]),
         ("idle", 2000 if quick else 18000, ["sockway", "websockets"]),
         ("connect", 1000 if quick else 3000, ["sockway", "picows"]),
@@ -177,7 +186,12 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
 # bench under 15 minutes with three front doors in the fan-out rows: the idle RSS per
 # connection was identical in all three runs of every earlier full bench (16.5/16.5/16.5 KB,
 # 12.3/12.3/12.3 KB), and the sync-handler echo row is reported without a bar.
-RUNS_CAP = {("idle", "sockway"): 1, ("idle", "websockets"): 1, ("echo", "sockway-sync"): 1}
+RUNS_CAP = {
+    ("idle", "sockway"): 1,
+    ("idle", "websockets"): 1,
+    ("echo", "sockway-sync"): 1,
+    ("echo", "sockway-process"): 1,
+}
 
 
 QUICK = scenarios.Params(

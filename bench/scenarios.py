@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness import CpuMeter, Load, Server, percentile, rss_kb, split
+from harness import CpuMeter, Load, Server, descendants, percentile, rss_kb, split
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,13 @@ def echo(srv: Server, p: Params, c: int) -> dict[str, Any]:
         "--duration",
         p.echo_s,
         "--warmup",
-        1.0,
+        srv.system.echo_warmup_s,
         "--template",
         srv.system.echo_template,
     )
     meter.track("client", load.pid)
-    r = load.result(p.echo_s + 60)
+    r = load.result(srv.system.echo_warmup_s + p.echo_s + 60)
+    workers = len(descendants(srv.pid)) - 1
     meter.close()
     rps = r["count"] / ((r["t1"] - r["t0"]) / 1e9)
     cpu = meter.percent("server", r["t0"], r["t1"])
@@ -152,6 +153,8 @@ def echo(srv: Server, p: Params, c: int) -> dict[str, Any]:
         "server_cpu_pct": cpu,
         "client_cpu_pct": meter.percent("client", r["t0"], r["t1"]),
         "cpu_us_per_msg": cpu * 1e4 / rps if rps else float("nan"),
+        "server_processes": 1 + workers,
+        "wrong_replies": r["wrong"],
     }
 
 

@@ -4,16 +4,19 @@
   management API (``PUT /{stage}/@connections/{id}/channels/{name}``, keep-alive aiohttp client
   reused across invocations, as a Lambda reuses its globals); without it, it just accepts;
 - ``echo`` (two-way, async): the message body comes back unchanged;
-- ``echo_sync`` (two-way, plain ``def``): the same, run on the handler thread pool;
+- ``echo_sync`` (two-way, plain ``def``): the same, run on the handler thread pool — and, on the
+  route ``echo_process``, in worker processes (``runtime: process``; this module imports
+  nothing heavy at the top, so a worker's cold start is the interpreter's and sockway's);
 - ``whoami`` (two-way): answers ``id:<connectionId>`` so a load generator learns its id.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 _session: aiohttp.ClientSession | None = None
 
@@ -24,6 +27,8 @@ async def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if channel:
         ctx = event["requestContext"]
         if _session is None:
+            import aiohttp
+
             _session = aiohttp.ClientSession()
         url = (
             f"http://{ctx['domainName']}/{ctx['stage']}/@connections/"

@@ -1,8 +1,9 @@
 """Smoke run of the benchmark harness (issue 7), so ``make bench`` does not rot.
 
 Runs the gateway scenarios that need no reference server for a couple of seconds each — the
-fan-out through all three front doors (websocket API, AppSync Events, Pusher) — and checks
-that every trial produced a result and every published message reached every subscriber. No figure is asserted: performance belongs in
+fan-out through all three front doors (websocket API, AppSync Events, Pusher), the two-way
+round trip in-process and in worker processes — and checks that every trial produced a result,
+every published message reached every subscriber and every echo came back unchanged. No figure is asserted: performance belongs in
 ``bench/RESULTS.md``, not in tests.
 """
 
@@ -31,7 +32,7 @@ def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> 
             "--only",
             "fanout,echo,post,connect",
             "--systems",
-            "sockway,sockway-events,sockway-pusher",
+            "sockway,sockway-events,sockway-pusher,sockway-process",
             "--out",
             str(out),
         ],
@@ -52,6 +53,12 @@ def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> 
         assert fanout["publish_errors"] == 0
         assert fanout["delivered"] == fanout["expected"]
     assert next(r["result"] for r in rows if r["scenario"] == "post")["non_200"] == 0
+    echoes = {r["system"]: r["result"] for r in rows if r["scenario"] == "echo"}
+    assert set(echoes) == {"sockway", "sockway-process"}
+    for echo in echoes.values():
+        assert echo["rps"] > 0 and echo["wrong_replies"] == 0
+    assert echoes["sockway"]["server_processes"] == 1
+    assert echoes["sockway-process"]["server_processes"] > 1  # the workers were measured too
     assert "## The bars (issue 7)" in out.read_text()
 
 
