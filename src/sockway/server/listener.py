@@ -45,12 +45,15 @@ def _bound(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+BACKLOG = 2048  # pending connections the kernel queues before accept (capped by somaxconn)
+
+
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A listening socket. ``reuse_port``: SO_REUSEPORT, so the worker processes of
     ``sockway serve --workers N`` all listen on one port and the kernel spreads new
     connections over them (issue 6)."""
     sock = _bound(host, port, reuse_port=reuse_port)
-    sock.listen(2048)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -97,7 +100,12 @@ class Listener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if not self._sniff:
-            self._server = await loop.create_server(self._factory, sock=self.sock, ssl=self._tls)
+            # ``backlog`` again: the loop calls listen() once more when it starts serving, with
+            # its default of 100 — under a burst of new connections the kernel then dropped
+            # SYNs, and each dropped one cost its client a 1 s retransmission (bench, connect).
+            self._server = await loop.create_server(
+                self._factory, sock=self.sock, ssl=self._tls, backlog=BACKLOG
+            )
             return
         self._accept_task = loop.create_task(self._accept_loop())
 
