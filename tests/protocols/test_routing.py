@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from sockway.protocols.apigw import routing
 from sockway.protocols.apigw.routing import (
     CONNECT_ROUTE,
     DEFAULT_ROUTE,
@@ -274,3 +275,46 @@ def test_malformed_expression_is_a_compile_error(source: str) -> None:
 
 def test_expression_error_is_a_value_error() -> None:
     assert issubclass(ExpressionError, ValueError)
+
+
+# -- the orjson shortcut gives the stdlib parser's answers ------------------------------------
+
+TRICKY_BODIES = [
+    '{"action":"sendmessage"}',
+    '{"action":"a\\u00e9\\n"}',
+    '{"action":"\\ud83d\\ude00"}',  # a surrogate pair
+    '{"action":"\\ud800"}',  # a lone surrogate: orjson refuses, the stdlib keeps it
+    '{"action": NaN}',
+    '{"action": Infinity, "x": 1}',
+    '{"action":"x","action":"y"}',  # duplicate keys: the last one
+    '{"action":"x"}  \n',
+    '{"action":"x"} trailing',
+    '\ufeff{"action":"x"}',
+    '{"action":"x", "n": 123456789012345678901234567890}',
+    '{"action": 1.0e2}',
+    '{"action": null}',
+    '{"action": ["a", 1]}',
+    '{"action": {"k": "v"}}',
+    '{"other": "x"}',
+    '"plain"',
+    "[]",
+    "",
+    '{"action":"x\u0001"}',  # a raw control character inside a string
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_BODIES)
+@pytest.mark.parametrize(
+    "source", [ACTION, "$request.body.action-$request.body.other", "$request.body"]
+)
+def test_orjson_shortcut_agrees_with_the_stdlib_parser(
+    text: str, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expr = SelectionExpression.compile(source)
+    fast = expr.evaluate(text)
+
+    def refuse(_: object) -> object:
+        raise routing.orjson.JSONDecodeError("forced", "", 0)
+
+    monkeypatch.setattr(routing.orjson, "loads", refuse)  # the stdlib path only
+    assert fast == expr.evaluate(text)

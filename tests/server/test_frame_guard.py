@@ -66,3 +66,36 @@ def test_unarmed_guard_forwards_everything() -> None:
     guard.data_received(b"GET / HTTP/1.1\r\n\r\n" + frame(1, 100000))
     assert inner.data.startswith(b"GET / HTTP/1.1")
     assert len(inner.data) == 18 + 10 + 4 + 100000
+
+
+def test_one_whole_frame_per_read_is_checked_too() -> None:
+    """The usual case (each read holds exactly one frame) takes a shortcut; same verdicts."""
+    cases = [
+        (frame(1, 100), 100, False),
+        (frame(1, 101), 100, True),
+        (frame(2, 101, masked=False), 100, True),
+        (frame(9, 120), 100, False),  # control frames are not data frames
+        (frame(1, 300), 300, False),
+        (frame(1, 301), 300, True),
+        (frame(0, 301), 300, True),
+        (frame(1, 70000), 65536, True),  # 64-bit length: the general walk
+    ]
+    for data, limit, trips in cases:
+        for prefix in (b"", frame(1, 5)):  # also right after another whole frame
+            inner = Inner()
+            guard = FrameGuard(inner)
+            tripped: list[bool] = []
+            guard.arm(limit, lambda: tripped.append(True))  # noqa: B023
+            if prefix:
+                guard.data_received(prefix)
+            guard.data_received(data)
+            assert bool(tripped) is trips, (len(data), limit)
+            assert bytes(inner.data) == prefix + (b"" if trips else data)
+        # a frame split over two reads after the shortcut keeps the walk's state right
+        inner = Inner()
+        guard = FrameGuard(inner)
+        tripped = []
+        guard.arm(limit, lambda: tripped.append(True))  # noqa: B023
+        guard.data_received(frame(1, 5) + data[:3])
+        guard.data_received(data[3:])
+        assert bool(tripped) is trips

@@ -20,3 +20,15 @@ async def test_acquire_waits_while_full_and_resumes_on_release() -> None:
     window.release(object())  # as a task done-callback
     window.release()
     assert window.free == 2
+
+
+async def test_done_releases_the_slot_and_forgets_the_task() -> None:
+    tasks: set[asyncio.Task[None]] = set()
+    window = _Window(1, tasks)
+    await window.acquire()
+    task = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+    tasks.add(task)
+    task.add_done_callback(window.done)
+    await task
+    await asyncio.sleep(0)  # done-callbacks run on the next loop pass
+    assert tasks == set() and window.free == 1

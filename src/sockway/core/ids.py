@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import os
 import time
 from collections.abc import Callable
@@ -15,13 +16,31 @@ RouteKey = NewType("RouteKey", str)
 IdGenerator = Callable[[], str]
 
 
+_ID_BYTES = 11
+_IDS_PER_REFILL = 256
+_ids: collections.deque[str] = collections.deque()
+# A forked child must not hand out the ids its parent already has in hand.
+os.register_at_fork(after_in_child=_ids.clear)
+
+
 def aws_style_id() -> str:
     """A 16-character id shaped like API Gateway's (apigw spec §1.5).
 
-    URL-safe base64 of 11 random bytes plus one ``=`` pad, e.g. ``"BFHPhfCWIAMCKlQ="``;
-    may contain ``-`` and ``_`` like the real ones, so callers must percent-encode it in URLs.
+    URL-safe base64 of 11 random bytes (``os.urandom``) plus one ``=`` pad, e.g.
+    ``"BFHPhfCWIAMCKlQ="``; may contain ``-`` and ``_`` like the real ones, so callers must
+    percent-encode it in URLs. Made 256 at a time from one ``os.urandom`` call (a message
+    on a route takes two ids; a ``getrandom`` call each was measurable, bench/ANALYSIS.md);
+    ``deque.popleft`` hands each out once, from any thread.
     """
-    return base64.urlsafe_b64encode(os.urandom(11)).decode("ascii")
+    while True:
+        try:
+            return _ids.popleft()
+        except IndexError:
+            raw = os.urandom(_ID_BYTES * _IDS_PER_REFILL)
+            _ids.extend(
+                base64.urlsafe_b64encode(raw[i : i + _ID_BYTES]).decode("ascii")
+                for i in range(0, len(raw), _ID_BYTES)
+            )
 
 
 class Clock(Protocol):

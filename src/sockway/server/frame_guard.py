@@ -69,7 +69,23 @@ class FrameGuard(asyncio.Protocol):
 
     def _scan(self, data: bytes) -> bool:
         """False when a data frame in ``data`` declares a payload over the limit."""
-        pos, n = 0, len(data)
+        n = len(data)
+        if not self._remaining and not self._head and n >= 2:
+            # Fast path: ``data`` is exactly one whole frame with a 7- or 16-bit length (a
+            # client message that arrived in one read, the usual case): no buffering (the walk
+            # below was ~5 % of a two-way round trip on the echo bench).
+            b1 = data[1]
+            short = b1 & 0x7F
+            mask = 4 if b1 & 0x80 else 0
+            if short < 126:
+                whole = 2 + mask + short == n
+                length = short
+            else:
+                whole = short == 126 and n >= 4 and 4 + mask + (data[2] << 8 | data[3]) == n
+                length = n - 4 - mask
+            if whole:
+                return data[0] & 0x0F >= 0x8 or length <= self._limit
+        pos = 0
         while pos < n:
             if self._remaining:
                 take = min(self._remaining, n - pos)

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 DEFAULT_ROUTE = "$default"
 CONNECT_ROUTE = "$connect"
 DISCONNECT_ROUTE = "$disconnect"
@@ -114,9 +116,21 @@ class SelectionExpression:
         """The selected route key for a message body, or None if the body cannot be evaluated."""
         if not self.reads_body:
             return "".join(p for p in self.parts if isinstance(p, str))
+        # orjson first (~5x faster than the stdlib parser on a small message; bench/ANALYSIS):
+        # when every selected value is a string or absent, its answer is the same. Anything
+        # else (a number, whose text only the stdlib parser keeps exactly, or a body orjson
+        # refuses: NaN, lone surrogates, huge integers) takes the stdlib path below.
+        try:
+            fast = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            values = [p if isinstance(p, str) else _lookup(fast, p.path) for p in self.parts]
+            if all(isinstance(v, str) or v is _MISSING for v in values):
+                return "".join(v for v in values if v is not _MISSING)
         try:
             # The stdlib parser keeps every number's text (no float/64-bit range limits), so a
-            # number is stringified as written; route selection is once per message, not hot.
+            # number is stringified as written.
             doc = _DECODER.decode(body)
         except ValueError:
             return None
