@@ -270,7 +270,7 @@ def main() -> None:
     ap.add_argument("--systems", help="comma list: only these servers (e.g. sockway)")
     ap.add_argument(
         "--baseline-src",
-        help="also run 'sockway-base' from this src/ directory "
+        help="also run every gateway row as '<system>-base' from this src/ directory "
         "(an older checkout) to record what an optimisation bought",
     )
     ap.add_argument("--out", help="report file (default bench/RESULTS.md, quick: results/)")
@@ -284,11 +284,18 @@ def main() -> None:
     ]
     rows_plan = [row for row in rows_plan if row[2]]  # --systems left no system in this row
     if args.baseline_src:
-        SYSTEMS["sockway-base"] = replace(
-            SYSTEMS["sockway"], name="sockway-base", env={"PYTHONPATH": args.baseline_src}
-        )
+        for name in [n for n in SYSTEMS if n.startswith("sockway")]:
+            SYSTEMS[f"{name}-base"] = replace(
+                SYSTEMS[name], name=f"{name}-base", env={"PYTHONPATH": args.baseline_src}
+            )
         rows_plan = [  # the cross-node rows start their own gateways: no baseline there
-            (s, p, names if s == "cluster" else [*names, "sockway-base"])
+            (
+                s,
+                p,
+                names
+                if s == "cluster"
+                else [*names, *(f"{n}-base" for n in names if n.startswith("sockway"))],
+            )
             for s, p, names in rows_plan
         ]
     if args.render:

@@ -11,11 +11,15 @@ import struct
 _TEXT_FIN = 0x81
 
 
+def text_frame_header(n: int) -> bytes:
+    """The header of a final, unmasked text frame whose payload is ``n`` bytes."""
+    if n < 126:
+        return bytes((_TEXT_FIN, n))
+    if n < 65536:
+        return struct.pack("!BBH", _TEXT_FIN, 126, n)
+    return struct.pack("!BBQ", _TEXT_FIN, 127, n)
+
+
 def encode_text_frame(payload: bytes) -> bytes:
     """Return one complete, final, unmasked text frame carrying ``payload``."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_TEXT_FIN, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", _TEXT_FIN, 126, n) + payload
-    return struct.pack("!BBQ", _TEXT_FIN, 127, n) + payload
+    return text_frame_header(len(payload)) + payload
