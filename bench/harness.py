@@ -219,13 +219,16 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def track(self, role: str, pid: int) -> None:
-        """Count ``pid`` and its child processes (the gateway's handler workers) in ``role``."""
-        self.pids.setdefault(role, []).append(pid)
+    def track(self, role: str, pid: int, tree: bool = True) -> None:
+        """Count ``pid`` and (``tree``) its child processes (the gateway's handler workers)."""
+        self.pids.setdefault(role, []).append(-pid if not tree else pid)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            snap = {r: sum(tree_cpu_seconds(p) for p in ps) for r, ps in list(self.pids.items())}
+            snap = {
+                r: sum(cpu_seconds(-p) if p < 0 else tree_cpu_seconds(p) for p in ps)
+                for r, ps in list(self.pids.items())
+            }
             self.samples.append((time.monotonic_ns(), snap))
 
     def close(self) -> None:

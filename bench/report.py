@@ -46,6 +46,7 @@ COLUMNS = {
         "server_cpu_pct",
         "client_cpu_pct",
         "cpu_us_per_msg",
+        "gateway_us_per_msg",
         "server_processes",
         "wrong_replies",
     ),

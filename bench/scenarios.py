@@ -125,6 +125,7 @@ def echo(srv: Server, p: Params, c: int) -> dict[str, Any]:
     """C closed-loop clients, one message outstanding each."""
     meter = CpuMeter()
     meter.track("server", srv.pid)
+    meter.track("gateway", srv.pid, tree=False)  # without its handler worker processes
     load = Load(
         "echo",
         "--url",
@@ -153,6 +154,9 @@ def echo(srv: Server, p: Params, c: int) -> dict[str, Any]:
         "server_cpu_pct": cpu,
         "client_cpu_pct": meter.percent("client", r["t0"], r["t1"]),
         "cpu_us_per_msg": cpu * 1e4 / rps if rps else float("nan"),
+        "gateway_us_per_msg": meter.percent("gateway", r["t0"], r["t1"]) * 1e4 / rps
+        if rps
+        else float("nan"),
         "server_processes": 1 + workers,
         "wrong_replies": r["wrong"],
     }

@@ -318,6 +318,10 @@ async def test_handler_logs_are_framed_by_start_end_report(
         next(line for line in lines if f"REPORT RequestId: {rid}" in line) for rid in rids
     )
     assert "Init Duration" in first and "Init Duration" not in second  # cold, then warm
+    # The worker's own peak memory (VmHWM): an interpreter holds several MB, and far less
+    # than the gateway process it was spawned from.
+    used = int(re.findall(r"Max Memory Used: (\d+) MB", second)[0])
+    assert 5 <= used <= 128
 
 
 RELOAD_CONFIG = """

@@ -145,7 +145,8 @@ class ProcessIntegration:
     async def _invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
         rid = invocation.request_id
         worker, cold = await self._acquire(rid)
-        self._log(None, f"START RequestId: {rid} Version: $LATEST")
+        if log.isEnabledFor(logging.INFO):
+            self._log(None, f"START RequestId: {rid} Version: $LATEST")
         worker.request_id = rid
         request = {
             "requestId": rid,
@@ -156,7 +157,10 @@ class ProcessIntegration:
         started = time.monotonic()
         status = ""
         try:
-            reply = await asyncio.wait_for(worker.call(request), invocation.timeout_s)
+            # asyncio.timeout, not wait_for: no extra Task per invocation (as the in-process
+            # runtime; bench/ANALYSIS.md "process runtime").
+            async with asyncio.timeout(invocation.timeout_s):
+                reply = await worker.call(request)
         except TimeoutError:
             worker.kill()
             status = "Status: timeout"
@@ -246,6 +250,8 @@ class ProcessIntegration:
     def _report(
         self, worker: Worker, rid: str, duration_ms: float, cold: bool, status: str
     ) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # not built for nobody (two lines of text per invocation)
         self._log(None, f"END RequestId: {rid}")
         parts = [
             f"REPORT RequestId: {rid}",

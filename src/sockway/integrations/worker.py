@@ -166,9 +166,12 @@ class Worker:
     async def logs_flushed(self, *, answered: bool) -> None:
         """Wait (bounded) until the handler's output of the last invocation has been logged:
         up to the worker's flush marker if it answered, else until its stderr closes."""
+        if answered and self._flushed.is_set():
+            return  # the marker came with the answer: no waiting (the usual case)
         waiter = self._flushed.wait() if answered else asyncio.shield(self._logs)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, LOG_FLUSH_WAIT_S)
+            async with asyncio.timeout(LOG_FLUSH_WAIT_S):
+                await waiter
 
     async def _capture_logs(self) -> None:
         stream = self.proc.stderr

@@ -194,14 +194,20 @@ def main() -> None:
     _serve(func, protocol_in, protocol_out)
 
 
-def _peak_rss_kb() -> int:
-    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` would include the
-    gateway's, as Linux keeps it across ``execve``)."""
-    with open("/proc/self/status", "rb") as status:
-        for line in status:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1])
-    return 0
+class _PeakRss:
+    """Peak resident memory of this process in KiB (``VmHWM``; ``ru_maxrss`` would include
+    the gateway's, as Linux keeps it across ``execve``). The status file stays open and is
+    re-read with ``pread``: 6.8 µs per invocation instead of 14.7 for open/parse/close."""
+
+    def __init__(self) -> None:
+        self._fd = os.open("/proc/self/status", os.O_RDONLY)
+
+    def __call__(self) -> int:
+        status = os.pread(self._fd, 65536, 0)
+        at = status.find(b"VmHWM:")
+        if at < 0:
+            return 0
+        return int(status[at + 6 : status.index(b"kB", at)])
 
 
 def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
@@ -211,6 +217,7 @@ def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
     from sockway.integrations.python import LambdaContext
 
     oom = HEADER.pack(len(OOM_FRAME)) + OOM_FRAME  # built before any handler runs
+    peak_rss_kb = _PeakRss()
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     memory = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
     while True:
@@ -242,7 +249,7 @@ def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
             reply = {"type": "error", **_error(exc)}
         sys.stdout.flush()
         sys.stderr.flush()
-        reply["maxRssKb"] = _peak_rss_kb()
+        reply["maxRssKb"] = peak_rss_kb()
         try:
             frame = encode(reply)
         except (TypeError, ValueError) as exc:  # the result is not JSON-serialisable
