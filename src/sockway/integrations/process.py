@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sockway
+from sockway.core.deadlines import deadline
 from sockway.integrations.base import Invocation, InvocationError, InvocationTimeout
 from sockway.integrations.python import HandlerLoadError, split_handler_ref
 from sockway.integrations.reload import CodeWatcher
@@ -157,9 +158,9 @@ class ProcessIntegration:
         started = time.monotonic()
         status = ""
         try:
-            # asyncio.timeout, not wait_for: no extra Task per invocation (as the in-process
-            # runtime; bench/ANALYSIS.md "process runtime").
-            async with asyncio.timeout(invocation.timeout_s):
+            # A deadline on the loop's wheel, not wait_for: no Task nor timer per invocation
+            # (as the in-process runtime; bench/ANALYSIS.md "process runtime").
+            async with deadline(invocation.timeout_s):
                 reply = await worker.call(request)
         except TimeoutError:
             worker.kill()
