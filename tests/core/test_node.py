@@ -88,13 +88,18 @@ def opened(node: Node, conn: Connection) -> Connection:
 
 
 def test_aws_style_ids() -> None:
-    ids = {aws_style_id() for _ in range(200)}
-    assert len(ids) == 200
+    ids = {aws_style_id() for _ in range(2000)}  # several refills
+    assert len(ids) == 2000
     for value in ids:
         assert len(value) == 16
         assert value.endswith("=")
         assert re.fullmatch(r"[A-Za-z0-9_\-]{15}=", value)
-        assert len(base64.urlsafe_b64decode(value)) == 11
+        raw = base64.urlsafe_b64decode(value)
+        assert len(raw) == 11
+        assert base64.urlsafe_b64encode(raw).decode() == value  # canonical: 11 random bytes
+    # every bit is random: each position takes many values, the last character all 16
+    assert len({v[14] for v in ids}) == 16
+    assert all(len({v[i] for v in ids}) > 50 for i in range(14))
 
 
 # -- Connection -------------------------------------------------------------------------
