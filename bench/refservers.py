@@ -128,7 +128,35 @@ async def aiohttp_hello(port: int) -> None:
     await asyncio.Event().wait()
 
 
-SERVERS = {"picows": picows_server, "websockets": websockets_server, "aiohttp-hello": aiohttp_hello}
+async def aiohttp_ws(port: int) -> None:
+    """aiohttp's own WebSocket server, nothing else: the ceiling of sockway's transport.
+    ``/echo`` echoes each text message; any other path accepts and holds the connection."""
+    from aiohttp import WSMsgType, web
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        echo = request.path == "/echo"
+        async for msg in ws:
+            if echo and msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, port, backlog=BACKLOG).start()
+    print(f"LISTENING {port}", flush=True)
+    await asyncio.Event().wait()
+
+
+SERVERS = {
+    "picows": picows_server,
+    "websockets": websockets_server,
+    "aiohttp-hello": aiohttp_hello,
+    "aiohttp-ws": aiohttp_ws,
+}
 
 if __name__ == "__main__":
     kind, port = sys.argv[1], int(sys.argv[2])

@@ -142,6 +142,8 @@ SYSTEMS = {
     "node-ws": System("node-ws", ["node", str(HERE / "ref_ws_server.js"), "{port}"], "LISTENING"),
     "websockets": System("websockets", [*REF, "websockets", "{port}"], "LISTENING"),
     "aiohttp-hello": System("aiohttp-hello", [*REF, "aiohttp-hello", "{port}"], "LISTENING"),
+    # aiohttp's WebSocket alone (sockway's transport): shows what the library itself reaches.
+    "aiohttp-ws": System("aiohttp-ws", [*REF, "aiohttp-ws", "{port}"], "LISTENING"),
 }
 # Sync (thread-pool) echo handler: what most Lambda code looks like; reported, no bar.
 SYSTEMS["sockway-sync"] = replace(
@@ -174,10 +176,14 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
         ("fanout", 1000, fan),
         *([] if quick else [("fanout", 5000, fan)]),
         ("paced", 1000, ["sockway", "picows"]),
-        ("echo", 100, ["sockway", "sockway-sync", "sockway-process", "picows", "node-ws"]),
+        (
+            "echo",
+            100,
+            ["sockway", "sockway-sync", "sockway-process", "picows", "node-ws", "aiohttp-ws"],
+        ),
         ("post", 16, ["sockway", "aiohttp-hello"]),
         ("idle", 2000 if quick else 18000, ["sockway", "websockets"]),
-        ("connect", 1000 if quick else 3000, ["sockway", "picows"]),
+        ("connect", 1000 if quick else 3000, ["sockway", "picows", "aiohttp-ws"]),
         ("cluster", 1000, list(cluster.CONFIGS)),
     ]
 
