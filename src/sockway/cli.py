@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -156,6 +157,14 @@ async def _serve(
 
     gateway = Gateway(settings, reload=reload, reuse_port=worker_fd is not None)
     await gateway.start()
+    # What startup built (modules, config, routes, handlers) lives as long as the process:
+    # moved out of the cyclic collector's way, so a full collection scans what connections
+    # allocate, not the whole heap; and young collections 10,000 allocations apart, not 700
+    # (most objects die by refcount first). Bench connect, 3,000 handshakes: GC 0.36 → 0.12 s
+    # of the gateway's CPU, 4 full collections of ~70 ms → 2 of ~15 ms (bench/ANALYSIS.md).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     if worker_fd is None:
         click.echo("\n".join(banner(gateway, demo)), err=False)
         sys.stdout.flush()
