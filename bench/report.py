@@ -332,7 +332,14 @@ def render(
         "subscribers speak protocol 7 `pusher:subscribe`. The message is the same 100 bytes "
         "for every system; AppSync Events delivers it as a JSON string inside its `data` frame, "
         "Pusher as the `data` of an event frame (each ~40 bytes of envelope per frame). "
-        "References publish over their own `/pub` WebSocket.",
+        "References publish over their own `/pub` WebSocket. Two-way round trip: 100 "
+        'closed-loop clients send `{"action":"echo",…}` (100 bytes) and wait for it back '
+        "(every reply is checked byte for byte: `wrong_replies`); `sockway` runs the route's "
+        "handler in-process (`async def`), `sockway-sync` the same as a plain `def` (thread "
+        "pool), `sockway-process` in worker processes (`runtime: process`, one per concurrent "
+        "invocation: 100 warm workers after a 12 s warm-up). `aiohttp-ws` is aiohttp's own "
+        "WebSocket server with nothing else (echo, and accept-only for the connect rate): the "
+        "ceiling of sockway's transport.",
         "",
         "## The bars (issue 7)",
         "",
@@ -365,7 +372,9 @@ def render(
         "Columns: `server_cpu_pct`/`client_cpu_pct` over the measured window (100 = one core; "
         "a server well under 100 % with the client near 100 % means the load generator is the "
         "limit and the server's figure is a lower bound); `cpu_us_per_msg` = server CPU µs "
-        "per delivered message / request — the figure least affected by the load generator.",
+        "per delivered message / request — the figure least affected by the load generator; "
+        "it includes the gateway's child processes (handler workers), and "
+        "`gateway_us_per_msg` is the gateway process alone (`server_processes`: how many).",
     ]
     analysis = HERE / "ANALYSIS.md"
     if analysis.exists():
