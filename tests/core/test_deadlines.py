@@ -54,9 +54,8 @@ async def test_a_cancel_from_outside_stays_a_cancelled_error() -> None:
 
 async def test_nested_deadlines_the_inner_one_expires_first() -> None:
     with pytest.raises(TimeoutError):
-        async with deadline(0.1):
-            async with deadline(10):
-                await asyncio.sleep(5)
+        async with deadline(0.1), deadline(10):
+            await asyncio.sleep(5)
     caught = False
     async with deadline(10):
         try:
