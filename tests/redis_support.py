@@ -44,6 +44,7 @@ class RedisServer:
             pytest.fail("redis-server not found: the scale-out tests need Redis")
         self.binary, self.directory, self.port = binary, directory, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []  # more redis-server arguments
 
     @property
     def url(self) -> str:
@@ -53,7 +54,7 @@ class RedisServer:
         """Start (again, on the same port: empty, as after a restart without persistence)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.directory)]
+        args += ["--appendonly", "no", "--dir", str(self.directory), *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not redis_ping(self.port):  # a new process: nothing to await, poll with a deadline
@@ -76,6 +77,54 @@ class RedisServer:
     def resume(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
+
+
+class RedisClusterServers:
+    """A private Redis Cluster: ``n`` primaries (no replicas) on ephemeral ports, slots spread
+    by ``redis-cli --cluster create``. ``url(i)`` is node ``i``'s address; a client may start
+    from any of them."""
+
+    def __init__(self, directory: Path, n: int = 3) -> None:
+        self.servers = [RedisServer(directory / f"node{i}") for i in range(n)]
+
+    def url(self, i: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.servers[i].port}"
+
+    def start(self) -> RedisClusterServers:
+        for server in self.servers:
+            server.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            # the bus port would be port + 10000, past 65535 for most ephemeral ports
+            server.extra += ["--cluster-port", str(free_port())]
+            server.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            pytest.fail("redis-cli not found: the Redis Cluster tests need it")
+        addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while not all(self._cluster_ok(s.port) for s in self.servers):
+            if time.monotonic() > deadline:
+                pytest.fail("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+        return self
+
+    @staticmethod
+    def _cluster_ok(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"CLUSTER INFO\r\n")
+                return b"cluster_state:ok" in s.recv(4096)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
 
 
 _private: list[RedisServer] = []

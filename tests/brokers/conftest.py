@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.brokers.harness import Cluster
-from tests.redis_support import RedisServer
+from tests.redis_support import RedisClusterServers, RedisServer
 from tests.redis_support import redis_url as shared_redis_url
 
 
@@ -27,10 +27,24 @@ def prefix() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """A private 3-primary Redis Cluster for the whole session: its nodes' URLs."""
+    servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield [servers.url(i) for i in range(len(servers.servers))]
+    servers.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def cluster(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Cluster]:
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
-    c = Cluster(request.param, url, prefix)
+    """The nodes of one gateway on the memory bus, on a Redis, or on a Redis Cluster (the
+    nodes start from different cluster nodes)."""
+    url: str | list[str] = ""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster_urls")
+    c = Cluster("memory" if request.param == "memory" else "redis", url, prefix)
     yield c
     await c.close()
 

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from sockway.brokers.base import Change, NodeState, Transition
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.brokers.redis import RedisBroker
+from sockway.brokers.redis_share import Keys
 
 GRACE_S = 0.4
 HEARTBEAT_S = 0.1
@@ -104,8 +105,13 @@ class Node:
 class Cluster:
     """Nodes of one gateway: MemoryBrokers on one bus, or RedisBrokers on one key prefix."""
 
-    def __init__(self, kind: str, redis_url: str = "", prefix: str = "", **redis_opts: Any):
-        self.kind, self.redis_url, self.prefix = kind, redis_url, prefix
+    def __init__(
+        self, kind: str, redis_url: str | list[str] = "", prefix: str = "", **redis_opts: Any
+    ):
+        """``redis_url``: one URL, or several that the nodes take in turn (a Redis Cluster's
+        nodes: each broker finds the primary of its keys from wherever it starts)."""
+        urls = [redis_url] if isinstance(redis_url, str) else redis_url
+        self.kind, self.urls, self.redis_url, self.prefix = kind, urls, urls[0], prefix
         self.redis_opts = {"heartbeat_s": HEARTBEAT_S, "node_ttl_s": NODE_TTL_S} | redis_opts
         self.bus = MemoryBus()
         self.nodes: list[Node] = []
@@ -116,7 +122,7 @@ class Cluster:
             broker = MemoryBroker(self.bus, grace_s=GRACE_S)
         else:
             broker = RedisBroker(
-                self.redis_url,
+                self.urls[len(self.nodes) % len(self.urls)],
                 key_prefix=self.prefix,
                 unsubscribe_grace_s=GRACE_S,
                 **self.redis_opts,
@@ -140,9 +146,9 @@ class Cluster:
         if self.kind == "redis" and "sentinel_master" not in self.redis_opts:  # leaves P:epoch
             raw = Redis.from_url(self.redis_url, socket_timeout=1)
             try:
-                await raw.delete(f"{self.prefix}:epoch")
+                await raw.delete(Keys(self.prefix).epoch)
             except RedisError:
-                pass  # the test stopped this Redis
+                pass  # the test stopped this Redis (or, on a Cluster, another node has it)
             finally:
                 await raw.aclose()
 

@@ -260,7 +260,7 @@ async def test_sentinel_finds_the_master(sentinel_url: str, redis_server: RedisS
         assert await a.broker.request(b.id, b"x", 2) == b"b:x"
         direct = Redis.from_url(redis_server.url)
         try:  # the data really is on the monitored master
-            assert await direct.exists(f"{prefix}:hb:{a.id}") == 1
+            assert await direct.exists(Keys(prefix).hb(a.id)) == 1
         finally:
             await direct.aclose()
     finally:

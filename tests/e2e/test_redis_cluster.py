@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from tests.e2e.appsync_support import API_KEY, EventsClient
 from tests.e2e.pusher_support import Client, sdk
 from tests.e2e.redis_cluster import Node, cluster_config, start_nodes
 from tests.e2e.test_pusher_webhooks import Receiver
-from tests.redis_support import RedisServer, redis_url
+from tests.redis_support import RedisClusterServers, RedisServer, redis_url
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -309,3 +310,43 @@ async def test_redis_restart_gives_retryable_errors_then_recovers(
         assert "Traceback" not in a.log() + b.log()
     finally:
         redis.stop()
+
+
+async def test_nodes_on_a_redis_cluster_act_as_one_gateway(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    """A Redis Cluster (3 primaries), each gateway pointed at a different cluster node: every
+    broker finds the primary that holds the gateway's keys (one hash tag) by itself, and the
+    nodes behave as one gateway (@connections across nodes, Pusher publish and channel info)."""
+    servers = RedisClusterServers(tmp_path / "redis-cluster").start()
+    try:
+        prefix = f"test-{uuid.uuid4().hex[:12]}"
+        configs = []
+        for i in range(2):
+            (tmp_path / f"n{i}").mkdir()
+            configs.append(cluster_config(tmp_path / f"n{i}", servers.url(i), key_prefix=prefix))
+        a, b = [await Node(config).start() for config in configs]
+        nodes += [a, b]
+        ws, conn_id = await ws_client(a)
+        client_b = management(b)
+        await asyncio.to_thread(client_b.post_to_connection, ConnectionId=conn_id, Data=b"hi")
+        assert await asyncio.wait_for(ws.recv(), 10) == "hi"
+        subscriber = await Client.connect(a)
+        ok = await subscriber.subscribe("news")
+        assert ok["event"] == "pusher_internal:subscription_succeeded"
+        await sdk(b).trigger("news", "flash", {"n": 1})
+        got = await subscriber.expect("flash")
+        assert json.loads(got["data"]) == {"n": 1}
+        assert await sdk(b).channel_info("news", ["subscription_count"]) == {
+            "occupied": True,
+            "subscription_count": 1,
+        }
+        for node in (a, b):
+            status, health = await http("GET", f"http://127.0.0.1:{node.port}/health")
+            assert status == 200 and health["broker"] == "connected"
+        await ws.close()
+        await subscriber.close()
+    finally:
+        for node in nodes:
+            await node.stop()
+        servers.stop()

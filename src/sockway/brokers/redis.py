@@ -30,9 +30,12 @@ session, ordered writer, heartbeat, sweep and resync: ``brokers/redis_link``.
 - **Sentinel.** With ``sentinel_master`` the URL lists the sentinels:
   ``redis://[[user]:password@]host1:26379,host2:26379[/db]`` (credentials and db are the
   master's); redis-py's ``Sentinel`` finds the master on every (re)connect.
-- **Cluster** is not supported: redis-py asyncio's ``RedisCluster`` has no pub/sub, and the
-  scripts touch a node index and a per-scope channel index beside the channel's keys. A
-  channel's keys already share a hash tag, so a Cluster port would mainly move those indexes.
+- **Cluster.** Every key carries the hash tag ``{key_prefix}`` (``redis_share``), so a
+  gateway's keys live in one slot and the scripts stay atomic. On (re)connect the node asks the
+  URL's node for the primary of that slot and uses a plain client to it; classic pub/sub is
+  cluster-wide, so publications and subscriptions go there too. One gateway uses one shard.
+  A slot that moves (failover, resharding: ``MOVED``/``ASK``/``CLUSTERDOWN``) ends the session
+  like a lost connection; the next one finds the new primary.
 """
 
 from __future__ import annotations

@@ -20,12 +20,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -40,7 +48,20 @@ CONNECT_TIMEOUT_S = 0.5
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0
 PIPELINE_MAX = 500  # commands per pipeline round trip
 # Errors meaning "this connection/server is not usable": end the session and reconnect.
-_DOWN = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, NoScriptError, OSError)
+# On a Cluster, MOVED/ASK/CLUSTERDOWN/TRYAGAIN mean the slot of our keys changed hands or is
+# unavailable for now: a new session finds its owner again.
+_DOWN = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    NoScriptError,
+    MovedError,
+    AskError,
+    ClusterDownError,
+    TryAgainError,
+    MasterDownError,
+    OSError,
+)
 
 
 @dataclass
@@ -232,10 +253,48 @@ class RedisLink:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
 
+    async def _slot_owner(self, client: Redis) -> tuple[str, int] | None:
+        """On a Redis Cluster, the primary that holds this gateway's slot (all its keys share
+        one hash tag); None on a standalone Redis or when ``client`` is that primary."""
+        info = await client.info("cluster")
+        if not info.get("cluster_enabled"):
+            return None
+        slot = int(await _exec(client, ("CLUSTER", "KEYSLOT", self.keys.epoch)))
+        for start, end, primary, *_replicas in await _exec(client, ("CLUSTER", "SLOTS")):
+            if int(start) <= slot <= int(end):
+                host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+                kwargs = client.connection_pool.connection_kwargs
+                here = (str(kwargs.get("host")), int(kwargs.get("port", 6379)))
+                there = (host or here[0], int(primary[1]))
+                return None if there == here else there
+        raise ClusterDownError(f"no primary serves slot {slot} of the sockway keys")
+
+    async def _connect(self) -> Redis:
+        """A client of the Redis that holds this gateway's keys: the URL's (or Sentinel's
+        master), or on a Cluster the primary of the keys' slot. Pub/sub is cluster-wide on a
+        Cluster, so the one primary also carries every publication and subscription."""
+        client = self._client()
+        try:
+            owner = await self._slot_owner(client)
+        except BaseException:
+            await client.aclose()
+            raise
+        if owner is None:
+            return client
+        pool = client.connection_pool
+        kwargs = {**pool.connection_kwargs, "host": owner[0], "port": owner[1]}
+        await client.aclose()
+        return Redis(
+            connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+
     async def _session(self) -> None:
-        client, pubsub, tasks = self._client(), None, []
+        client: Redis | None = None
+        pubsub: PubSub | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
             async with asyncio.timeout(3 * SOCKET_TIMEOUT_S):
+                client = await self._connect()
                 for src in redis_scripts.ALL.values():
                     await client.script_load(src)
                 await client.set(self.keys.epoch, secrets.token_hex(8), nx=True)
@@ -271,7 +330,8 @@ class RedisLink:
                 if pubsub is not None:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             with contextlib.suppress(Exception):
-                await client.aclose()
+                if client is not None:
+                    await client.aclose()
 
     def _go_down(self) -> None:
         self._available = False

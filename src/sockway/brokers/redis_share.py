@@ -1,9 +1,10 @@
 """Key layout and share bookkeeping of the Redis broker (``brokers/redis.py``, issue 6).
 
-Every key and pub/sub channel starts with ``<key_prefix>:``; pub/sub ignores the database
-number, so the prefix is what isolates two gateways sharing one Redis. The keys of one channel
-share a hash tag ``{<len(scope)>:<scope>:<channel>}`` (one Cluster slot), a node's index keys
-share ``{<node id>}``.
+Every key and pub/sub channel starts with ``P:`` = ``{<key_prefix>}:``; pub/sub ignores the
+database number, so the prefix is what isolates two gateways sharing one Redis. The braces make
+the prefix every key's hash tag: on a Redis Cluster all of a gateway's keys are in one slot,
+so the Lua scripts can update a channel's keys, a node's index and the orphan list atomically
+(braces later in a key name, ``{<cid>}`` and ``{<node>}``, are plain characters there).
 
 ===============================================  ================================================
 ``P:hb:<node>``                                  heartbeat, PX = node_ttl_s (node alive iff set)
@@ -74,7 +75,10 @@ def unpack(data: bytes) -> list[bytes]:
 
 
 class Keys:
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, key_prefix: str) -> None:
+        # One hash tag for every key: on a Redis Cluster they all live in one slot, so the
+        # scripts may touch any of them atomically (a key's first ``{...}`` is its tag).
+        prefix = "{" + key_prefix + "}"
         self.p = prefix
         self.nodes = f"{prefix}:nodes"
         self.epoch = f"{prefix}:epoch"

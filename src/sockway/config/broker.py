@@ -28,8 +28,8 @@ class BrokerSettings(BaseModel):
 
     url: str = Field(
         repr=False,  # may hold a password
-        description="redis://[user:password@]host[:port][/db] or rediss:// (TLS); with "
-        "sentinel_master, the address of a Sentinel",
+        description="redis://[user:password@]host[:port][/db] or rediss:// (TLS); any node of "
+        "a Redis Cluster; with sentinel_master, the address of a Sentinel",
     )
     key_prefix: str = Field(
         "sockway",
