@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 
 def free_port() -> int:
@@ -80,11 +81,13 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """A private Redis Cluster: ``n`` primaries (no replicas) on ephemeral ports, slots spread
-    by ``redis-cli --cluster create``. ``url(i)`` is node ``i``'s address; a client may start
-    from any of them."""
+    """A private Redis Cluster on ephemeral ports: ``primaries`` with ``replicas`` each, slots
+    spread by ``redis-cli --cluster create``, failures detected after 1 s (so a replica takes
+    over within seconds). ``url(i)`` is node ``i``'s address; a client may start from any."""
 
-    def __init__(self, directory: Path, n: int = 3) -> None:
+    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 0) -> None:
+        n = primaries * (1 + replicas)
+        self.replicas = replicas
         self.servers = [RedisServer(directory / f"node{i}") for i in range(n)]
 
     def url(self, i: int = 0) -> str:
@@ -94,14 +97,15 @@ class RedisClusterServers:
         for server in self.servers:
             server.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             # the bus port would be port + 10000, past 65535 for most ephemeral ports
-            server.extra += ["--cluster-port", str(free_port())]
+            server.extra += ["--cluster-port", str(free_port()), "--cluster-node-timeout", "1000"]
             server.start()
         cli = shutil.which("redis-cli")
         if cli is None:
             pytest.fail("redis-cli not found: the Redis Cluster tests need it")
         addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
+        replicas = ["--cluster-replicas", str(self.replicas)]
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            [cli, "--cluster", "create", *addresses, "--cluster-yes", *replicas],
             check=True,
             capture_output=True,
             timeout=30,
@@ -112,6 +116,20 @@ class RedisClusterServers:
                 pytest.fail("the Redis Cluster did not reach cluster_state:ok")
             time.sleep(0.05)
         return self
+
+    def primary_of(self, key: str) -> int:
+        """The index of the server that is the primary of ``key``'s slot now."""
+        server = next(s for s in self.servers if s.proc is not None)
+        with redis.Redis(port=server.port, socket_timeout=2) as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    port = int(primary[1])
+                    return next(i for i, s in enumerate(self.servers) if s.port == port)
+        raise AssertionError(f"no primary holds {key}")
+
+    def alive(self) -> list[RedisServer]:
+        return [s for s in self.servers if s.proc is not None]
 
     @staticmethod
     def _cluster_ok(port: int) -> bool:

@@ -6,6 +6,7 @@ and restart (ephemeral port, no persistence).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 from sockway.brokers.base import BrokerUnavailable, Change, Transition
 from sockway.brokers.redis_share import Keys
 from tests.brokers.harness import Cluster, Node, eventually
-from tests.redis_support import RedisServer, free_port, redis_ping
+from tests.redis_support import RedisClusterServers, RedisServer, free_port, redis_ping
 
 S = "appsync:events"
 
@@ -265,3 +266,47 @@ async def test_sentinel_finds_the_master(sentinel_url: str, redis_server: RedisS
             await direct.aclose()
     finally:
         await c.close()
+
+
+async def test_redis_cluster_failover_moves_the_nodes_to_the_promoted_replica(
+    tmp_path: Path, prefix: str
+):
+    """3 primaries with a replica each. The primary that holds the gateway's slot is stopped —
+    and it is the very node ``a``'s URL names: ``a`` comes back through the cluster nodes it
+    learned, both nodes follow the slot to the promoted replica, and publications, the
+    registry and counts work again across them."""
+    servers = RedisClusterServers(tmp_path / "rc", primaries=3, replicas=1).start()
+    try:
+        owner = servers.primary_of(Keys(prefix).epoch)
+        other = next(i for i in range(len(servers.servers)) if i != owner)
+        c = Cluster("redis", [servers.url(owner), servers.url(other)], prefix)
+        try:
+            a, b = await c.node("a"), await c.node("b")
+            b.subscribe("room")
+            await settle_all(a, b)
+            await a.broker.publish("room", b"before")
+            await eventually(lambda: b"before" in b.inbox.payloads())
+
+            servers.servers[owner].stop()
+            await eventually(lambda: not a.broker.available, timeout=10)
+            deadline = time.monotonic() + 30
+            while b"after" not in b.inbox.payloads():  # the slot's replica takes over
+                assert time.monotonic() < deadline, "no recovery after the failover"
+                with contextlib.suppress(BrokerUnavailable):
+                    await a.broker.publish("room", b"after")
+                await asyncio.sleep(0.2)
+            assert servers.primary_of(Keys(prefix).epoch) != owner
+            b.register("apigw|conn-1")
+            await settle_all(a, b)
+            assert await a.broker.locate("apigw|conn-1") == b.id
+            assert await a.set_count("s", "ch", 2) is Transition.OCCUPIED
+            assert await b.broker.count("s", "ch") == 2
+        finally:
+            await c.close()
+    finally:
+        servers.stop()
+
+
+async def settle_all(*nodes: Any) -> None:
+    for node in nodes:
+        await node.settle()

@@ -35,7 +35,8 @@ session, ordered writer, heartbeat, sweep and resync: ``brokers/redis_link``.
   URL's node for the primary of that slot and uses a plain client to it; classic pub/sub is
   cluster-wide, so publications and subscriptions go there too. One gateway uses one shard.
   A slot that moves (failover, resharding: ``MOVED``/``ASK``/``CLUSTERDOWN``) ends the session
-  like a lost connection; the next one finds the new primary.
+  like a lost connection; the next one finds the new primary, entering through any cluster
+  node seen before when the URL's node is down.
 """
 
 from __future__ import annotations

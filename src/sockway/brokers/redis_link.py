@@ -76,6 +76,15 @@ class Job:  # a coroutine run alone by the writer (resync, subscribe, leave)
     fut: asyncio.Future[Any] | None
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _address(client: Redis) -> tuple[str, int]:
+    kwargs = client.connection_pool.connection_kwargs
+    return str(kwargs.get("host")), int(kwargs.get("port", 6379))
+
+
 async def _exec(client: Redis, cmd: Cmd) -> Any:
     return await client.execute_command(*cmd)  # type: ignore[no-untyped-call]
 
@@ -107,6 +116,7 @@ class RedisLink:
         self._inbox: Inbox | None = None
         self._pubsub: PubSub | None = None
         self._epoch: bytes | None = None
+        self._cluster_nodes: set[tuple[str, int]] = set()  # Redis Cluster nodes seen (host, port)
         self._available = self._closing = self._closed = self._session_up = False
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -255,38 +265,62 @@ class RedisLink:
 
     async def _slot_owner(self, client: Redis) -> tuple[str, int] | None:
         """On a Redis Cluster, the primary that holds this gateway's slot (all its keys share
-        one hash tag); None on a standalone Redis or when ``client`` is that primary."""
+        one hash tag); None on a standalone Redis or when ``client`` is that primary. Every
+        cluster node listed is remembered as a way in for later sessions."""
         info = await client.info("cluster")
         if not info.get("cluster_enabled"):
             return None
         slot = int(await _exec(client, ("CLUSTER", "KEYSLOT", self.keys.epoch)))
-        for start, end, primary, *_replicas in await _exec(client, ("CLUSTER", "SLOTS")):
+        here = _address(client)
+        owner: tuple[str, int] | None = None
+        for start, end, *servers in await _exec(client, ("CLUSTER", "SLOTS")):
+            addresses = [(_text(srv[0]) or here[0], int(srv[1])) for srv in servers]
+            self._cluster_nodes.update(addresses)
             if int(start) <= slot <= int(end):
-                host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
-                kwargs = client.connection_pool.connection_kwargs
-                here = (str(kwargs.get("host")), int(kwargs.get("port", 6379)))
-                there = (host or here[0], int(primary[1]))
-                return None if there == here else there
-        raise ClusterDownError(f"no primary serves slot {slot} of the sockway keys")
+                owner = addresses[0]  # the primary comes first
+        if owner is None:
+            raise ClusterDownError(f"no primary serves slot {slot} of the sockway keys")
+        return None if owner == here else owner
+
+    def _client_at(self, template: Redis, address: tuple[str, int]) -> Redis:
+        pool = template.connection_pool
+        kwargs = {**pool.connection_kwargs, "host": address[0], "port": address[1]}
+        return Redis(
+            connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
 
     async def _connect(self) -> Redis:
         """A client of the Redis that holds this gateway's keys: the URL's (or Sentinel's
         master), or on a Cluster the primary of the keys' slot. Pub/sub is cluster-wide on a
-        Cluster, so the one primary also carries every publication and subscription."""
+        Cluster, so the one primary also carries every publication and subscription. When the
+        URL's node is down, the cluster nodes learned before are tried in turn."""
         client = self._client()
-        try:
-            owner = await self._slot_owner(client)
-        except BaseException:
-            await client.aclose()
-            raise
-        if owner is None:
-            return client
-        pool = client.connection_pool
-        kwargs = {**pool.connection_kwargs, "host": owner[0], "port": owner[1]}
-        await client.aclose()
-        return Redis(
-            connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
-        )
+        ways_in = [client] + [
+            self._client_at(client, a)
+            for a in sorted(self._cluster_nodes)
+            if a != _address(client) and self.sentinel_master is None
+        ]
+        failure: BaseException | None = None
+        for way_in in ways_in:
+            try:
+                owner = await self._slot_owner(way_in)
+            except _DOWN as exc:
+                failure = failure or exc
+                await way_in.aclose()
+                continue
+            except BaseException:
+                for other in ways_in:
+                    await other.aclose()
+                raise
+            for other in ways_in:
+                if other is not way_in:
+                    await other.aclose()
+            if owner is None:
+                return way_in
+            await way_in.aclose()
+            return self._client_at(way_in, owner)
+        assert failure is not None
+        raise failure
 
     async def _session(self) -> None:
         client: Redis | None = None
