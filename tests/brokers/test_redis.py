@@ -310,3 +310,61 @@ async def test_redis_cluster_failover_moves_the_nodes_to_the_promoted_replica(
 async def settle_all(*nodes: Any) -> None:
     for node in nodes:
         await node.settle()
+
+
+async def test_sentinel_failover_moves_the_nodes_to_the_new_master(tmp_path: Path, prefix: str):
+    """A master, its replica and a Sentinel (quorum 1, down after 500 ms). The master is
+    stopped: Sentinel promotes the replica and both gateway nodes, asking Sentinel again on
+    reconnect, carry on with it — publications and counts work across them."""
+    master = RedisServer(tmp_path / "master").start()
+    replica = RedisServer(tmp_path / "replica")
+    replica.extra = ["--replicaof", "127.0.0.1", str(master.port)]
+    replica.start()
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor main 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds main 500\nsentinel failover-timeout main 3000\n"
+    )
+    sentinel = subprocess.Popen(
+        [master.binary, str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_ping(port):
+            assert sentinel.poll() is None and time.monotonic() < deadline, "no sentinel"
+            time.sleep(0.02)
+        c = Cluster("redis", f"redis://127.0.0.1:{port}/0", prefix, sentinel_master="main")
+        try:
+            a, b = await c.node("a"), await c.node("b")
+            b.subscribe("t")
+            await settle_all(a, b)
+            await a.broker.publish("t", b"before")
+            await eventually(lambda: b"before" in b.inbox.payloads())
+
+            master.stop()
+            await eventually(lambda: not a.broker.available, timeout=10)
+            deadline = time.monotonic() + 30
+            while b"after" not in b.inbox.payloads():
+                assert time.monotonic() < deadline, "no recovery after the Sentinel failover"
+                with contextlib.suppress(BrokerUnavailable):
+                    await a.broker.publish("t", b"after")
+                await asyncio.sleep(0.2)
+            direct = Redis(port=replica.port, socket_timeout=1)
+            try:
+                role = await direct.execute_command("ROLE")
+            finally:
+                await direct.aclose()
+            assert role[0] in (b"master", "master")  # the replica was promoted
+            assert await a.set_count(S, "ch", 1) is Transition.OCCUPIED
+            assert await b.broker.count(S, "ch") == 1
+        finally:
+            await c.close()
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
+        replica.stop()
+        master.stop()
