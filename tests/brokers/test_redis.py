@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from sockway.brokers import redis_link
 from sockway.brokers.base import BrokerUnavailable, Change, Transition
 from sockway.brokers.redis_share import Keys
 from tests.brokers.harness import Cluster, Node, eventually
@@ -368,3 +369,32 @@ async def test_sentinel_failover_moves_the_nodes_to_the_new_master(tmp_path: Pat
         sentinel.wait(10)
         replica.stop()
         master.stop()
+
+
+async def test_a_slow_redis_bounds_the_queue_and_loses_no_state(
+    private: Cluster, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+):
+    """Redis answers, but slowly (paused for less than the socket timeout, so the session
+    lives on): past ``MAX_QUEUED`` waiting commands an awaited call is refused at once with a
+    retryable error and fire-and-forget writes are dropped — and once the queue has drained,
+    the node's share is rewritten from its snapshot, so every registration is there."""
+    monkeypatch.setattr(redis_link, "MAX_QUEUED", 50)
+    a, b = await private.node("a"), await private.node("b")
+    redis_server.pause()
+    try:
+        for i in range(500):
+            a.register(f"apigw|c{i}")  # 50 queued, the rest dropped
+        await asyncio.sleep(0.05)  # the writer sends those 50 and waits for the paused Redis
+        for i in range(500, 1000):
+            a.register(f"apigw|c{i}")
+        assert len(a.broker._queue) == 50
+        with pytest.raises(BrokerUnavailable, match="overloaded"):
+            await asyncio.wait_for(a.broker.publish("t", b"x"), 0.2)  # refused, not queued
+    finally:
+        await asyncio.sleep(0.3)
+        redis_server.resume()
+    assert a.broker.available  # no reconnect happened: the shedding alone recovered it
+    await eventually(lambda: not a.broker._shedding)
+    await a.settle()
+    owners = [await b.broker.locate(f"apigw|c{i}") for i in range(1000)]
+    assert owners == [a.id] * 1000

@@ -47,6 +47,9 @@ SOCKET_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 0.5
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0
 PIPELINE_MAX = 500  # commands per pipeline round trip
+# Commands waiting for the writer: past it new ones are refused or dropped (``_full``). About
+# ten seconds of the ~10k commands/s one node sends; tens of MB at most.
+MAX_QUEUED = 100_000
 # Errors meaning "this connection/server is not usable": end the session and reconnect.
 # On a Cluster, MOVED/ASK/CLUSTERDOWN/TRYAGAIN mean the slot of our keys changed hands or is
 # unavailable for now: a new session finds its owner again.
@@ -117,6 +120,7 @@ class RedisLink:
         self._pubsub: PubSub | None = None
         self._epoch: bytes | None = None
         self._cluster_nodes: set[tuple[str, int]] = set()  # Redis Cluster nodes seen (host, port)
+        self._shedding = self._resync_due = False  # see _full
         self._available = self._closing = self._closed = self._session_up = False
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -135,18 +139,39 @@ class RedisLink:
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         return await self._submit(Op(cmds, fut))  # type: ignore[no-any-return]
 
+    def _full(self) -> bool:
+        """More than ``MAX_QUEUED`` commands wait for a Redis that answers too slowly: new ones
+        are refused (awaited) or dropped (fire-and-forget: the share is rewritten once the
+        queue has drained) instead of growing memory without bound."""
+        if len(self._queue) < MAX_QUEUED:
+            return False
+        if not self._shedding:
+            self._shedding = True
+            log.warning(
+                "Redis broker: %d commands waiting for Redis; refusing new ones until it "
+                "catches up (this node's share is rewritten then)",
+                len(self._queue),
+            )
+        return True
+
     async def _submit(self, item: Op | Job) -> Any:
         if not self._available:
             raise BrokerUnavailable("Redis broker is unavailable")
+        if isinstance(item, Op) and self._full():
+            raise BrokerUnavailable(f"Redis broker overloaded: {len(self._queue)} commands queued")
         self._queue.append(item)
         self._wake.set()
         assert item.fut is not None
         return await item.fut
 
     def _fire(self, cmds: list[Cmd]) -> None:
-        if self._available:  # else dropped: the resync after reconnecting covers it
-            self._queue.append(Op(cmds, None))
-            self._wake.set()
+        if not self._available:
+            return  # dropped: the resync after reconnecting covers it
+        if self._full():
+            self._resync_due = True  # dropped: rewritten from the snapshot once drained
+            return
+        self._queue.append(Op(cmds, None))
+        self._wake.set()
 
     def _fire_job(self, fn: Callable[[Redis], Awaitable[Any]]) -> None:
         if self._available:
@@ -155,6 +180,12 @@ class RedisLink:
 
     async def _write(self, client: Redis) -> None:
         while True:
+            if not self._queue and self._shedding:
+                self._shedding = False
+                if self._resync_due:
+                    self._resync_due = False
+                    self._queue_resync(deliver=True)
+                log.info("Redis broker: caught up with the queued commands")
             while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -369,6 +400,7 @@ class RedisLink:
 
     def _go_down(self) -> None:
         self._available = False
+        self._shedding = self._resync_due = False  # the next session rewrites the share anyway
         self._confirmed.clear()
         self._up.clear()
         for item in [*self._inflight, *self._queue]:
