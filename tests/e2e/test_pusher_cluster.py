@@ -18,7 +18,7 @@ import websockets
 from sockway.brokers.memory import MemoryBroker
 from sockway.server.gateway import Gateway
 from tests.e2e.pusher_cluster import OutageBroker, presence, pusher_nodes, signed_in
-from tests.e2e.pusher_support import Client, sdk
+from tests.e2e.pusher_support import KEY, Client, sdk
 from tests.e2e.support import wait_until
 from tests.e2e.test_pusher_webhooks import Receiver
 from tests.redis_support import redis_url
@@ -391,3 +391,28 @@ async def test_broker_outage_answers_503_and_keeps_local_traffic(tmp_path):
             await client.expect("back")  # node B never saw the lost client event
         assert (await sdk(b).users_info("presence-room"))["users"][0] == {"id": "far"}
         await far.close()
+
+
+async def test_max_connections_counts_the_sockets_of_every_node(on_broker, tmp_path):
+    """soketi's quota is the app's: with max_connections 2, one socket on A and one on B fill
+    it, a third is refused with 4004 on either node, and a freed place is taken again."""
+    async with pusher_nodes(tmp_path, 2, max_connections=2) as (a, b):
+        first = await Client.connect(a)
+        second = await Client.connect(b)
+        for gw in (a, b):
+            await gw.cluster.flush()  # each node's count is written
+        for gw in (a, b):
+            async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app/{KEY}?protocol=7") as ws:
+                refused = json.loads(await ws.recv())
+                assert refused["event"] == "pusher:error" and refused["data"]["code"] == 4004
+                with pytest.raises(websockets.ConnectionClosed):
+                    await ws.recv()
+                assert ws.close_code == 4004
+        await second.close()
+        await wait_until(lambda: not b.cluster.members["p"].app.sockets)  # type: ignore[attr-defined]
+        await b.cluster.flush()
+        third = await Client.connect(a)  # the place B freed
+        await third.send("pusher:ping")
+        await third.expect("pusher:pong")
+        await first.close()
+        await third.close()

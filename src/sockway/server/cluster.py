@@ -173,6 +173,20 @@ class Cluster:
         self._idle.clear()
         self._wake.set()
 
+    def tally(self, scope: str, name: str, count: int) -> None:
+        """This node's part of a cluster-wide sum (``broker.count(scope, name)`` reads it):
+        written like a channel's count — coalesced, in order, rewritten after an outage,
+        removed with a dead node — but with no broker subscription, and no member of the
+        cluster has ``scope``, so its transitions go nowhere."""
+        self._dirty[(scope, name)] = count
+        self._idle.clear()
+        self._wake.set()
+
+    def written(self, scope: str, name: str) -> int:
+        """The count of ``(scope, name)`` this node has handed to the broker last: what a
+        ``broker.count`` issued now includes as this node's part (the writer keeps order)."""
+        return self._counts.get((scope, name), 0)
+
     async def _write_counts(self) -> None:
         """Report local counts in order, the latest value per channel (coalesced)."""
         while True:

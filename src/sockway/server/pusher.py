@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from sockway.api.pusher_http import PusherHttpApi
+from sockway.brokers.base import BrokerUnavailable
 from sockway.config.pusher import PusherApp
 from sockway.core.connection import Connection
 from sockway.core.ids import ConnectionId
@@ -130,7 +131,7 @@ class PusherFrontDoor:
         sock = PusherSocket(conn, last_seen_ms=now)
         app.node.add(conn)
         app.node.open(conn)
-        refusal = self._refusal()
+        refusal = await self._refusal()
         if refusal is not None:
             app.close_with_error(sock, *refusal)
         else:
@@ -163,18 +164,29 @@ class PusherFrontDoor:
                 app.node.remove(conn)
                 self.sessions.discard(task)
 
-    def _refusal(self) -> tuple[int, str] | None:
+    async def _refusal(self) -> tuple[int, str] | None:
         app, s = self.app, self.app.settings
         if app.draining:
             return wire.RECONNECT, "Server is closing. Please reconnect shortly."
         if not s.enabled:
             return wire.APP_DISABLED, "The app is not enabled."
-        if 0 <= s.max_connections <= len(app.sockets):
+        if s.max_connections >= 0 and s.max_connections <= await self._open_sockets():
             return (
                 wire.OVER_QUOTA,
                 "The current concurrent connections quota has been reached.",
             )
         return None
+
+    async def _open_sockets(self) -> int:
+        """The app's sockets on every node (this node's exactly, the others' as they last
+        reported them); this node's alone while the broker is unreachable."""
+        app = self.app
+        if app.cluster is None or not app.cluster.available:
+            return len(app.sockets)
+        try:
+            return await app.cluster.sockets(len(app.sockets))
+        except BrokerUnavailable:
+            return len(app.sockets)
 
 
 async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.StreamResponse:

@@ -209,6 +209,8 @@ class PusherAppState:
 
     def add(self, sock: PusherSocket) -> None:
         self.sockets[sock.socket_id] = sock
+        if self.cluster is not None:
+            self.cluster.sockets_changed(len(self.sockets))
 
     async def remove(self, sock: PusherSocket) -> None:
         """The connection ended: leave every channel (webhooks, member_removed) and forget it."""
@@ -218,7 +220,8 @@ class PusherAppState:
                 if pending is not None:
                     await pending
         finally:
-            self.sockets.pop(sock.socket_id, None)
+            if self.sockets.pop(sock.socket_id, None) is not None and self.cluster is not None:
+                self.cluster.sockets_changed(len(self.sockets))
             if sock.user_id is not None:
                 self._forget_user(sock, sock.user_id)
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sockway.pusher.cluster")
 
 CACHE = "#cache|"
+SOCKETS = "#sockets"  # scope suffix of the app's cluster-wide socket count
 USER = "#user|"
 TERMINATE = b"terminate"  # never a frame: frames are JSON objects
 OUTAGE_LOG_INTERVAL_S = 10.0
@@ -241,6 +242,16 @@ class PusherCluster:
 
     async def count(self, channel: str) -> int:
         return await self.cluster.broker.count(self.name, channel)
+
+    # The app's open sockets on every node, for max_connections (a tally, not a channel).
+    def sockets_changed(self, local: int) -> None:
+        self.cluster.tally(self.name + SOCKETS, "", local)
+
+    async def sockets(self, local: int) -> int:
+        """Every node's last reported count, with this node's part replaced by ``local``
+        (exact here; another node's lags by what it has not written yet)."""
+        total = await self.cluster.broker.count(self.name + SOCKETS, "")
+        return total - self.cluster.written(self.name + SOCKETS, "") + local
 
     async def channels(self, prefix: str) -> dict[str, int]:
         return await self.cluster.broker.channels(self.name, prefix)
