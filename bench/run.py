@@ -182,7 +182,7 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
             ["sockway", "sockway-sync", "sockway-process", "picows", "node-ws", "aiohttp-ws"],
         ),
         ("post", 16, ["sockway", "aiohttp-hello"]),
-        ("idle", 2000 if quick else 18000, ["sockway", "websockets"]),
+        ("idle", 2000 if quick else 18000, ["sockway", "websockets", "aiohttp-ws"]),
         ("connect", 1000 if quick else 3000, ["sockway", "picows", "aiohttp-ws"]),
         ("cluster", 1000, list(cluster.CONFIGS)),
     ]
@@ -195,6 +195,7 @@ def plan(quick: bool) -> list[tuple[str, int, list[str]]]:
 RUNS_CAP = {
     ("idle", "sockway"): 1,
     ("idle", "websockets"): 1,
+    ("idle", "aiohttp-ws"): 1,
     ("echo", "sockway-sync"): 1,
     ("echo", "sockway-process"): 1,
 }
