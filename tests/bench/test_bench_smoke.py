@@ -13,36 +13,35 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.mark.timeout(240)
-def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> None:
-    out = tmp_path / "smoke.md"
+def quick_run(out: Path, timeout: float, *args: str) -> list[dict[str, Any]]:
+    """``bench/run.py --quick … --out out``: the raw rows of its trials (it must succeed)."""
     run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "run.py"),
-            "--quick",
-            "--runs",
-            "1",
-            "--only",
-            "fanout,echo,post,connect",
-            "--systems",
-            "sockway,sockway-events,sockway-pusher,sockway-process",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, str(BENCH / "run.py"), "--quick", *args, "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=timeout,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
-    rows = [json.loads(x) for x in (BENCH / raw).read_text().splitlines()[1:]]
+    return [json.loads(x) for x in (BENCH / raw).read_text().splitlines()[1:]]
+
+
+@pytest.mark.timeout(240)
+def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.md"
+    rows = quick_run(
+        out,
+        230,
+        *("--runs", "1", "--only", "fanout,echo,post,connect"),
+        *("--systems", "sockway,sockway-events,sockway-pusher,sockway-process"),
+    )
     assert {r["scenario"] for r in rows} == {"fanout", "echo", "post", "connect"}
     for row in rows:
         assert "result" in row, row.get("error")
@@ -68,25 +67,7 @@ def test_quick_run_of_the_cross_node_cost_delivers_every_message(tmp_path: Path)
     publication of node A reaches every subscriber on node B exactly once, and the CPU of each
     process is read. Fails (does not skip) without redis-server, like the cluster tests."""
     out = tmp_path / "cluster.md"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "run.py"),
-            "--quick",
-            "--only",
-            "cluster",
-            "--systems",
-            "1-node-memory,2-nodes-remote",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
-    rows = [json.loads(x) for x in (BENCH / raw).read_text().splitlines()[1:]]
+    rows = quick_run(out, 110, "--only", "cluster", "--systems", "1-node-memory,2-nodes-remote")
     assert [r["system"] for r in rows] == ["1-node-memory", "2-nodes-remote"]
     for row in rows:
         assert "result" in row, row.get("error")

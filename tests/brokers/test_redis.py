@@ -283,19 +283,7 @@ async def test_redis_cluster_failover_moves_the_nodes_to_the_promoted_replica(
         c = Cluster("redis", [servers.url(owner), servers.url(other)], prefix)
         try:
             a, b = await c.node("a"), await c.node("b")
-            b.subscribe("room")
-            await settle_all(a, b)
-            await a.broker.publish("room", b"before")
-            await eventually(lambda: b"before" in b.inbox.payloads())
-
-            servers.servers[owner].stop()
-            await eventually(lambda: not a.broker.available, timeout=10)
-            deadline = time.monotonic() + 30
-            while b"after" not in b.inbox.payloads():  # the slot's replica takes over
-                assert time.monotonic() < deadline, "no recovery after the failover"
-                with contextlib.suppress(BrokerUnavailable):
-                    await a.broker.publish("room", b"after")
-                await asyncio.sleep(0.2)
+            await publishes_across_a_failover(a, b, servers.servers[owner].stop)
             assert servers.primary_of(Keys(prefix).epoch) != owner
             b.register("apigw|conn-1")
             await settle_all(a, b)
@@ -311,6 +299,23 @@ async def test_redis_cluster_failover_moves_the_nodes_to_the_promoted_replica(
 async def settle_all(*nodes: Any) -> None:
     for node in nodes:
         await node.settle()
+
+
+async def publishes_across_a_failover(a: Node, b: Node, fail: Callable[[], None]) -> None:
+    """``b`` gets ``a``'s publications before ``fail()`` and again once both brokers have
+    followed the failover (a retries while its broker says it is unavailable)."""
+    b.subscribe("t")
+    await settle_all(a, b)
+    await a.broker.publish("t", b"before")
+    await eventually(lambda: b"before" in b.inbox.payloads())
+    fail()
+    await eventually(lambda: not a.broker.available, timeout=10)
+    deadline = time.monotonic() + 30
+    while b"after" not in b.inbox.payloads():
+        assert time.monotonic() < deadline, "no recovery after the failover"
+        with contextlib.suppress(BrokerUnavailable):
+            await a.broker.publish("t", b"after")
+        await asyncio.sleep(0.2)
 
 
 async def test_sentinel_failover_moves_the_nodes_to_the_new_master(tmp_path: Path, prefix: str):
@@ -341,19 +346,7 @@ async def test_sentinel_failover_moves_the_nodes_to_the_new_master(tmp_path: Pat
         c = Cluster("redis", f"redis://127.0.0.1:{port}/0", prefix, sentinel_master="main")
         try:
             a, b = await c.node("a"), await c.node("b")
-            b.subscribe("t")
-            await settle_all(a, b)
-            await a.broker.publish("t", b"before")
-            await eventually(lambda: b"before" in b.inbox.payloads())
-
-            master.stop()
-            await eventually(lambda: not a.broker.available, timeout=10)
-            deadline = time.monotonic() + 30
-            while b"after" not in b.inbox.payloads():
-                assert time.monotonic() < deadline, "no recovery after the Sentinel failover"
-                with contextlib.suppress(BrokerUnavailable):
-                    await a.broker.publish("t", b"after")
-                await asyncio.sleep(0.2)
+            await publishes_across_a_failover(a, b, master.stop)
             direct = Redis(port=replica.port, socket_timeout=1)
             try:
                 role = await direct.execute_command("ROLE")
