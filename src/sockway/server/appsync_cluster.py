@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -33,13 +32,12 @@ import orjson
 from sockway.brokers.base import BrokerUnavailable, Change
 from sockway.core.channels import ChannelPath, SubscriptionIndex
 from sockway.observability.metrics import Metrics
-from sockway.server.cluster import SEP, Cluster, topic
+from sockway.server.cluster import SEP, Cluster, OutageLog, topic
 
 log = logging.getLogger("sockway.appsync")
 
 S = TypeVar("S")
 
-OUTAGE_LOG_INTERVAL_S = 10.0
 
 Deliver = Callable[[list[S], list[str]], int]
 
@@ -61,8 +59,7 @@ class EventsClusterMember(Generic[S]):
         self.index = index
         self.deliver = deliver
         self.metrics = metrics
-        self._logged_at = -OUTAGE_LOG_INTERVAL_S
-        self._unlogged = 0
+        self._outages = OutageLog()
         cluster.members[api] = self
 
     @property
@@ -106,18 +103,15 @@ class EventsClusterMember(Generic[S]):
     def failed(self, channel: ChannelPath, exc: Exception) -> None:
         """Count a publication the other nodes did not get; log the outage, not every one."""
         self.metrics.cluster_publish_failures.labels(self.api).inc()
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._logged_at < OUTAGE_LOG_INTERVAL_S:
-            return
-        log.warning(
-            "%d publication(s) (latest to %s) not sent to the other nodes: %s",
-            self._unlogged,
-            channel.path,
-            exc,
-            extra={"api": self.api},
-        )
-        self._logged_at, self._unlogged = now, 0
+        count = self._outages.due()
+        if count is not None:
+            log.warning(
+                "%d publication(s) (latest to %s) not sent to the other nodes: %s",
+                count,
+                channel.path,
+                exc,
+                extra={"api": self.api},
+            )
 
     def on_publication(self, key: str, rest: str, payload: bytes, exclude: str | None) -> bool:
         """A publication to channel ``rest`` of another node that matched our ``key``."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -53,6 +54,27 @@ class ClusterMember(Protocol):
 
 def topic(api: str, rest: str) -> str:
     return f"{api}{SEP}{rest}"
+
+
+OUTAGE_LOG_INTERVAL_S = 10.0  # a broker outage is logged at most this often per API
+
+
+class OutageLog:
+    """What a broker outage costs one API: counted always, logged at most every
+    ``OUTAGE_LOG_INTERVAL_S`` (an outage must not flood the log with one line per message)."""
+
+    def __init__(self) -> None:
+        self._logged_at = -OUTAGE_LOG_INTERVAL_S
+        self._unlogged = 0
+
+    def due(self) -> int | None:
+        """Count one more; the number to log now (then it starts again), or None."""
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at < OUTAGE_LOG_INTERVAL_S:
+            return None
+        count, self._logged_at, self._unlogged = self._unlogged, now, 0
+        return count
 
 
 class Cluster:

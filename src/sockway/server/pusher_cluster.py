@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -42,7 +41,7 @@ import orjson
 
 from sockway.brokers.base import BrokerUnavailable, Change, Transition
 from sockway.core.presence import Presence
-from sockway.server.cluster import Cluster, topic
+from sockway.server.cluster import Cluster, OutageLog, topic
 
 if TYPE_CHECKING:
     from sockway.server.pusher_app import PusherAppState
@@ -53,7 +52,6 @@ CACHE = "#cache|"
 SOCKETS = "#sockets"  # scope suffix of the app's cluster-wide socket count
 USER = "#user|"
 TERMINATE = b"terminate"  # never a frame: frames are JSON objects
-OUTAGE_LOG_INTERVAL_S = 10.0
 
 
 def user_topic(user_id: str) -> str:
@@ -107,8 +105,7 @@ class PusherCluster:
         self.cluster = cluster
         self.name = app.name
         self.serial = _Serial()
-        self._logged_at = -OUTAGE_LOG_INTERVAL_S
-        self._unlogged = 0
+        self._outages = OutageLog()
         cluster.members[self.name] = self
         cluster.hold(topic(self.name, CACHE + "*"))
 
@@ -143,18 +140,15 @@ class PusherCluster:
 
     def outage(self, what: str, exc: Exception | None) -> None:
         """Log what a broker outage costs, at most every ``OUTAGE_LOG_INTERVAL_S``."""
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._logged_at < OUTAGE_LOG_INTERVAL_S:
-            return
-        log.warning(
-            "broker unavailable (%s): %d operation(s) on this node only, latest: %s",
-            exc or "known down",
-            self._unlogged,
-            what,
-            extra={"api": self.name},
-        )
-        self._logged_at, self._unlogged = now, 0
+        count = self._outages.due()
+        if count is not None:
+            log.warning(
+                "broker unavailable (%s): %d operation(s) on this node only, latest: %s",
+                exc or "known down",
+                count,
+                what,
+                extra={"api": self.name},
+            )
 
     async def ready(self, rest: str) -> None:
         """Return once publications of other nodes to ``rest`` reach this node (at once during
