@@ -15,8 +15,22 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, path: str, read_limit: int | None = None) -> RawClient:
+    async def connect(
+        cls,
+        port: int,
+        path: str,
+        read_limit: int | None = None,
+        after: str | None = None,
+        drip: bool = False,
+        extra_headers: str = "",
+    ) -> RawClient:
+        """``after``: a plain GET of that path is sent and answered first on the same
+        connection, so the upgrade is its second request (served by aiohttp, not picows).
+        ``drip``: the upgrade request is written one byte at a time."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if after is not None:
+            writer.write(f"GET {after} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            await read_http_answer(reader)
         if read_limit is not None:
             # Shrink the kernel receive buffer so a non-reading client backs up quickly.
             import socket
@@ -24,13 +38,18 @@ class RawClient:
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, read_limit)
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+        ).encode()
+        if drip:
+            for i in range(len(request)):
+                writer.write(request[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.001)
+        else:
+            writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise AssertionError(f"handshake failed: {head!r}")
@@ -64,3 +83,14 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def read_http_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a ``Content-Length``: (status, body)."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    length = 0
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return int(head.split(" ")[1]), await reader.readexactly(length)

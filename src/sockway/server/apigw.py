@@ -1,23 +1,33 @@
 """The WebSocket driver for ``type: websocket`` APIs (apigw spec §1-§3, §5-§7).
 
-One ``ApiRuntime`` per configured API holds its routes and integrations; ``handle_upgrade`` is
-the aiohttp handler for ``GET /{stage}``. Event shapes, routing and authorizer decisions come
-from the pure modules in ``protocols/apigw`` and ``auth``; this module only drives sockets and
-turns integration failures into the answers AWS gives.
+One ``ApiRuntime`` per configured API holds its routes and integrations. A connection whose
+first request is the upgrade arrives through the listener's sniffer (``upgrade``) and, once
+``$connect`` accepted it, is served by picows (``server/picows_ws.py``, ``_FastConnection``);
+an upgrade that follows other requests on a keep-alive connection reaches aiohttp's handler
+``handle_upgrade``. Both run the same admission (``_admit``) and the same per-message logic
+(``_Session``). Event shapes, routing and authorizer decisions come from the pure modules in
+``protocols/apigw`` and ``auth``; this module only drives sockets and turns integration
+failures into the answers AWS gives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
+from picows import WSFrame, WSListener, WSTransport
+from picows import WSMsgType as FrameType
+from yarl import URL
 
 from sockway.auth.authorizer import decide, identity_present
 from sockway.config.models import AuthorizerSpec, WebSocketApi
@@ -38,10 +48,13 @@ from sockway.protocols.apigw.events import (
 )
 from sockway.protocols.apigw.routing import SelectionExpression, select_route
 from sockway.server.frame_guard import FrameGuard
+from sockway.server.picows_ws import PicowsSink, start_websocket
+from sockway.server.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.apigw")
 
 CLOSE_TIMEOUT_S = 2.0  # how long a server-initiated close may wait for the client
+DRAIN_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +78,16 @@ class _Window:
     An int and, only while the window is full, one future: an idle connection holds ~50 bytes
     here where an ``asyncio.Semaphore`` held several hundred (bench idle row)."""
 
-    __slots__ = ("_resume", "free", "tasks")
+    __slots__ = ("_resume", "free", "on_free", "tasks")
 
     def __init__(self, size: int, tasks: set[asyncio.Task[None]] | None = None) -> None:
         self.free = size
         self.tasks = tasks  # the runtime's in-flight dispatches (drained on stop)
         self._resume: asyncio.Future[None] | None = None
+        self.on_free: Callable[[], None] | None = None  # picows: set while reading is paused
 
     async def acquire(self) -> None:
+        """aiohttp: wait for a free slot before reading the next message."""
         while self.free <= 0:
             self._resume = asyncio.get_running_loop().create_future()
             await self._resume
@@ -83,6 +98,8 @@ class _Window:
         resume, self._resume = self._resume, None
         if resume is not None and not resume.done():
             resume.set_result(None)
+        if self.on_free is not None:
+            self.on_free()
 
     def done(self, task: asyncio.Task[None]) -> None:
         """A dispatch ended: one done-callback instead of two (each is a loop callback)."""
@@ -143,6 +160,209 @@ class AiohttpSink:
             self.transport.abort()
 
 
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """The HTTP answer to an upgrade that is not accepted."""
+
+    status: int
+    body: dict[str, Any] | None  # JSON; None for a ``$connect`` route's own status (no body)
+
+
+def _refuse(transport: asyncio.Transport, refusal: _Refusal) -> None:
+    """Write the refusal as aiohttp would and close the connection."""
+    body = b"" if refusal.body is None else json.dumps(refusal.body).encode()
+    try:
+        phrase = HTTPStatus(refusal.status).phrase
+    except ValueError:
+        phrase = ""
+    kind = "application/json; charset=utf-8" if refusal.body is not None else "text/plain"
+    head = (
+        f"HTTP/1.1 {refusal.status} {phrase}\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    transport.write(head.encode("latin-1") + body)
+    transport.close()
+
+
+class _Session:
+    """One open connection of a websocket API, whichever transport carries it: what is done
+    with each complete message (§3.1, §6) and how the connection ended (§3.4)."""
+
+    __slots__ = (
+        "_backlog",
+        "_reader",
+        "client_close",
+        "conn",
+        "facts",
+        "runtime",
+        "sink",
+        "window",
+    )
+
+    def __init__(
+        self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts, sink: Any
+    ) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self.facts = facts
+        self.sink = sink
+        self.window = _Window(runtime.settings.limits.max_inflight_messages, runtime.inflight)
+        self.client_close: tuple[int, str] | None = None
+        self._backlog: deque[str] | None = None
+        self._reader: asyncio.Transport | None = None
+
+    def offer(self, body: str, reader: asyncio.Transport) -> None:
+        """A text message pushed by picows: dispatched now if the window has room, else kept
+        in order until a slot frees. While the window is full, ``reader`` is paused, so the
+        backlog holds at most what was already read (picows delivers every frame of a read)."""
+        window = self.window
+        if window.free > 0 and not self._backlog:
+            window.free -= 1
+            self.text(body)
+            if window.free > 0:
+                return
+        else:
+            if self._backlog is None:
+                self._backlog = deque()
+            self._backlog.append(body)
+        if window.on_free is None:
+            reader.pause_reading()
+            self._reader = reader
+            window.on_free = self._slot_freed
+
+    def _slot_freed(self) -> None:
+        window = self.window
+        backlog = self._backlog
+        while backlog and window.free > 0:
+            window.free -= 1
+            self.text(backlog.popleft())
+        if window.free > 0 and window.on_free is not None:
+            window.on_free = None
+            reader, self._reader = self._reader, None
+            if reader is not None and not reader.is_closing():
+                reader.resume_reading()
+
+    def text(self, body: str) -> None:
+        """A text message (its window slot taken): dispatched on its own task, so one
+        connection's messages run concurrently, as on AWS."""
+        runtime = self.runtime
+        conn = self.conn
+        conn.last_active_ms = runtime.node.now_ms()
+        runtime._messages_in.inc()
+        task = asyncio.get_running_loop().create_task(runtime._dispatch(conn, self.facts, body))
+        runtime.inflight.add(task)
+        task.add_done_callback(self.window.done)
+
+    def binary(self) -> None:
+        self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: binary → 1003
+
+    def client_closed(self, code: int, reason: str) -> None:
+        if code == wire.CLOSE_NO_STATUS:
+            reason = wire.REASON_NO_STATUS
+        self.client_close = (code, reason)
+
+    def failed(self, code: int, reason: str) -> None:
+        """The transport closed the connection for a protocol violation."""
+        if self.sink.close_cause is None:
+            self.sink.close_cause = (code, reason)
+
+    def cause(self) -> tuple[int, str]:
+        """``$disconnect``'s status and reason: ours if we closed, else the client's."""
+        if self.sink.close_cause is not None:
+            return tuple(self.sink.close_cause)
+        if self.client_close is not None:
+            return self.client_close
+        return wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL
+
+
+class _FastConnection(WSListener):
+    """picows' listener for one connection: frames to the ``_Session``, then ``$disconnect``.
+
+    picows delivers frames, not messages: fragmented text (§6, up to ``max_message_bytes``)
+    is reassembled here; binary data closes with 1003; invalid UTF-8 closes with 1007
+    (RFC 6455 §8.1). Oversize frames never arrive: picows closes with 1009 on their header.
+    """
+
+    __slots__ = ("_conn", "_facts", "_parts", "_runtime", "session")
+
+    def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
+        self._runtime = runtime
+        self._conn: Connection | None = conn
+        self._facts = facts
+        self._parts: bytearray | None = None  # a fragmented text message being received
+        self.session: _Session | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        self._runtime.fast_open += 1
+        self.session = self._runtime._opened(conn, self._facts, PicowsSink(transport))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        session = self.session
+        assert session is not None
+        if transport.is_close_frame_sent and frame.msg_type != FrameType.CLOSE:
+            # Closing: what still arrives is dropped, as aiohttp's close() did. This also
+            # covers picows 2.3, which after refusing an oversize frame's header (1009) goes
+            # on to deliver that frame once its payload has arrived.
+            return
+        if frame.msg_type == FrameType.TEXT and frame.fin and self._parts is None:
+            try:
+                body = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                session.sink.close(wire.CLOSE_INVALID_TEXT, wire.REASON_INVALID_TEXT)
+                return
+            session.offer(body, transport.underlying_transport)
+            return
+        self._other_frame(session, transport, frame)
+
+    def _other_frame(self, session: _Session, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == FrameType.CLOSE:
+            code = frame.get_close_code().value or wire.CLOSE_NO_STATUS  # picows: 0 for none
+            session.client_closed(code, frame.get_close_reason() or "")
+            session.sink.answer_close()
+            return
+        if kind in (FrameType.PING, FrameType.PONG):
+            return  # pings are answered by picows
+        if kind == FrameType.BINARY:
+            session.binary()
+            return
+        if kind == FrameType.TEXT:
+            self._parts = bytearray()
+        elif self._parts is None:  # a continuation without a first frame: RFC 6455 §5.4
+            session.sink.close(wire.CLOSE_PROTOCOL_ERROR, wire.REASON_PROTOCOL_ERROR)
+            return
+        self._parts += frame.get_payload_as_memoryview()
+        if len(self._parts) > self._runtime.settings.limits.max_message_bytes:
+            self._parts = None
+            session.sink.close(wire.CLOSE_MESSAGE_TOO_BIG, wire.REASON_MESSAGE_TOO_BIG)
+            return
+        if not frame.fin:
+            return
+        parts, self._parts = self._parts, None
+        try:
+            body = parts.decode()
+        except UnicodeDecodeError:
+            session.sink.close(wire.CLOSE_INVALID_TEXT, wire.REASON_INVALID_TEXT)
+            return
+        session.offer(body, transport.underlying_transport)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        session = self.session
+        if session is None:
+            return
+        sink = session.sink
+        sink.ended()
+        handshake = transport.close_handshake
+        sent = handshake.sent if handshake is not None else None
+        if sent is not None and not handshake.recv_then_sent and sink.close_cause is None:
+            # picows closed first, for a protocol violation; 1009: a frame over max_frame_bytes
+            code = sent.code.value
+            session.failed(code, wire.REASON_FRAME_TOO_BIG if code == 1009 else sent.reason)
+        self._runtime._fast_ended(session)
+
+
 @dataclass
 class ApiRuntime:
     """A configured websocket API, ready to serve."""
@@ -158,8 +378,11 @@ class ApiRuntime:
     expression: SelectionExpression = field(init=False)
     route_keys: frozenset[str] = field(init=False)
     # Tasks the gateway waits for when draining: open sessions and messages being handled.
-    sessions: set[asyncio.Task[Any]] = field(default_factory=set)
+    sessions: set[asyncio.Task[Any]] = field(default_factory=set)  # aiohttp's
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    handshakes: set[asyncio.Task[None]] = field(default_factory=set)  # picows' upgrades
+    disconnects: set[asyncio.Task[None]] = field(default_factory=set)  # picows' $disconnects
+    fast_open: int = 0  # connections picows serves
 
     def __post_init__(self) -> None:
         self.expression = SelectionExpression.compile(self.settings.route_selection_expression)
@@ -181,46 +404,51 @@ class ApiRuntime:
 
     # -- $connect -------------------------------------------------------------------------
 
-    async def handle_upgrade(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _json_response(426, {"message": "Upgrade Required"})
-        if self.draining:
-            return _json_response(503, {"message": "Service Unavailable"})
-        limits = self.settings.limits
-        now = self.node.now_ms()
-        peer = request.transport.get_extra_info("peername") if request.transport else None
+    def _describe(
+        self,
+        headers: tuple[tuple[str, str], ...],
+        query: tuple[tuple[str, str], ...],
+        transport: asyncio.BaseTransport | None,
+        user_agent: str | None,
+    ) -> tuple[ConnectionFacts, UpgradeRequest]:
+        peer = transport.get_extra_info("peername") if transport else None
+        sock = transport.get_extra_info("sockname") if transport else None
+        secure = transport is not None and transport.get_extra_info("sslcontext") is not None
         source_ip = str(peer[0]) if peer else "127.0.0.1"
-        sock = request.transport.get_extra_info("sockname") if request.transport else None
-        user_agent = request.headers.get("User-Agent")
-        facts = ConnectionFacts(ConnectionId(self.new_id()), now, source_ip, user_agent)
+        facts = ConnectionFacts(
+            ConnectionId(self.new_id()), self.node.now_ms(), source_ip, user_agent
+        )
         upgrade = UpgradeRequest(
-            headers=tuple(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers
-            ),
-            query=tuple(request.query.items()),
+            headers=headers,
+            query=query,
             source_ip=source_ip,
             user_agent=user_agent,
             local_port=int(sock[1]) if sock else 0,
-            scheme="https" if request.secure else "http",
+            scheme="https" if secure else "http",
         )
-        extra = {"api": self.name, "connection_id": facts.connection_id}
+        return facts, upgrade
 
+    async def _admit(
+        self, facts: ConnectionFacts, upgrade: UpgradeRequest
+    ) -> tuple[Connection, str | None] | _Refusal:
+        """Authorizer and ``$connect`` (§3.2, §5): the CONNECTING connection and the
+        subprotocol to select, or the HTTP answer refusing the upgrade."""
+        extra = {"api": self.name, "connection_id": facts.connection_id}
         authorizer_ctx: dict[str, Any] | None = None
         if self.authorizer is not None:
             status, authorizer_ctx = await self._authorize(facts, upgrade, extra)
             if status != 200:
                 self.metrics.connect_rejects.labels(self.name, str(status)).inc()
                 body = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Internal server error")
-                return _json_response(status, {"message": body})
-
+                return _Refusal(status, {"message": body})
         conn = Connection(
             id=ConnectionId(facts.connection_id),
             api_name=self.name,
             sink=_Unprepared(),
-            connected_at_ms=now,
-            source_ip=source_ip,
-            user_agent=user_agent,
-            outbox_max_bytes=limits.outbox_max_bytes,
+            connected_at_ms=facts.connected_at_ms,
+            source_ip=facts.source_ip,
+            user_agent=facts.user_agent,
+            outbox_max_bytes=self.settings.limits.outbox_max_bytes,
             authorizer=authorizer_ctx,
         )
         self.node.add(conn)  # CONNECTING: @connections answers 410 until $connect succeeds
@@ -232,12 +460,110 @@ class ApiRuntime:
         if rejected is not None:
             self.node.remove(conn)
             self.metrics.connect_rejects.labels(self.name, str(rejected)).inc()
-            return web.Response(status=rejected)
+            return _Refusal(rejected, None)
+        return conn, protocol
 
+    def _opened(self, conn: Connection, facts: ConnectionFacts, sink: Any) -> _Session:
+        conn.sink = sink
+        self.node.open(conn)
+        self.metrics.connects.labels(self.name).inc()
+        self.metrics.connections.labels(self.name).inc()
+        log.debug("connected", extra={"api": self.name, "connection_id": conn.id})
+        return _Session(self, conn, facts, sink)
+
+    def _gone(self, session: _Session) -> tuple[int, str]:
+        """The connection is closed: out of the node; the ``$disconnect`` status and reason."""
+        self.node.remove(session.conn)
+        self.metrics.connections.labels(self.name).dec()
+        return session.cause()
+
+    # The fast path: the sniffer's upgrades, served by picows.
+
+    def upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
+        """``UpgradeHandler`` for ``GET /{stage}`` (``server/sniffer.py``): run the admission
+        and answer the handshake; reading on ``transport`` is paused until then."""
+        task = asyncio.get_running_loop().create_task(self._upgrade(transport, head, raw))
+        self.handshakes.add(task)
+        task.add_done_callback(self.handshakes.discard)
+
+    async def _upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
+        try:
+            if self.draining:
+                _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
+                return
+            if head.header("Sec-WebSocket-Version") != "13" or not head.header("Sec-WebSocket-Key"):
+                # RFC 6455 §4.2.2: answered before any handler runs, as aiohttp did
+                _refuse(transport, _Refusal(400, {"message": "Bad Request"}))
+                return
+            query = tuple(URL.build(query_string=head.query_string, encoded=True).query.items())
+            facts, upgrade = self._describe(
+                head.headers, query, transport, head.header("User-Agent")
+            )
+            admitted = await self._admit(facts, upgrade)
+        except Exception:
+            log.exception("upgrade failed", extra={"api": self.name})
+            _refuse(transport, _Refusal(500, {"message": "Internal server error"}))
+            return
+        if isinstance(admitted, _Refusal):
+            _refuse(transport, admitted)
+            return
+        conn, protocol = admitted
+        if self.draining:  # the gateway began to drain while $connect ran
+            self.node.remove(conn)
+            _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
+            return
+        listener = _FastConnection(self, conn, facts)
+        try:
+            start_websocket(
+                transport, raw, listener, protocol, self.settings.limits.max_frame_bytes
+            )
+        except Exception:  # e.g. the transport was closed meanwhile
+            log.exception("handshake failed", extra={"api": self.name})
+            transport.abort()
+        if listener.session is None:
+            self.node.remove(conn)  # picows refused the handshake (400), or it failed
+
+    def _fast_ended(self, session: _Session) -> None:
+        self.fast_open -= 1
+        code, reason = self._gone(session)
+        task = asyncio.get_running_loop().create_task(
+            self._run_disconnect(session.conn, session.facts, code, reason)
+        )
+        self.disconnects.add(task)
+        task.add_done_callback(self.disconnects.discard)
+
+    async def drained(self) -> None:
+        """Every connection picows serves has closed and run its ``$disconnect`` (polled:
+        used only while the gateway drains)."""
+        while self.fast_open or self.handshakes or self.disconnects:
+            await asyncio.sleep(DRAIN_POLL_S)
+
+    # The aiohttp path: an upgrade that came after other requests on its connection.
+
+    async def handle_upgrade(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _json_response(426, {"message": "Upgrade Required"})
+        if self.draining:
+            return _json_response(503, {"message": "Service Unavailable"})
+        facts, upgrade = self._describe(
+            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers),
+            tuple(request.query.items()),
+            request.transport,
+            request.headers.get("User-Agent"),
+        )
+        admitted = await self._admit(facts, upgrade)
+        if isinstance(admitted, _Refusal):
+            if admitted.body is None:
+                return web.Response(status=admitted.status)
+            return _json_response(admitted.status, admitted.body)
+        conn, protocol = admitted
+        # This frame lives as long as the connection: drop what only the handshake needed
+        # (the headers copied for $connect), ~1 KB per idle connection.
+        del upgrade
         ws = web.WebSocketResponse(
             protocols=(protocol,) if protocol else (),
             # aiohttp rejects a message of exactly max_msg_size; AWS accepts 128 KB exactly.
-            max_msg_size=limits.max_message_bytes + 1,
+            max_msg_size=self.settings.limits.max_message_bytes + 1,
             compress=False,  # apigw spec §3.3: permessage-deflate not negotiated
             autoping=True,
         )
@@ -247,30 +573,47 @@ class ApiRuntime:
             self.node.remove(conn)
             return ws
         sink = AiohttpSink(ws, request.transport)
-        conn.sink = sink
         guard = request.transport.get_protocol() if request.transport else None
         if isinstance(guard, FrameGuard):
-            guard.arm(limits.max_frame_bytes, sink.frame_too_big)
-        self.node.open(conn)
-        # This frame lives as long as the connection: drop what only the handshake needed
-        # (the headers copied for $connect), ~1 KB per idle connection.
-        del upgrade, authorizer_ctx, peer, sock
-        self.metrics.connects.labels(self.name).inc()
-        self.metrics.connections.labels(self.name).inc()
-        log.debug("connected", extra=extra)
+            guard.arm(self.settings.limits.max_frame_bytes, sink.frame_too_big)
+        session = self._opened(conn, facts, sink)
         task = asyncio.current_task()
         assert task is not None
         self.sessions.add(task)
         try:
-            code, reason = await self._receive_loop(conn, ws, sink, facts)
-        finally:
-            self.node.remove(conn)
-            self.metrics.connections.labels(self.name).dec()
-        try:
-            await self._run_disconnect(conn, facts, code, reason, extra)
+            try:
+                await self._receive_loop(session, ws)
+            finally:
+                code, reason = self._gone(session)
+            await self._run_disconnect(conn, facts, code, reason)
         finally:
             self.sessions.discard(task)
         return ws
+
+    async def _receive_loop(self, session: _Session, ws: web.WebSocketResponse) -> None:
+        """Read until the connection ends."""
+        window = session.window
+        while True:
+            await window.acquire()  # back-pressure: stop reading while too many are in flight
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                session.text(msg.data)
+                continue
+            window.release()
+            if msg.type is WSMsgType.BINARY:
+                session.binary()
+                continue
+            if msg.type is WSMsgType.CLOSE:
+                session.client_closed(int(msg.data or wire.CLOSE_NO_STATUS), msg.extra or "")
+                continue
+            if msg.type is WSMsgType.ERROR:
+                exc = msg.data
+                if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
+                    session.failed(wire.CLOSE_MESSAGE_TOO_BIG, wire.REASON_MESSAGE_TOO_BIG)
+                elif isinstance(exc, WebSocketError):
+                    session.failed(int(exc.code), str(exc))
+                continue
+            return  # CLOSING / CLOSED: the connection is over.
 
     async def _authorize(
         self, facts: ConnectionFacts, upgrade: UpgradeRequest, extra: dict[str, Any]
@@ -355,51 +698,6 @@ class ApiRuntime:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def _receive_loop(
-        self, conn: Connection, ws: web.WebSocketResponse, sink: AiohttpSink, facts: ConnectionFacts
-    ) -> tuple[int, str]:
-        """Read until the connection ends; return the $disconnect (statusCode, reason)."""
-        inflight = _Window(self.settings.limits.max_inflight_messages, self.inflight)
-        client_close: tuple[int, str] | None = None
-        while True:
-            await inflight.acquire()  # back-pressure: stop reading while too many are in flight
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                conn.last_active_ms = self.node.now_ms()
-                self._messages_in.inc()
-                task = asyncio.get_running_loop().create_task(self._dispatch(conn, facts, msg.data))
-                self.inflight.add(task)
-                task.add_done_callback(inflight.done)
-                continue
-            inflight.release()
-            if msg.type is WSMsgType.BINARY:
-                sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: binary → 1003
-                continue
-            if msg.type is WSMsgType.CLOSE:
-                code = int(msg.data or wire.CLOSE_NO_STATUS)
-                reason = msg.extra or ""
-                if code == wire.CLOSE_NO_STATUS:
-                    reason = wire.REASON_NO_STATUS
-                client_close = (code, reason)
-                continue
-            if msg.type is WSMsgType.ERROR:
-                exc = msg.data
-                if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
-                    sink.close_cause = sink.close_cause or (
-                        wire.CLOSE_MESSAGE_TOO_BIG,
-                        wire.REASON_MESSAGE_TOO_BIG,
-                    )
-                elif isinstance(exc, WebSocketError):
-                    sink.close_cause = sink.close_cause or (int(exc.code), str(exc))
-                continue
-            # CLOSING / CLOSED: the connection is over.
-            break
-        if sink.close_cause is not None:
-            return sink.close_cause
-        if client_close is not None:
-            return client_close
-        return wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL
-
     async def _dispatch(self, conn: Connection, facts: ConnectionFacts, body: str) -> None:
         request_id = self.new_id()
         extra = {"api": self.name, "connection_id": conn.id, "request_id": request_id}
@@ -460,8 +758,8 @@ class ApiRuntime:
         facts: ConnectionFacts,
         code: int,
         reason: str,
-        extra: dict[str, Any],
     ) -> None:
+        extra = {"api": self.name, "connection_id": conn.id}
         log.debug("disconnected %s %s", code, reason, extra=extra)
         route = self.routes.get("$disconnect")
         if route is None:

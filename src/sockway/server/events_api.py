@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from sockway.integrations.factory import FunctionSpec
 from sockway.server.appsync import EventsRuntime, Handler, NamespaceHandlers
 from sockway.server.appsync_ws import RealtimeEndpoint
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
+from sockway.server.sniffer import UpgradeHandler
 
 
 class EventsFrontDoor:
@@ -53,7 +55,10 @@ class EventsFrontDoor:
     def drain(self) -> None:
         self.runtime.draining = True
 
-    def pending_work(self) -> set[asyncio.Task[Any]]:
+    def upgrades(self) -> Mapping[str, UpgradeHandler]:
+        return {}  # served by aiohttp
+
+    def pending_work(self) -> set[asyncio.Future[Any]]:
         return {*self.runtime.sessions, *self.runtime.inflight}
 
 

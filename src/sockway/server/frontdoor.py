@@ -3,13 +3,14 @@
 A front door is built from its settings and a ``GatewayContext``; it adds its HTTP/WebSocket
 routes to the shared aiohttp application, learns where it is reachable once the listeners are
 bound (``bind``), closes idle connections when swept, and exposes the tasks the gateway must
-wait for when draining. Register a new API type in ``server/frontdoors.py``.
+wait for when draining. A front door may also serve its WebSocket upgrades itself, off
+aiohttp (``upgrades``). Register a new API type in ``server/frontdoors.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from sockway.core.node import Node
 from sockway.integrations.factory import IntegrationFactory
 from sockway.observability.metrics import Metrics
 from sockway.server.cluster import Cluster
+from sockway.server.sniffer import UpgradeHandler
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ class FrontDoor(Protocol):
 
     def add_routes(self, app: web.Application) -> None: ...
 
+    def upgrades(self) -> Mapping[str, UpgradeHandler]:
+        """Paths whose WebSocket upgrades bypass aiohttp when they open a connection
+        (``server/sniffer.py``); the front door then serves them on its own transport."""
+
     def bind(self, listen: ListenInfo) -> Endpoint: ...
 
     def sweep(self, now_ms: int) -> None: ...
@@ -64,5 +70,5 @@ class FrontDoor(Protocol):
     def drain(self) -> None:
         """Refuse new connections from now on."""
 
-    def pending_work(self) -> set[asyncio.Task[Any]]:
+    def pending_work(self) -> set[asyncio.Future[Any]]:
         """Sessions and handler invocations the gateway waits for when draining."""

@@ -151,11 +151,13 @@ class Gateway:
             factory = self._runner.server
             assert factory is not None
             shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
+            upgrades = {p: h for door in self.front_doors for p, h in door.upgrades().items()}
             main = Listener(
                 bind_socket(host, port, reuse_port=self.reuse_port),
                 factory,
                 tls_ctx if shared_tls else None,
                 sniff=shared_tls,
+                upgrades=upgrades,
             )
             self.listeners.append(main)
             tls_port = main.port if shared_tls else None
@@ -166,6 +168,7 @@ class Gateway:
                     factory,
                     tls_ctx,
                     sniff=False,
+                    upgrades=upgrades,
                 )
                 self.listeners.append(tls_listener)
                 tls_port = tls_listener.port

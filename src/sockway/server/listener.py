@@ -1,4 +1,5 @@
-"""Listening sockets for the gateway's aiohttp server.
+"""Listening sockets for the gateway's aiohttp server (and, through ``server/sniffer.py``, for
+the websocket APIs' picows transport).
 
 - plain only, TLS only: ``loop.create_server`` with aiohttp's protocol factory;
 - TLS and plain on one port (``tls`` without its own ``listen``): each accepted socket is
@@ -15,9 +16,10 @@ import errno
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from sockway.server.frame_guard import FrameGuard
+from sockway.server.sniffer import Sniffer, UpgradeHandler
 
 log = logging.getLogger("sockway.listener")
 
@@ -79,7 +81,11 @@ def _set_once(future: asyncio.Future[None]) -> None:
 
 
 class Listener:
-    """One listening socket feeding an asyncio protocol factory (aiohttp's ``web.Server``)."""
+    """One listening socket feeding an asyncio protocol factory (aiohttp's ``web.Server``).
+
+    ``upgrades``: request paths whose WebSocket upgrades bypass aiohttp (``server/sniffer.py``);
+    without any, every connection goes straight to aiohttp.
+    """
 
     def __init__(
         self,
@@ -87,10 +93,15 @@ class Listener:
         factory: Callable[[], asyncio.Protocol],
         tls: ssl.SSLContext | None,
         sniff: bool,
+        upgrades: Mapping[str, UpgradeHandler] | None = None,
     ) -> None:
         self.sock = sock
         self.port = int(sock.getsockname()[1])
-        self._factory = lambda: FrameGuard(factory())
+        self._factory: Callable[[], asyncio.Protocol]
+        if upgrades:
+            self._factory = lambda: Sniffer(factory, upgrades)
+        else:
+            self._factory = lambda: FrameGuard(factory())
         self._tls = tls
         self._sniff = sniff
         self._server: asyncio.AbstractServer | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from sockway.server.pusher_cluster import PusherCluster
 from sockway.server.pusher_session import handle_frame, sweep
 from sockway.server.pusher_webhook_targets import build_target
 from sockway.server.pusher_webhooks import Webhooks
+from sockway.server.sniffer import UpgradeHandler
 
 log = logging.getLogger("sockway.pusher")
 
@@ -101,7 +103,10 @@ class PusherFrontDoor:
                 sock, wire.RECONNECT, "Server closed. Please reconnect shortly."
             )
 
-    def pending_work(self) -> set[asyncio.Task[Any]]:
+    def upgrades(self) -> Mapping[str, UpgradeHandler]:
+        return {}  # served by aiohttp
+
+    def pending_work(self) -> set[asyncio.Future[Any]]:
         if self._finished is None:
             self._finished = asyncio.get_running_loop().create_task(self._finish())
         return {self._finished}

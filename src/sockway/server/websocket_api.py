@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from sockway.protocols.apigw.events import ApiIdentity
 from sockway.server.apigw import ApiRuntime, Authorizer, Route
 from sockway.server.cluster import Cluster
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
+from sockway.server.sniffer import UpgradeHandler
 
 
 class WebSocketFrontDoor:
@@ -31,6 +33,10 @@ class WebSocketFrontDoor:
         app.router.add_get(f"/{stage}", self.runtime.handle_upgrade)
         app.router.add_route("*", f"/{stage}/@connections/{{tail:.+}}", self.management.connections)
         app.router.add_route("*", f"/{stage}/@channels/{{tail:.+}}", self.management.channels)
+
+    def upgrades(self) -> Mapping[str, UpgradeHandler]:
+        # A new connection's upgrade to the stage is served by picows (server/picows_ws.py).
+        return {f"/{self.runtime.settings.stage}": self.runtime.upgrade}
 
     def bind(self, listen: ListenInfo) -> Endpoint:
         api = self.runtime.settings
@@ -61,8 +67,10 @@ class WebSocketFrontDoor:
     def drain(self) -> None:
         self.runtime.draining = True
 
-    def pending_work(self) -> set[asyncio.Task[Any]]:
-        return {*self.runtime.sessions, *self.runtime.inflight}
+    def pending_work(self) -> set[asyncio.Future[Any]]:
+        runtime = self.runtime
+        drained = asyncio.get_running_loop().create_task(runtime.drained())
+        return {*runtime.sessions, *runtime.inflight, drained}
 
 
 def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFrontDoor:

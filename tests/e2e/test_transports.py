@@ -1,0 +1,191 @@
+"""The websocket API's two WebSocket transports and the sniffer that chooses between them.
+
+A connection whose first request is the upgrade is served by picows (``server/picows_ws.py``);
+an upgrade that follows a plain request on a keep-alive connection by aiohttp. The behaviour a
+client sees must not depend on which: the tests marked ``via`` run against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from sockway.server import sniffer
+from tests.conftest import StartGateway
+from tests.e2e.rawws import RawClient, read_http_answer
+from tests.e2e.support import api, handlers_dir, of_type, recorded, wait_until
+
+VIA = pytest.mark.parametrize("via", ["picows", "aiohttp"])
+
+HOLD = """
+import asyncio
+
+ACTIVE = [0]
+PEAK = [0]
+EVENTS = []
+
+
+def connect(event, context):
+    EVENTS.append(event)
+    return {"statusCode": 200}
+
+
+def disconnect(event, context):
+    EVENTS.append(event)
+    return {"statusCode": 200}
+
+
+async def hold(event, context):
+    ACTIVE[0] += 1
+    PEAK[0] = max(PEAK[0], ACTIVE[0])
+    await asyncio.sleep(0.02)
+    ACTIVE[0] -= 1
+    return {"statusCode": 200, "body": event["body"]}
+"""
+
+
+def _hold_api(tmp_path: Path, window: int) -> dict[str, object]:
+    return api(
+        handlers_dir(tmp_path, HOLD, "hold.py"),
+        routes={
+            "$connect": "hold.connect",
+            "$disconnect": "hold.disconnect",
+            "$default": {"handler": "hold.hold", "route_response": True},
+        },
+        limits={"max_inflight_messages": window},
+    )
+
+
+async def _connect(port: int, via: str, **kwargs: object) -> RawClient:
+    after = "/health" if via == "aiohttp" else None
+    return await RawClient.connect(port, "/dev", after=after, **kwargs)  # type: ignore[arg-type]
+
+
+async def _disconnect_reason(module: str = "rec") -> tuple[int, str]:
+    await wait_until(lambda: bool(of_type(recorded(module), "DISCONNECT")))
+    ctx = of_type(recorded(module), "DISCONNECT")[-1]["requestContext"]
+    return ctx["disconnectStatusCode"], ctx["disconnectReason"]
+
+
+@VIA
+async def test_a_burst_read_at_once_keeps_the_in_flight_window(
+    start_gateway: StartGateway, tmp_path: Path, via: str
+) -> None:
+    # picows delivers every frame of a read at once; beyond the window they wait, in order.
+    gw = await start_gateway({"apis": [_hold_api(tmp_path, 2)]})
+    raw = await _connect(gw.port, via)
+    burst = b"".join(RawClient.encode_frame(0x1, b"m%d" % i) for i in range(40))
+    raw.writer.write(burst)
+    got = [(await asyncio.wait_for(raw.read_frame(), 10))[1] for _ in range(40)]
+    assert sorted(got) == sorted(b"m%d" % i for i in range(40))
+    import hold  # the handlers' module, loaded in this process by the in-process runtime
+
+    assert hold.PEAK[0] == 2
+    raw.close()
+
+
+@VIA
+async def test_fragments_close_codes_and_bad_text(
+    start_gateway: StartGateway, tmp_path: Path, via: str
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    raw = await _connect(gw.port, via)
+    raw.send_frame(0x1, b'{"action":"ec', fin=False)
+    raw.send_frame(0x0, b'ho","n":1}')
+    assert await asyncio.wait_for(raw.read_frame(), 5) == (0x1, b'{"action":"echo","n":1}')
+    raw.send_frame(0x8, (4001).to_bytes(2, "big") + b"bye")
+    opcode, payload = await asyncio.wait_for(raw.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1000  # the answer
+    assert await _disconnect_reason() == (4001, "bye")
+
+    recorded().clear()
+    raw = await _connect(gw.port, via)
+    raw.send_frame(0x1, b'{"action":"echo","x":"\xff"}')  # not UTF-8
+    opcode, payload = await asyncio.wait_for(raw.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1007
+    code, _ = await _disconnect_reason()
+    assert code == 1007
+    assert not of_type(recorded(), "MESSAGE")
+    raw.close()
+
+
+async def test_a_continuation_without_a_first_frame_closes_1002(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    raw = await RawClient.connect(gw.port, "/dev")
+    raw.send_frame(0x0, b"orphan")
+    opcode, payload = await asyncio.wait_for(raw.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1002
+    raw.send_frame(0x8, (1002).to_bytes(2, "big"))
+    assert await _disconnect_reason() == (1002, "Protocol error")
+    raw.close()
+
+
+async def test_a_head_written_byte_by_byte_is_upgraded(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    raw = await RawClient.connect(gw.port, "/dev?who=drip", drip=True)
+    raw.send_frame(0x1, b'{"action":"echo"}')
+    assert await asyncio.wait_for(raw.read_frame(), 5) == (0x1, b'{"action":"echo"}')
+    connect = of_type(recorded(), "CONNECT")[-1]
+    assert connect["queryStringParameters"] == {"who": "drip"}
+    raw.close()
+
+
+async def test_plain_http_pipelined_oversize_and_silent_connections(
+    start_gateway: StartGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sniffer, "HEAD_TIMEOUT_S", 0.3)
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+
+    # Two pipelined requests in one write: both answered by aiohttp, in order.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    one = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    two = b"GET /dev/@connections/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    writer.write(one + two)
+    assert (await read_http_answer(reader))[0] == 200
+    assert (await read_http_answer(reader))[0] in (403, 410)  # unsigned, or unknown id
+    writer.close()
+
+    # A head larger than the sniffer reads goes to aiohttp, which refuses it.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /dev HTTP/1.1\r\nX-Big: " + b"a" * (sniffer.HEAD_MAX_BYTES + 10))
+    status, _ = await asyncio.wait_for(read_http_answer(reader), 5)
+    assert status in (400, 431)
+    writer.close()
+
+    # A connection that never finishes its head is closed.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /dev HTTP/1.1\r\n")
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_a_bad_handshake_is_refused_before_connect_runs(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+    )
+    status, body = await asyncio.wait_for(read_http_answer(reader), 5)
+    assert status == 400 and json.loads(body) == {"message": "Bad Request"}
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # and closed
+    assert not of_type(recorded(), "CONNECT")
+    writer.close()
+
+
+async def test_a_connect_refusal_is_an_http_answer_on_the_fast_path(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    with pytest.raises(AssertionError, match=r"HTTP/1\.1 418"):
+        await RawClient.connect(gw.port, "/dev?status=418")
+    assert of_type(recorded(), "CONNECT")
