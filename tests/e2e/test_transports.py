@@ -1,4 +1,4 @@
-"""The websocket API's two WebSocket transports and the sniffer that chooses between them.
+"""The two WebSocket transports and the sniffer that chooses between them.
 
 A connection whose first request is the upgrade is served by picows (``server/picows_ws.py``);
 an upgrade that follows a plain request on a keep-alive connection by aiohttp. The behaviour a
@@ -15,6 +15,8 @@ import pytest
 
 from sockway.server import sniffer
 from tests.conftest import StartGateway
+from tests.e2e.appsync_support import API_KEY, SUBPROTOCOL, events_api, header_subprotocol
+from tests.e2e.pusher_support import KEY, pusher_app, sdk
 from tests.e2e.rawws import RawClient, read_http_answer
 from tests.e2e.support import api, handlers_dir, of_type, recorded, wait_until
 
@@ -189,3 +191,106 @@ async def test_a_connect_refusal_is_an_http_answer_on_the_fast_path(
     with pytest.raises(AssertionError, match=r"HTTP/1\.1 418"):
         await RawClient.connect(gw.port, "/dev?status=418")
     assert of_type(recorded(), "CONNECT")
+
+
+async def _events(raw: RawClient) -> dict[str, object]:
+    """The next AppSync frame that is not a keep-alive."""
+    while True:
+        opcode, payload = await asyncio.wait_for(raw.read_frame(), 10)
+        assert opcode == 0x1, (opcode, payload)
+        frame = json.loads(payload)
+        if frame.get("type") != "ka":
+            return frame  # type: ignore[no-any-return]
+
+
+@VIA
+async def test_appsync_realtime_on_both_transports(start_gateway: StartGateway, via: str) -> None:
+    gw = await start_gateway({"apis": [events_api()]})
+    after = "/health" if via == "aiohttp" else None
+
+    def offer(key: str) -> str:
+        auth = header_subprotocol({"host": f"127.0.0.1:{gw.port}", "x-api-key": key})
+        return f"Sec-WebSocket-Protocol: {SUBPROTOCOL}, {auth}\r\n"
+
+    raw = await RawClient.connect(
+        gw.port, "/event/realtime", after=after, extra_headers=offer(API_KEY)
+    )
+    raw.send_frame(0x1, b'{"type":"connection_init"}')
+    assert (await _events(raw))["type"] == "connection_ack"
+    sub = {"type": "subscribe", "id": "s1", "channel": "/default/x"}
+    raw.send_frame(0x1, json.dumps({**sub, "authorization": {"x-api-key": API_KEY}}).encode())
+    assert await _events(raw) == {"type": "subscribe_success", "id": "s1"}
+    raw.send_frame(0x2, b"\x00binary")  # answered with an error frame; the connection stays
+    assert (await _events(raw))["type"] == "error"
+    publish = {"type": "publish", "id": "p1", "channel": "/default/x", "events": ['"hi"']}
+    raw.send_frame(0x1, json.dumps({**publish, "authorization": {"x-api-key": API_KEY}}).encode())
+    assert await _events(raw) == {"type": "data", "id": "s1", "event": '"hi"'}
+    assert (await _events(raw))["type"] == "publish_success"
+    raw.close()
+
+    # A refused connect: connection_error after the upgrade, then close 1000 (§2.1).
+    raw = await RawClient.connect(
+        gw.port, "/event/realtime", after=after, extra_headers=offer("bad")
+    )
+    frame = await _events(raw)
+    assert frame["type"] == "connection_error"
+    opcode, payload = await asyncio.wait_for(raw.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1000
+    raw.close()
+
+
+async def _pusher(raw: RawClient) -> dict[str, object]:
+    opcode, payload = await asyncio.wait_for(raw.read_frame(), 10)
+    assert opcode == 0x1, (opcode, payload)
+    frame = json.loads(payload)
+    assert isinstance(frame, dict)
+    return frame
+
+
+@VIA
+async def test_pusher_protocol_on_both_transports(start_gateway: StartGateway, via: str) -> None:
+    gw = await start_gateway(
+        {"apis": [pusher_app(), pusher_app(name="one", app_id="8", key="one", max_connections=1)]}
+    )
+    after = "/health" if via == "aiohttp" else None
+    raw = await RawClient.connect(gw.port, f"/app/{KEY}?protocol=7", after=after)
+    assert (await _pusher(raw))["event"] == "pusher:connection_established"
+    # Frames are applied one after the other, in order, whatever one read holds.
+    burst = [
+        {"event": "pusher:subscribe", "data": {"channel": "news"}},
+        {"event": "pusher:ping", "data": {}},
+        {"event": "pusher:unsubscribe", "data": {"channel": "news"}},
+        {"event": "pusher:subscribe", "data": {"channel": "news"}},
+    ]
+    raw.writer.write(b"".join(RawClient.encode_frame(0x1, json.dumps(f).encode()) for f in burst))
+    events = [(await _pusher(raw))["event"] for _ in range(3)]
+    assert events == [
+        "pusher_internal:subscription_succeeded",
+        "pusher:pong",
+        "pusher_internal:subscription_succeeded",
+    ]
+    await sdk(gw).trigger("news", "story", {"n": 1})
+    story = await _pusher(raw)
+    assert (story["event"], story["channel"]) == ("story", "news")
+
+    # The quota is checked after the upgrade: pusher:error 4004, then close 4004.
+    first = await RawClient.connect(gw.port, "/app/one", after=after)
+    assert (await _pusher(first))["event"] == "pusher:connection_established"
+    second = await RawClient.connect(gw.port, "/app/one", after=after)
+    assert (await _pusher(second))["data"] == {
+        "code": 4004,
+        "message": "The current concurrent connections quota has been reached.",
+    }
+    opcode, payload = await asyncio.wait_for(second.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 4004
+
+    # An unknown key: pusher:error 4001, then close 4001.
+    unknown = await RawClient.connect(gw.port, "/app/nope", after=after)
+    assert (await _pusher(unknown))["data"] == {
+        "code": 4001,
+        "message": "App key nope does not exist.",
+    }
+    opcode, payload = await asyncio.wait_for(unknown.read_frame(), 5)
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 4001
+    for client in (raw, first, second, unknown):
+        client.close()

@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
-from picows import WSFrame, WSListener, WSTransport
-from picows import WSMsgType as FrameType
 from yarl import URL
 
 from sockway.auth.authorizer import decide, identity_present
@@ -48,13 +43,18 @@ from sockway.protocols.apigw.events import (
 )
 from sockway.protocols.apigw.routing import SelectionExpression, select_route
 from sockway.server.frame_guard import FrameGuard
-from sockway.server.picows_ws import PicowsSink, start_websocket
+from sockway.server.picows_ws import (
+    PicowsConnection,
+    PicowsSink,
+    refuse_upgrade,
+    start_websocket,
+    until_closed,
+)
 from sockway.server.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.apigw")
 
 CLOSE_TIMEOUT_S = 2.0  # how long a server-initiated close may wait for the client
-DRAIN_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +78,14 @@ class _Window:
     An int and, only while the window is full, one future: an idle connection holds ~50 bytes
     here where an ``asyncio.Semaphore`` held several hundred (bench idle row)."""
 
-    __slots__ = ("_resume", "free", "on_free", "tasks")
+    __slots__ = ("_resume", "free", "tasks")
 
     def __init__(self, size: int, tasks: set[asyncio.Task[None]] | None = None) -> None:
         self.free = size
         self.tasks = tasks  # the runtime's in-flight dispatches (drained on stop)
         self._resume: asyncio.Future[None] | None = None
-        self.on_free: Callable[[], None] | None = None  # picows: set while reading is paused
 
     async def acquire(self) -> None:
-        """aiohttp: wait for a free slot before reading the next message."""
         while self.free <= 0:
             self._resume = asyncio.get_running_loop().create_future()
             await self._resume
@@ -98,8 +96,6 @@ class _Window:
         resume, self._resume = self._resume, None
         if resume is not None and not resume.done():
             resume.set_result(None)
-        if self.on_free is not None:
-            self.on_free()
 
     def done(self, task: asyncio.Task[None]) -> None:
         """A dispatch ended: one done-callback instead of two (each is a loop callback)."""
@@ -169,35 +165,14 @@ class _Refusal:
 
 
 def _refuse(transport: asyncio.Transport, refusal: _Refusal) -> None:
-    """Write the refusal as aiohttp would and close the connection."""
-    body = b"" if refusal.body is None else json.dumps(refusal.body).encode()
-    try:
-        phrase = HTTPStatus(refusal.status).phrase
-    except ValueError:
-        phrase = ""
-    kind = "application/json; charset=utf-8" if refusal.body is not None else "text/plain"
-    head = (
-        f"HTTP/1.1 {refusal.status} {phrase}\r\nContent-Type: {kind}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    transport.write(head.encode("latin-1") + body)
-    transport.close()
+    refuse_upgrade(transport, refusal.status, refusal.body)
 
 
 class _Session:
     """One open connection of a websocket API, whichever transport carries it: what is done
     with each complete message (§3.1, §6) and how the connection ended (§3.4)."""
 
-    __slots__ = (
-        "_backlog",
-        "_reader",
-        "client_close",
-        "conn",
-        "facts",
-        "runtime",
-        "sink",
-        "window",
-    )
+    __slots__ = ("client_close", "conn", "facts", "runtime", "sink", "window")
 
     def __init__(
         self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts, sink: Any
@@ -208,50 +183,17 @@ class _Session:
         self.sink = sink
         self.window = _Window(runtime.settings.limits.max_inflight_messages, runtime.inflight)
         self.client_close: tuple[int, str] | None = None
-        self._backlog: deque[str] | None = None
-        self._reader: asyncio.Transport | None = None
 
-    def offer(self, body: str, reader: asyncio.Transport) -> None:
-        """A text message pushed by picows: dispatched now if the window has room, else kept
-        in order until a slot frees. While the window is full, ``reader`` is paused, so the
-        backlog holds at most what was already read (picows delivers every frame of a read)."""
-        window = self.window
-        if window.free > 0 and not self._backlog:
-            window.free -= 1
-            self.text(body)
-            if window.free > 0:
-                return
-        else:
-            if self._backlog is None:
-                self._backlog = deque()
-            self._backlog.append(body)
-        if window.on_free is None:
-            reader.pause_reading()
-            self._reader = reader
-            window.on_free = self._slot_freed
-
-    def _slot_freed(self) -> None:
-        window = self.window
-        backlog = self._backlog
-        while backlog and window.free > 0:
-            window.free -= 1
-            self.text(backlog.popleft())
-        if window.free > 0 and window.on_free is not None:
-            window.on_free = None
-            reader, self._reader = self._reader, None
-            if reader is not None and not reader.is_closing():
-                reader.resume_reading()
-
-    def text(self, body: str) -> None:
-        """A text message (its window slot taken): dispatched on its own task, so one
-        connection's messages run concurrently, as on AWS."""
+    def text(self, body: str) -> asyncio.Task[None]:
+        """A text message: dispatched on its own task, so one connection's messages run
+        concurrently, as on AWS; the caller frees the window slot when the task is done."""
         runtime = self.runtime
         conn = self.conn
         conn.last_active_ms = runtime.node.now_ms()
         runtime._messages_in.inc()
         task = asyncio.get_running_loop().create_task(runtime._dispatch(conn, self.facts, body))
         runtime.inflight.add(task)
-        task.add_done_callback(self.window.done)
+        return task
 
     def binary(self) -> None:
         self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: binary → 1003
@@ -275,91 +217,39 @@ class _Session:
         return wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL
 
 
-class _FastConnection(WSListener):
-    """picows' listener for one connection: frames to the ``_Session``, then ``$disconnect``.
+class _FastSession:
+    """``MessageHandler`` of a connection served by picows (``server/picows_ws.py``)."""
 
-    picows delivers frames, not messages: fragmented text (§6, up to ``max_message_bytes``)
-    is reassembled here; binary data closes with 1003; invalid UTF-8 closes with 1007
-    (RFC 6455 §8.1). Oversize frames never arrive: picows closes with 1009 on their header.
-    """
-
-    __slots__ = ("_conn", "_facts", "_parts", "_runtime", "session")
+    __slots__ = ("_conn", "_facts", "_runtime", "session")
 
     def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
         self._runtime = runtime
-        self._conn: Connection | None = conn
+        self._conn = conn
         self._facts = facts
-        self._parts: bytearray | None = None  # a fragmented text message being received
         self.session: _Session | None = None
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        conn, self._conn = self._conn, None
-        assert conn is not None
+    def opened(self, sink: PicowsSink) -> None:
         self._runtime.fast_open += 1
-        self.session = self._runtime._opened(conn, self._facts, PicowsSink(transport))
+        self.session = self._runtime._opened(self._conn, self._facts, sink)
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
         session = self.session
         assert session is not None
-        if transport.is_close_frame_sent and frame.msg_type != FrameType.CLOSE:
-            # Closing: what still arrives is dropped, as aiohttp's close() did. This also
-            # covers picows 2.3, which after refusing an oversize frame's header (1009) goes
-            # on to deliver that frame once its payload has arrived.
-            return
-        if frame.msg_type == FrameType.TEXT and frame.fin and self._parts is None:
-            try:
-                body = frame.get_payload_as_utf8_text()
-            except UnicodeDecodeError:
-                session.sink.close(wire.CLOSE_INVALID_TEXT, wire.REASON_INVALID_TEXT)
-                return
-            session.offer(body, transport.underlying_transport)
-            return
-        self._other_frame(session, transport, frame)
-
-    def _other_frame(self, session: _Session, transport: WSTransport, frame: WSFrame) -> None:
-        kind = frame.msg_type
-        if kind == FrameType.CLOSE:
-            code = frame.get_close_code().value or wire.CLOSE_NO_STATUS  # picows: 0 for none
-            session.client_closed(code, frame.get_close_reason() or "")
-            session.sink.answer_close()
-            return
-        if kind in (FrameType.PING, FrameType.PONG):
-            return  # pings are answered by picows
-        if kind == FrameType.BINARY:
+        if isinstance(data, bytes):
             session.binary()
-            return
-        if kind == FrameType.TEXT:
-            self._parts = bytearray()
-        elif self._parts is None:  # a continuation without a first frame: RFC 6455 §5.4
-            session.sink.close(wire.CLOSE_PROTOCOL_ERROR, wire.REASON_PROTOCOL_ERROR)
-            return
-        self._parts += frame.get_payload_as_memoryview()
-        if len(self._parts) > self._runtime.settings.limits.max_message_bytes:
-            self._parts = None
-            session.sink.close(wire.CLOSE_MESSAGE_TOO_BIG, wire.REASON_MESSAGE_TOO_BIG)
-            return
-        if not frame.fin:
-            return
-        parts, self._parts = self._parts, None
-        try:
-            body = parts.decode()
-        except UnicodeDecodeError:
-            session.sink.close(wire.CLOSE_INVALID_TEXT, wire.REASON_INVALID_TEXT)
-            return
-        session.offer(body, transport.underlying_transport)
+            return None
+        return session.text(data)
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
+    def client_closed(self, code: int, reason: str) -> None:
+        assert self.session is not None
+        self.session.client_closed(code, reason)
+
+    def closed(self, failure: tuple[int, str] | None) -> None:
         session = self.session
-        if session is None:
-            return
-        sink = session.sink
-        sink.ended()
-        handshake = transport.close_handshake
-        sent = handshake.sent if handshake is not None else None
-        if sent is not None and not handshake.recv_then_sent and sink.close_cause is None:
-            # picows closed first, for a protocol violation; 1009: a frame over max_frame_bytes
-            code = sent.code.value
-            session.failed(code, wire.REASON_FRAME_TOO_BIG if code == 1009 else sent.reason)
+        assert session is not None
+        if failure is not None:
+            code, reason = failure
+            session.failed(code, wire.REASON_FRAME_TOO_BIG if code == 1009 else reason)
         self._runtime._fast_ended(session)
 
 
@@ -512,15 +402,17 @@ class ApiRuntime:
             self.node.remove(conn)
             _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
             return
-        listener = _FastConnection(self, conn, facts)
+        limits = self.settings.limits
+        fast = _FastSession(self, conn, facts)
+        listener = PicowsConnection(
+            fast, limits.max_inflight_messages, limits.max_message_bytes, self.inflight
+        )
         try:
-            start_websocket(
-                transport, raw, listener, protocol, self.settings.limits.max_frame_bytes
-            )
+            start_websocket(transport, raw, listener, protocol, limits.max_frame_bytes)
         except Exception:  # e.g. the transport was closed meanwhile
             log.exception("handshake failed", extra={"api": self.name})
             transport.abort()
-        if listener.session is None:
+        if fast.session is None:
             self.node.remove(conn)  # picows refused the handshake (400), or it failed
 
     def _fast_ended(self, session: _Session) -> None:
@@ -535,8 +427,7 @@ class ApiRuntime:
     async def drained(self) -> None:
         """Every connection picows serves has closed and run its ``$disconnect`` (polled:
         used only while the gateway drains)."""
-        while self.fast_open or self.handshakes or self.disconnects:
-            await asyncio.sleep(DRAIN_POLL_S)
+        await until_closed(lambda: self.fast_open or self.handshakes or self.disconnects)
 
     # The aiohttp path: an upgrade that came after other requests on its connection.
 
@@ -597,7 +488,7 @@ class ApiRuntime:
             await window.acquire()  # back-pressure: stop reading while too many are in flight
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
-                session.text(msg.data)
+                session.text(msg.data).add_done_callback(window.done)
                 continue
             window.release()
             if msg.type is WSMsgType.BINARY:

@@ -18,20 +18,31 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
 
 from sockway.auth.events import CONNECT, AuthRequest, lower_headers
 from sockway.core.connection import Connection, SendResult
+from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ConnectionId
 from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.protocols.appsync import messages as wire
 from sockway.protocols.appsync.messages import EventsError
 from sockway.server.apigw import AiohttpSink
 from sockway.server.appsync import EventsRuntime, Operation, Subscription
+from sockway.server.picows_ws import (
+    PicowsConnection,
+    PicowsSink,
+    refuse_upgrade,
+    start_websocket,
+)
+from sockway.server.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.appsync")
 
@@ -54,15 +65,15 @@ class EventsSession:
     publishes_in_window: int = 0
 
 
-def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
+def connect_headers(
+    headers: Mapping[str, str], query: Mapping[str, str]
+) -> tuple[dict[str, str], bool]:
     """(authorization headers, subprotocol offered) of an upgrade request (§2.1).
 
     Sources, first found wins: the ``header-`` subprotocol, the ``header`` query parameter,
     the upgrade request's own headers.
     """
-    offered = [
-        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-    ]
+    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     for proto in offered:
         if proto.startswith(wire.HEADER_PREFIX):
             encoded = proto[len(wire.HEADER_PREFIX) :]
@@ -75,7 +86,7 @@ def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
             if isinstance(decoded, dict):
                 return lower_headers(decoded), wire.SUBPROTOCOL in offered
             return {}, wire.SUBPROTOCOL in offered
-    query_header = request.query.get("header")
+    query_header = query.get("header")
     if query_header:
         # GraphQL-realtime style ``?header=<base64 JSON>&payload=e30=`` (some clients, §2.1).
         try:
@@ -85,7 +96,7 @@ def connect_headers(request: web.Request) -> tuple[dict[str, str], bool]:
         return (lower_headers(decoded) if isinstance(decoded, dict) else {}), (
             wire.SUBPROTOCOL in offered
         )
-    return lower_headers(dict(request.headers)), wire.SUBPROTOCOL in offered
+    return lower_headers(dict(headers)), wire.SUBPROTOCOL in offered
 
 
 class RealtimeEndpoint:
@@ -101,7 +112,7 @@ class RealtimeEndpoint:
             return web.json_response({"message": "Upgrade Required"}, status=426)
         if rt.draining:
             return web.json_response({"message": "Service Unavailable"}, status=503)
-        auth_headers, offered = connect_headers(request)
+        auth_headers, offered = connect_headers(request.headers, request.query)
         limits = rt.settings.limits
         ws = web.WebSocketResponse(
             protocols=(wire.SUBPROTOCOL,) if offered else (),
@@ -157,6 +168,35 @@ class RealtimeEndpoint:
         finally:
             rt.sessions.discard(task)
         return ws
+
+    def upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
+        """``UpgradeHandler`` of the realtime path (``server/sniffer.py``): served by picows;
+        the connect authorization runs after the handshake, as with aiohttp (§2.1)."""
+        rt = self.rt
+        if rt.draining:
+            refuse_upgrade(transport, 503, {"message": "Service Unavailable"})
+            return
+        headers = CIMultiDict(head.headers)
+        query = URL.build(query_string=head.query_string, encoded=True).query
+        auth_headers, offered = connect_headers(headers, query)
+        peer = transport.get_extra_info("peername")
+        source_ip = str(peer[0]) if peer else "127.0.0.1"
+        upgrade_headers = {
+            k: v for k, v in lower_headers(dict(headers)).items() if k not in _HIDDEN_HEADERS
+        }
+        limits = rt.settings.limits
+        handler = _EventsConnection(
+            self, upgrade_headers, source_ip, headers.get("User-Agent"), auth_headers
+        )
+        handler.listener = PicowsConnection(
+            handler, limits.max_inflight_messages, limits.max_request_bytes, rt.inflight
+        )
+        subprotocol = wire.SUBPROTOCOL if offered else None
+        try:
+            start_websocket(transport, raw, handler.listener, subprotocol, limits.max_request_bytes)
+        except Exception:  # e.g. the transport was closed meanwhile
+            log.exception("handshake failed", extra={"api": rt.name})
+            transport.abort()
 
     def _forget(self, session: EventsSession) -> None:
         rt = self.rt
@@ -321,3 +361,103 @@ class RealtimeEndpoint:
         for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 session.conn.sink.close(1001, "Going away")
+
+
+class _EventsConnection:
+    """``MessageHandler`` of a realtime connection served by picows: the connect
+    authorization holds every message (``gate``), then each runs on its own task."""
+
+    __slots__ = (
+        "_auth",
+        "_endpoint",
+        "_source_ip",
+        "_upgrade_headers",
+        "_user_agent",
+        "admitted",
+        "gone",
+        "listener",
+        "session",
+    )
+
+    def __init__(
+        self,
+        endpoint: RealtimeEndpoint,
+        upgrade_headers: dict[str, str],
+        source_ip: str,
+        user_agent: str | None,
+        auth: dict[str, str],
+    ) -> None:
+        self._endpoint = endpoint
+        self._upgrade_headers = upgrade_headers
+        self._source_ip = source_ip
+        self._user_agent = user_agent
+        self._auth = auth
+        self.session: EventsSession | None = None
+        self.listener: PicowsConnection | None = None
+        self.admitted = False
+        self.gone = False
+
+    def opened(self, sink: PicowsSink) -> None:
+        rt = self._endpoint.rt
+        conn = Connection(
+            id=ConnectionId(rt.new_id()),
+            api_name=rt.name,
+            sink=sink,
+            connected_at_ms=rt.node.now_ms(),
+            source_ip=self._source_ip,
+            user_agent=self._user_agent,
+            outbox_max_bytes=rt.settings.limits.outbox_max_bytes,
+        )
+        self.session = EventsSession(conn, self._upgrade_headers, self._source_ip)
+        rt.fast_open += 1
+        task = asyncio.get_running_loop().create_task(self._admit(self.session, sink))
+        rt.sessions.add(task)
+        task.add_done_callback(rt.sessions.discard)
+        assert self.listener is not None
+        self.listener.gate(task)
+
+    async def _admit(self, session: EventsSession, sink: PicowsSink) -> None:
+        rt = self._endpoint.rt
+        try:
+            await rt.auth.authorize(
+                AuthRequest(CONNECT, None, self._auth, b"{}", session.source_ip),
+                rt.settings.connect_modes(),
+            )
+        except EventsError as exc:
+            rt.metrics.connect_rejects.labels(rt.name, "401").inc()
+            sink.write_frame(encode_text_frame(wire.connection_error(exc)))
+            sink.close(CLOSE_NORMAL, "")
+            return
+        if self.gone:
+            return
+        conn = session.conn
+        rt.node.add(conn)
+        rt.node.open(conn)
+        self._endpoint.sessions[conn] = session
+        rt.metrics.connects.labels(rt.name).inc()
+        rt.metrics.connections.labels(rt.name).inc()
+        self.admitted = True
+
+    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
+        session = self.session
+        if not self.admitted or session is None:
+            return None  # refused: closing
+        endpoint = self._endpoint
+        if isinstance(data, bytes):
+            err = EventsError(wire.INVALID_INPUT, "Binary frames are not supported")
+            endpoint._send(session, wire.failure("error", None, err))
+            return None
+        rt = endpoint.rt
+        rt.metrics.messages_in.labels(rt.name).inc()
+        task = asyncio.get_running_loop().create_task(endpoint._dispatch(session, data))
+        rt.inflight.add(task)
+        return task
+
+    def client_closed(self, code: int, reason: str) -> None:
+        return None
+
+    def closed(self, failure: tuple[int, str] | None) -> None:
+        self.gone = True
+        self._endpoint.rt.fast_open -= 1
+        if self.admitted and self.session is not None:
+            self._endpoint._forget(self.session)

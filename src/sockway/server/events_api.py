@@ -17,6 +17,7 @@ from sockway.integrations.factory import FunctionSpec
 from sockway.server.appsync import EventsRuntime, Handler, NamespaceHandlers
 from sockway.server.appsync_ws import RealtimeEndpoint
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
+from sockway.server.picows_ws import until_closed
 from sockway.server.sniffer import UpgradeHandler
 
 
@@ -56,10 +57,13 @@ class EventsFrontDoor:
         self.runtime.draining = True
 
     def upgrades(self) -> Mapping[str, UpgradeHandler]:
-        return {}  # served by aiohttp
+        # A new connection's realtime upgrade is served by picows (server/picows_ws.py).
+        return {f"{self.runtime.settings.base_path}/event/realtime": self.realtime.upgrade}
 
     def pending_work(self) -> set[asyncio.Future[Any]]:
-        return {*self.runtime.sessions, *self.runtime.inflight}
+        runtime = self.runtime
+        closed = asyncio.get_running_loop().create_task(until_closed(lambda: runtime.fast_open))
+        return {*runtime.sessions, *runtime.inflight, closed}
 
 
 def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:

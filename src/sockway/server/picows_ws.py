@@ -16,13 +16,18 @@ depends on it. picows is pinned to the minor version whose constructor this matc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import Any
+from collections import deque
+from http import HTTPStatus
+from typing import Any, Protocol
 
 from picows import (
     WSAutoPingStrategy,
     WSCloseCode,
+    WSFrame,
     WSListener,
+    WSMsgType,
     WSTransport,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
@@ -35,6 +40,12 @@ log = logging.getLogger("sockway.websocket")
 # (DESIGN.md: 27.9 KB per idle connection with picows' 16 KiB default, 14.0 KB with 1 KiB).
 READ_BUFFER_BYTES = 2048
 _REASON_MAX_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is at most 125 bytes
+DRAIN_POLL_S = 0.05
+
+# RFC 6455 §7.4.1 close codes this transport closes with, and their reasons [our wording].
+CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR = 1002, "Protocol error"
+CLOSE_INVALID_TEXT, REASON_INVALID_TEXT = 1007, "Invalid UTF-8 text"
+CLOSE_TOO_BIG, REASON_MESSAGE_TOO_BIG = 1009, "Message too big"
 
 
 class _PicowsLog:
@@ -114,6 +125,23 @@ def start_websocket(
         transport.resume_reading()
 
 
+def refuse_upgrade(transport: asyncio.Transport, status: int, body: dict[str, Any] | None) -> None:
+    """Answer an upgrade the sniffer handed over with an HTTP refusal (a JSON ``body``, or
+    none) and close the connection, as aiohttp answers a refused upgrade."""
+    payload = b"" if body is None else json.dumps(body).encode()
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    kind = "application/json; charset=utf-8" if body is not None else "text/plain"
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    transport.write(head.encode("latin-1") + payload)
+    transport.close()
+
+
 class PicowsSink:
     """``FrameSink`` over a picows connection: pre-built frames go straight to the socket's
     transport, as with aiohttp (one ``write`` per recipient, no await)."""
@@ -155,3 +183,201 @@ class PicowsSink:
         if self._abort is not None:
             self._abort.cancel()
             self._abort = None
+
+
+class MessageHandler(Protocol):
+    """What a front door does with one connection served by ``PicowsConnection``."""
+
+    def opened(self, sink: PicowsSink) -> None:
+        """The handshake is answered; frames go out through ``sink`` from now on."""
+
+    def message(self, data: str | bytes) -> asyncio.Future[Any] | None:
+        """A complete message: text as ``str``, binary as ``bytes``. A returned future holds
+        its slot of the in-flight window until it is done; None frees the slot at once."""
+
+    def client_closed(self, code: int, reason: str) -> None:
+        """The client's close frame (1005 when it carried no code); the answer is sent."""
+
+    def closed(self, failure: tuple[int, str] | None) -> None:
+        """The connection is gone. ``failure``: the close picows sent first, for a client's
+        protocol violation (1009 for a frame over the frame limit), unless the sink's
+        ``close`` went first."""
+
+
+class PicowsConnection(WSListener):
+    """picows' listener for one connection: frames in, messages to a ``MessageHandler``.
+
+    - picows delivers frames; fragmented messages are reassembled here, up to
+      ``max_message_bytes`` (over it: close 1009). Text that is not UTF-8 closes with 1007, a
+      continuation without a first frame with 1002 (RFC 6455 §5.4, §8.1).
+    - At most ``window`` messages are in flight (``handler.message`` futures not done). picows
+      hands over every frame of one read at once, so what comes beyond the window waits here,
+      in order, and reading pauses until a slot frees: the backlog holds at most one read.
+      ``gate(future)`` holds every message until ``future`` is done (a connect authorization).
+    - Once a close frame was sent, data frames are dropped (as aiohttp's ``close()`` did);
+      this also covers picows 2.3 delivering a frame whose oversize header it refused.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_binary",
+        "_free",
+        "_gated",
+        "_handler",
+        "_max_message_bytes",
+        "_parts",
+        "_paused",
+        "_tasks",
+        "_transport",
+        "sink",
+    )
+
+    def __init__(
+        self,
+        handler: MessageHandler,
+        window: int,
+        max_message_bytes: int,
+        tasks: set[Any] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._free = window
+        self._max_message_bytes = max_message_bytes
+        self._tasks = tasks  # futures the front door drains on stop: discarded when done
+        self._parts: bytearray | None = None  # a fragmented message being received
+        self._binary = False  # ... and whether it is binary
+        self._backlog: deque[str | bytes] | None = None
+        self._gated = False
+        self._paused = False
+        self._transport: asyncio.Transport | None = None
+        self.sink: PicowsSink | None = None
+
+    # -- picows callbacks -----------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._transport = transport.underlying_transport
+        self.sink = PicowsSink(transport)
+        self._handler.opened(self.sink)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
+            return
+        if kind == WSMsgType.TEXT and frame.fin and self._parts is None:
+            try:
+                text = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                self._close(CLOSE_INVALID_TEXT, REASON_INVALID_TEXT)
+                return
+            self._offer(text)
+            return
+        self._other_frame(kind, frame)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        sink.ended()
+        self._backlog = None
+        failure = None
+        handshake = transport.close_handshake
+        sent = handshake.sent if handshake is not None else None
+        if sent is not None and not handshake.recv_then_sent and sink.close_cause is None:
+            failure = (sent.code.value, sent.reason)
+        self._handler.closed(failure)
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _other_frame(self, kind: WSMsgType, frame: WSFrame) -> None:
+        if kind == WSMsgType.CLOSE:
+            code = frame.get_close_code().value or 1005  # picows: 0 when there is no code
+            self._handler.client_closed(code, frame.get_close_reason() or "")
+            assert self.sink is not None
+            self.sink.answer_close()
+            return
+        if kind in (WSMsgType.PING, WSMsgType.PONG):
+            return  # pings are answered by picows
+        if kind == WSMsgType.CONTINUATION:
+            if self._parts is None:
+                self._close(CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR)
+                return
+        else:  # the first frame of a message
+            self._parts, self._binary = bytearray(), kind == WSMsgType.BINARY
+        self._parts += frame.get_payload_as_memoryview()
+        if len(self._parts) > self._max_message_bytes:
+            self._parts = None
+            self._close(CLOSE_TOO_BIG, REASON_MESSAGE_TOO_BIG)
+            return
+        if not frame.fin:
+            return
+        parts, self._parts = self._parts, None
+        if self._binary:
+            self._offer(bytes(parts))
+            return
+        try:
+            text = parts.decode()
+        except UnicodeDecodeError:
+            self._close(CLOSE_INVALID_TEXT, REASON_INVALID_TEXT)
+            return
+        self._offer(text)
+
+    def _close(self, code: int, reason: str) -> None:
+        assert self.sink is not None
+        self.sink.close(code, reason)
+
+    # -- the in-flight window -------------------------------------------------------------
+
+    def _offer(self, data: str | bytes) -> None:
+        if self._free > 0 and not self._gated and not self._backlog:
+            self._run(data)
+            if self._free > 0:
+                return
+        else:
+            if self._backlog is None:
+                self._backlog = deque()
+            self._backlog.append(data)
+        self._pause()
+
+    def _run(self, data: str | bytes) -> None:
+        pending = self._handler.message(data)
+        if pending is None:
+            return
+        self._free -= 1
+        pending.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(future)
+        self._free += 1
+        if self._paused:
+            self._drain()
+
+    def gate(self, future: asyncio.Future[Any]) -> None:
+        """Hold every message until ``future`` is done (it is not cancelled here)."""
+        self._gated = True
+        self._pause()
+        future.add_done_callback(self._ungate)
+
+    def _ungate(self, _: object) -> None:
+        self._gated = False
+        self._drain()
+
+    def _drain(self) -> None:
+        backlog = self._backlog
+        while backlog and self._free > 0 and not self._gated:
+            self._run(backlog.popleft())
+        if self._free > 0 and not self._gated and not backlog and self._paused:
+            self._paused = False
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def _pause(self) -> None:
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+
+async def until_closed(open_count: Any) -> None:
+    """Wait until ``open_count()`` is 0 (polled: used only while the gateway drains)."""
+    while open_count():
+        await asyncio.sleep(DRAIN_POLL_S)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +22,25 @@ from sockway.api.pusher_http import PusherHttpApi
 from sockway.brokers.base import BrokerUnavailable
 from sockway.config.pusher import PusherApp
 from sockway.core.connection import Connection
+from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ConnectionId
 from sockway.protocols.pusher import messages as wire
 from sockway.server.apigw import AiohttpSink
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
+from sockway.server.picows_ws import (
+    MessageHandler,
+    PicowsConnection,
+    PicowsSink,
+    start_websocket,
+    until_closed,
+)
 from sockway.server.pusher_app import PusherAppState, PusherSocket
 from sockway.server.pusher_cluster import PusherCluster
 from sockway.server.pusher_session import handle_frame, sweep
 from sockway.server.pusher_webhook_targets import build_target
 from sockway.server.pusher_webhooks import Webhooks
 from sockway.server.sniffer import UpgradeHandler
+from sockway.server.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.pusher")
 
@@ -45,6 +54,28 @@ class PusherRegistry:
 
     async def upgrade(self, request: web.Request) -> web.StreamResponse:
         return await _upgrade(self, request)
+
+    def fast_upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
+        """``UpgradeHandler`` of ``/app/{key}`` (``server/sniffer.py``): served by picows."""
+        key = head.path[len("/app/") :]
+        door = self.by_key.get(key)
+        handler: MessageHandler
+        if door is None:
+            handler, max_size = _UnknownApp(key), 4096
+        else:
+            peer = transport.get_extra_info("peername")
+            source_ip = str(peer[0]) if peer else ""
+            handler = _PusherConnection(door, source_ip, head.header("User-Agent"))
+            max_size = door.app.settings.max_message_bytes
+        # A window of one: a frame is fully applied before the next is read (pusher_session).
+        listener = PicowsConnection(handler, 1, max_size)
+        if isinstance(handler, _PusherConnection):
+            handler.listener = listener
+        try:
+            start_websocket(transport, raw, listener, None, max_size)
+        except Exception:  # e.g. the transport was closed meanwhile
+            log.exception("handshake failed", extra={"api": door.name if door else "pusher"})
+            transport.abort()
 
     async def by_app_id(self, request: web.Request) -> web.StreamResponse:
         return await _by_app_id(self, request)
@@ -61,6 +92,8 @@ class PusherFrontDoor:
         self.app = app
         self.http = PusherHttpApi(app)
         self.sessions: set[asyncio.Task[Any]] = set()
+        self.fast_open = 0  # sockets served by picows
+        self.registry: PusherRegistry | None = None
         self._finished: asyncio.Task[None] | None = None
 
     @property
@@ -79,6 +112,7 @@ class PusherFrontDoor:
             )
         registry.by_key[self.app.settings.key] = self
         registry.by_id[self.app.settings.app_id] = self
+        self.registry = registry
 
     def bind(self, listen: ListenInfo) -> Endpoint:
         s = self.app.settings
@@ -104,7 +138,9 @@ class PusherFrontDoor:
             )
 
     def upgrades(self) -> Mapping[str, UpgradeHandler]:
-        return {}  # served by aiohttp
+        # A new connection's upgrade to /app/{key} is served by picows (server/picows_ws.py).
+        assert self.registry is not None, "upgrades() before add_routes()"
+        return {"/app/": self.registry.fast_upgrade}
 
     def pending_work(self) -> set[asyncio.Future[Any]]:
         if self._finished is None:
@@ -113,6 +149,7 @@ class PusherFrontDoor:
 
     async def _finish(self) -> None:
         """Sessions end (their webhooks are queued), then webhook deliveries finish."""
+        await until_closed(lambda: self.fast_open)
         while self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
         if self.app.cluster is not None:
@@ -192,6 +229,139 @@ class PusherFrontDoor:
             return await app.cluster.sockets(len(app.sockets))
         except BrokerUnavailable:
             return len(app.sockets)
+
+
+class _PusherConnection:
+    """``MessageHandler`` of a socket served by picows: the quota check holds the socket's
+    frames (``gate``), then each frame is applied as ``serve_socket`` applies it."""
+
+    __slots__ = ("_door", "_source_ip", "_user_agent", "gone", "listener", "sock", "started")
+
+    def __init__(self, door: PusherFrontDoor, source_ip: str, user_agent: str | None) -> None:
+        self._door = door
+        self._source_ip = source_ip
+        self._user_agent = user_agent
+        self.sock: PusherSocket | None = None
+        self.listener: PicowsConnection | None = None
+        self.started = False
+        self.gone = False
+
+    def opened(self, sink: PicowsSink) -> None:
+        door, app = self._door, self._door.app
+        now = app.node.now_ms()
+        conn = Connection(
+            id=ConnectionId(app.new_socket_id()),
+            api_name=app.name,
+            sink=sink,
+            connected_at_ms=now,
+            source_ip=self._source_ip,
+            user_agent=self._user_agent,
+            outbox_max_bytes=app.settings.outbox_max_bytes,
+        )
+        self.sock = sock = PusherSocket(conn, last_seen_ms=now)
+        app.node.add(conn)
+        app.node.open(conn)
+        door.fast_open += 1
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        assert self.listener is not None
+        self.listener.gate(gate)
+        self._track(self._start(sock, gate))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._door.sessions.add(task)
+        task.add_done_callback(self._door.sessions.discard)
+        return task
+
+    async def _start(self, sock: PusherSocket, gate: asyncio.Future[None]) -> None:
+        app, s = self._door.app, self._door.app.settings
+        try:
+            refusal = await self._door._refusal()
+            if self.gone:
+                return
+            if refusal is not None:
+                app.close_with_error(sock, *refusal)
+                return
+            app.add(sock)
+            if s.enable_user_authentication:
+                sock.auth_deadline_ms = app.node.now_ms() + int(
+                    s.user_authentication_timeout_s * 1000
+                )
+            app.metrics.connects.labels(app.name).inc()
+            app.metrics.connections.labels(app.name).inc()
+            app.send(sock, wire.connection_established(sock.socket_id, s.activity_timeout_s))
+            self.started = True
+        finally:
+            gate.set_result(None)
+
+    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
+        sock = self.sock
+        if not self.started or sock is None:
+            return None  # refused: closing
+        app = self._door.app
+        app.metrics.messages_in.labels(app.name).inc()
+        try:
+            pending = handle_frame(app, sock, data)
+        except Exception:  # our bug: log it, keep serving the socket
+            self._failed()
+            return None
+        if pending is None:
+            return None
+        return asyncio.get_running_loop().create_task(self._finish_frame(pending))
+
+    async def _finish_frame(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending  # a change that awaits the cluster's broker
+        except Exception:
+            self._failed()
+
+    def _failed(self) -> None:
+        app = self._door.app
+        log.exception("pusher frame handling failed", extra={"api": app.name})
+        if self.sock is not None:
+            app.send(self.sock, wire.error(wire.SERVER_ERROR, "A server error has occured."))
+
+    def client_closed(self, code: int, reason: str) -> None:
+        return None
+
+    def closed(self, failure: tuple[int, str] | None) -> None:
+        self.gone = True
+        self._track(self._end())
+
+    async def _end(self) -> None:
+        app, sock = self._door.app, self.sock
+        assert sock is not None
+        try:
+            if self.started:
+                app.metrics.connections.labels(app.name).dec()
+                await app.remove(sock)
+        finally:
+            app.node.remove(sock.conn)
+            self._door.fast_open -= 1
+
+
+class _UnknownApp:
+    """An upgrade to ``/app/{key}`` of no app: ``pusher:error`` 4001 and close 4001, which
+    pusher-js treats as "do not reconnect" (pusher spec §1.4)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = key[:64]
+
+    def opened(self, sink: PicowsSink) -> None:
+        text = wire.error(wire.APP_NOT_FOUND, f"App key {self._key} does not exist.")
+        sink.write_frame(encode_text_frame(text))
+        sink.close(wire.APP_NOT_FOUND, "")
+
+    def message(self, data: str | bytes) -> None:
+        return None
+
+    def client_closed(self, code: int, reason: str) -> None:
+        return None
+
+    def closed(self, failure: tuple[int, str] | None) -> None:
+        return None
 
 
 async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.StreamResponse:

@@ -2,9 +2,11 @@
 everything else to aiohttp (DESIGN.md "single port, fast fan-out").
 
 ``Sniffer`` reads the connection's first request head. A ``GET`` that asks to upgrade to
-``websocket`` on a path with a registered ``UpgradeHandler`` (the stage path of each
-``type: websocket`` API) is handed to that handler with the transport paused: the handler runs
-``$connect`` and either answers the HTTP refusal itself or gives the connection to picows
+``websocket`` on a path with a registered ``UpgradeHandler`` (a websocket API's stage, an
+events API's realtime path; a key ending in ``/`` serves every path one non-empty segment
+below it, as ``/app/`` serves Pusher's ``/app/{key}``) is handed to that handler with the
+transport paused: the handler runs what must precede the handshake (``$connect``) and either
+answers the HTTP refusal itself or gives the connection to picows
 (``server/picows_ws.py``). Any other first request — plain HTTP, a path nobody registered, a
 malformed head, one over ``HEAD_MAX_BYTES`` — goes to aiohttp's protocol with every byte read
 so far, so aiohttp serves it (and answers errors) exactly as if it had been there from the
@@ -74,7 +76,11 @@ class Sniffer(asyncio.Protocol):
         except BadHead:
             self._to_aiohttp(buffer)  # aiohttp answers it as it always has
             return
-        handler = self._handlers.get(head.path)
+        path = head.path
+        handler = self._handlers.get(path)
+        if handler is None:
+            parent = path[: path.rfind("/") + 1]  # "/app/" serves "/app/{key}"
+            handler = self._handlers.get(parent) if len(parent) < len(path) else None
         if handler is None or not head.is_websocket_upgrade():
             self._to_aiohttp(buffer)
             return

@@ -37,14 +37,10 @@ REASON_ABNORMAL = "Connection closed abnormally"  # TCP lost without a close fra
 REASON_MESSAGE_TOO_BIG = "Message too big"  # [our choice; AWS text unknown]
 REASON_FRAME_TOO_BIG = "Frame too big"  # [our choice; AWS text unknown]
 REASON_BINARY = "Binary frames are not supported"  # [our choice; AWS text unknown]
-REASON_INVALID_TEXT = "Invalid UTF-8 text"  # RFC 6455 §8.1 [our choice; AWS text unknown]
-REASON_PROTOCOL_ERROR = "Protocol error"  # RFC 6455 §7.4.1 [our choice; AWS text unknown]
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
-CLOSE_INVALID_TEXT = 1007
 CLOSE_MESSAGE_TOO_BIG = 1009
