@@ -2,7 +2,7 @@
 
 One ``ApiRuntime`` per configured API holds its routes and integrations. A connection whose
 first request is the upgrade arrives through the listener's sniffer (``upgrade``) and, once
-``$connect`` accepted it, is served by picows (``server/picows_ws.py``, ``_FastConnection``);
+``$connect`` accepted it, is served by picows (``server/picows_ws.py``, ``_FastSession``);
 an upgrade that follows other requests on a keep-alive connection reaches aiohttp's handler
 ``handle_upgrade``. Both run the same admission (``_admit``) and the same per-message logic
 (``_Session``). Event shapes, routing and authorizer decisions come from the pure modules in
@@ -172,7 +172,7 @@ class _Session:
     """One open connection of a websocket API, whichever transport carries it: what is done
     with each complete message (§3.1, §6) and how the connection ended (§3.4)."""
 
-    __slots__ = ("client_close", "conn", "facts", "runtime", "sink", "window")
+    __slots__ = ("client_close", "conn", "facts", "runtime", "sink")
 
     def __init__(
         self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts, sink: Any
@@ -181,7 +181,6 @@ class _Session:
         self.conn = conn
         self.facts = facts
         self.sink = sink
-        self.window = _Window(runtime.settings.limits.max_inflight_messages, runtime.inflight)
         self.client_close: tuple[int, str] | None = None
 
     def text(self, body: str) -> asyncio.Task[None]:
@@ -483,7 +482,7 @@ class ApiRuntime:
 
     async def _receive_loop(self, session: _Session, ws: web.WebSocketResponse) -> None:
         """Read until the connection ends."""
-        window = session.window
+        window = _Window(self.settings.limits.max_inflight_messages, self.inflight)
         while True:
             await window.acquire()  # back-pressure: stop reading while too many are in flight
             msg = await ws.receive()
