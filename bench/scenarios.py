@@ -140,7 +140,7 @@ def echo(srv: Server, p: Params, c: int) -> dict[str, Any]:
         srv.system.echo_template,
     )
     meter.track("client", load.pid)
-    r = load.result(srv.system.echo_warmup_s + p.echo_s + 60)
+    r = load.result(srv.system.echo_warmup_s + p.echo_s + 180)  # + the wait for every client
     workers = len(descendants(srv.pid)) - 1
     meter.close()
     rps = r["count"] / ((r["t1"] - r["t0"]) / 1e9)
