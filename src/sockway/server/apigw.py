@@ -2,10 +2,10 @@
 
 One ``ApiRuntime`` per configured API holds its routes and integrations. A connection whose
 first request is the upgrade arrives through the listener's sniffer (``upgrade``) and, once
-``$connect`` accepted it, is served by picows (``server/picows_ws.py``, ``_FastSession``);
+``$connect`` accepted it, is served by picows (``server/picows_ws.py``);
 an upgrade that follows other requests on a keep-alive connection reaches aiohttp's handler
-``handle_upgrade``. Both run the same admission (``_admit``) and the same per-message logic
-(``_Session``). Event shapes, routing and authorizer decisions come from the pure modules in
+``handle_upgrade``. Both run the same admission (``_admit``) and the same connection logic
+(``_ApiConnection``). Event shapes, routing and authorizer decisions come from the pure modules in
 ``protocols/apigw`` and ``auth``; this module only drives sockets and turns integration
 failures into the answers AWS gives.
 """
@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
-from aiohttp.http_websocket import WebSocketError
+from aiohttp import web
 from yarl import URL
 
 from sockway.auth.authorizer import decide, identity_present
@@ -42,10 +41,12 @@ from sockway.protocols.apigw.events import (
     message_event,
 )
 from sockway.protocols.apigw.routing import SelectionExpression, select_route
+from sockway.server.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.server.frame_guard import FrameGuard
 from sockway.server.picows_ws import (
+    Hold,
     PicowsConnection,
-    PicowsSink,
+    Sink,
     refuse_upgrade,
     start_websocket,
     until_closed,
@@ -53,8 +54,6 @@ from sockway.server.picows_ws import (
 from sockway.server.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.apigw")
-
-CLOSE_TIMEOUT_S = 2.0  # how long a server-initiated close may wait for the client
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,90 +71,6 @@ class Authorizer:
     timeout_s: float
 
 
-class _Window:
-    """Messages of one connection in flight, at most ``size`` (back-pressure on reading).
-
-    An int and, only while the window is full, one future: an idle connection holds ~50 bytes
-    here where an ``asyncio.Semaphore`` held several hundred (bench idle row)."""
-
-    __slots__ = ("_resume", "free", "tasks")
-
-    def __init__(self, size: int, tasks: set[asyncio.Task[None]] | None = None) -> None:
-        self.free = size
-        self.tasks = tasks  # the runtime's in-flight dispatches (drained on stop)
-        self._resume: asyncio.Future[None] | None = None
-
-    async def acquire(self) -> None:
-        while self.free <= 0:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
-        self.free -= 1
-
-    def release(self, _: object = None) -> None:
-        self.free += 1
-        resume, self._resume = self._resume, None
-        if resume is not None and not resume.done():
-            resume.set_result(None)
-
-    def done(self, task: asyncio.Task[None]) -> None:
-        """A dispatch ended: one done-callback instead of two (each is a loop callback)."""
-        if self.tasks is not None:
-            self.tasks.discard(task)
-        self.release()
-
-
-class AiohttpSink:
-    """``FrameSink`` over an aiohttp WebSocket: frames go straight to the transport.
-
-    Writing pre-built frames with ``transport.write`` avoids one await per recipient
-    (DESIGN, measured: 4.6 vs 6.3 µs per delivered message at N=1,000).
-    """
-
-    __slots__ = ("_closing", "close_cause", "transport", "ws")
-
-    def __init__(self, ws: web.WebSocketResponse, transport: Any) -> None:
-        self.ws = ws
-        self.transport = transport
-        self.close_cause: tuple[int, str] | None = None
-        self._closing: asyncio.Task[None] | None = None  # referenced so it is not collected
-
-    def write_frame(self, frame: bytes) -> None:
-        self.transport.write(frame)
-
-    def buffered_bytes(self) -> int:
-        return int(self.transport.get_write_buffer_size())
-
-    def close(self, code: int, reason: str) -> None:
-        if self.close_cause is not None:
-            return
-        self.close_cause = (code, reason)
-        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
-
-    def frame_too_big(self) -> None:
-        """A frame over ``max_frame_bytes`` arrived (FrameGuard): close 1009 at once.
-
-        The rest of the client's data is discarded, so the close handshake cannot complete;
-        the close frame is written and the socket closed after it is flushed.
-        """
-        if self.close_cause is not None:
-            return
-        self.close_cause = (wire.CLOSE_MESSAGE_TOO_BIG, wire.REASON_FRAME_TOO_BIG)
-        reason = wire.REASON_FRAME_TOO_BIG.encode()
-        payload = wire.CLOSE_MESSAGE_TOO_BIG.to_bytes(2, "big") + reason
-        self.transport.write(bytes((0x88, len(payload))) + payload)
-        self.transport.close()
-
-    async def _close(self, code: int, reason: str) -> None:
-        # A client that does not read (full outbox) never lets the close frame drain: after
-        # CLOSE_TIMEOUT_S the socket is aborted so its memory and $disconnect are not held up.
-        try:
-            await asyncio.wait_for(
-                self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S
-            )
-        except (TimeoutError, ConnectionError):
-            self.transport.abort()
-
-
 @dataclass(frozen=True, slots=True)
 class _Refusal:
     """The HTTP answer to an upgrade that is not accepted."""
@@ -168,88 +83,55 @@ def _refuse(transport: asyncio.Transport, refusal: _Refusal) -> None:
     refuse_upgrade(transport, refusal.status, refusal.body)
 
 
-class _Session:
-    """One open connection of a websocket API, whichever transport carries it: what is done
-    with each complete message (§3.1, §6) and how the connection ended (§3.4)."""
+class _ApiConnection:
+    """One open connection of a websocket API, on either transport (``MessageHandler``):
+    each text message dispatched (§3.1), binary data refused (§6), then ``$disconnect`` with
+    how the connection ended (§3.4)."""
 
-    __slots__ = ("client_close", "conn", "facts", "runtime", "sink")
+    __slots__ = ("_runtime", "client_close", "conn", "facts", "sink")
 
-    def __init__(
-        self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts, sink: Any
-    ) -> None:
-        self.runtime = runtime
+    def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
+        self._runtime = runtime
         self.conn = conn
         self.facts = facts
-        self.sink = sink
+        self.sink: Sink | None = None
         self.client_close: tuple[int, str] | None = None
 
-    def text(self, body: str) -> asyncio.Task[None]:
-        """A text message: dispatched on its own task, so one connection's messages run
-        concurrently, as on AWS; the caller frees the window slot when the task is done."""
-        runtime = self.runtime
+    def opened(self, sink: Sink, hold: Hold) -> None:
+        self.sink = sink
+        self._runtime._opened(self.conn, sink)
+
+    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
+        """Each text message runs on its own task, so one connection's messages run
+        concurrently, as on AWS (up to ``max_inflight_messages``)."""
+        if isinstance(data, bytes):
+            assert self.sink is not None
+            self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: → 1003
+            return None
+        runtime = self._runtime
         conn = self.conn
         conn.last_active_ms = runtime.node.now_ms()
         runtime._messages_in.inc()
-        task = asyncio.get_running_loop().create_task(runtime._dispatch(conn, self.facts, body))
+        task = asyncio.get_running_loop().create_task(runtime._dispatch(conn, self.facts, data))
         runtime.inflight.add(task)
         return task
-
-    def binary(self) -> None:
-        self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: binary → 1003
 
     def client_closed(self, code: int, reason: str) -> None:
         if code == wire.CLOSE_NO_STATUS:
             reason = wire.REASON_NO_STATUS
         self.client_close = (code, reason)
 
-    def failed(self, code: int, reason: str) -> None:
-        """The transport closed the connection for a protocol violation."""
-        if self.sink.close_cause is None:
-            self.sink.close_cause = (code, reason)
-
-    def cause(self) -> tuple[int, str]:
-        """``$disconnect``'s status and reason: ours if we closed, else the client's."""
-        if self.sink.close_cause is not None:
-            return tuple(self.sink.close_cause)
-        if self.client_close is not None:
-            return self.client_close
-        return wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL
-
-
-class _FastSession:
-    """``MessageHandler`` of a connection served by picows (``server/picows_ws.py``)."""
-
-    __slots__ = ("_conn", "_facts", "_runtime", "session")
-
-    def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
-        self._runtime = runtime
-        self._conn = conn
-        self._facts = facts
-        self.session: _Session | None = None
-
-    def opened(self, sink: PicowsSink) -> None:
-        self._runtime.fast_open += 1
-        self.session = self._runtime._opened(self._conn, self._facts, sink)
-
-    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
-        session = self.session
-        assert session is not None
-        if isinstance(data, bytes):
-            session.binary()
-            return None
-        return session.text(data)
-
-    def client_closed(self, code: int, reason: str) -> None:
-        assert self.session is not None
-        self.session.client_closed(code, reason)
-
     def closed(self, failure: tuple[int, str] | None) -> None:
-        session = self.session
-        assert session is not None
-        if failure is not None:
-            code, reason = failure
-            session.failed(code, wire.REASON_FRAME_TOO_BIG if code == 1009 else reason)
-        self._runtime._fast_ended(session)
+        """``$disconnect``'s status and reason: ours if we closed, the transport's for a
+        protocol violation, else the client's, else 1006."""
+        assert self.sink is not None
+        cause = (
+            self.sink.close_cause
+            or failure
+            or self.client_close
+            or (wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL)
+        )
+        self._runtime._ended(self, cause)
 
 
 @dataclass
@@ -267,11 +149,11 @@ class ApiRuntime:
     expression: SelectionExpression = field(init=False)
     route_keys: frozenset[str] = field(init=False)
     # Tasks the gateway waits for when draining: open sessions and messages being handled.
-    sessions: set[asyncio.Task[Any]] = field(default_factory=set)  # aiohttp's
+    sessions: set[asyncio.Task[Any]] = field(default_factory=set)  # aiohttp's upgrades
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
-    handshakes: set[asyncio.Task[None]] = field(default_factory=set)  # picows' upgrades
-    disconnects: set[asyncio.Task[None]] = field(default_factory=set)  # picows' $disconnects
-    fast_open: int = 0  # connections picows serves
+    handshakes: set[asyncio.Task[None]] = field(default_factory=set)  # the sniffer's upgrades
+    disconnects: set[asyncio.Task[None]] = field(default_factory=set)
+    open_count: int = 0  # open connections, both transports
 
     def __post_init__(self) -> None:
         self.expression = SelectionExpression.compile(self.settings.route_selection_expression)
@@ -352,19 +234,24 @@ class ApiRuntime:
             return _Refusal(rejected, None)
         return conn, protocol
 
-    def _opened(self, conn: Connection, facts: ConnectionFacts, sink: Any) -> _Session:
+    def _opened(self, conn: Connection, sink: Sink) -> None:
         conn.sink = sink
         self.node.open(conn)
+        self.open_count += 1
         self.metrics.connects.labels(self.name).inc()
         self.metrics.connections.labels(self.name).inc()
         log.debug("connected", extra={"api": self.name, "connection_id": conn.id})
-        return _Session(self, conn, facts, sink)
 
-    def _gone(self, session: _Session) -> tuple[int, str]:
-        """The connection is closed: out of the node; the ``$disconnect`` status and reason."""
-        self.node.remove(session.conn)
+    def _ended(self, connection: _ApiConnection, cause: tuple[int, str]) -> None:
+        """Out of the node, then ``$disconnect`` on a task of its own (drained on stop)."""
+        self.open_count -= 1
+        self.node.remove(connection.conn)
         self.metrics.connections.labels(self.name).dec()
-        return session.cause()
+        task = asyncio.get_running_loop().create_task(
+            self._run_disconnect(connection.conn, connection.facts, *cause)
+        )
+        self.disconnects.add(task)
+        task.add_done_callback(self.disconnects.discard)
 
     # The fast path: the sniffer's upgrades, served by picows.
 
@@ -402,31 +289,22 @@ class ApiRuntime:
             _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
             return
         limits = self.settings.limits
-        fast = _FastSession(self, conn, facts)
+        connection = _ApiConnection(self, conn, facts)
         listener = PicowsConnection(
-            fast, limits.max_inflight_messages, limits.max_message_bytes, self.inflight
+            connection, limits.max_inflight_messages, limits.max_message_bytes, self.inflight
         )
         try:
             start_websocket(transport, raw, listener, protocol, limits.max_frame_bytes)
         except Exception:  # e.g. the transport was closed meanwhile
             log.exception("handshake failed", extra={"api": self.name})
             transport.abort()
-        if fast.session is None:
+        if connection.sink is None:
             self.node.remove(conn)  # picows refused the handshake (400), or it failed
 
-    def _fast_ended(self, session: _Session) -> None:
-        self.fast_open -= 1
-        code, reason = self._gone(session)
-        task = asyncio.get_running_loop().create_task(
-            self._run_disconnect(session.conn, session.facts, code, reason)
-        )
-        self.disconnects.add(task)
-        task.add_done_callback(self.disconnects.discard)
-
     async def drained(self) -> None:
-        """Every connection picows serves has closed and run its ``$disconnect`` (polled:
-        used only while the gateway drains)."""
-        await until_closed(lambda: self.fast_open or self.handshakes or self.disconnects)
+        """Every connection has closed and run its ``$disconnect`` (polled: used only while
+        the gateway drains)."""
+        await until_closed(lambda: self.open_count or self.handshakes or self.disconnects)
 
     # The aiohttp path: an upgrade that came after other requests on its connection.
 
@@ -466,44 +344,20 @@ class ApiRuntime:
         guard = request.transport.get_protocol() if request.transport else None
         if isinstance(guard, FrameGuard):
             guard.arm(self.settings.limits.max_frame_bytes, sink.frame_too_big)
-        session = self._opened(conn, facts, sink)
         task = asyncio.current_task()
         assert task is not None
         self.sessions.add(task)
         try:
-            try:
-                await self._receive_loop(session, ws)
-            finally:
-                code, reason = self._gone(session)
-            await self._run_disconnect(conn, facts, code, reason)
+            await serve_aiohttp(
+                ws,
+                sink,
+                _ApiConnection(self, conn, facts),
+                self.settings.limits.max_inflight_messages,
+                self.inflight,
+            )
         finally:
             self.sessions.discard(task)
         return ws
-
-    async def _receive_loop(self, session: _Session, ws: web.WebSocketResponse) -> None:
-        """Read until the connection ends."""
-        window = _Window(self.settings.limits.max_inflight_messages, self.inflight)
-        while True:
-            await window.acquire()  # back-pressure: stop reading while too many are in flight
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                session.text(msg.data).add_done_callback(window.done)
-                continue
-            window.release()
-            if msg.type is WSMsgType.BINARY:
-                session.binary()
-                continue
-            if msg.type is WSMsgType.CLOSE:
-                session.client_closed(int(msg.data or wire.CLOSE_NO_STATUS), msg.extra or "")
-                continue
-            if msg.type is WSMsgType.ERROR:
-                exc = msg.data
-                if isinstance(exc, WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
-                    session.failed(wire.CLOSE_MESSAGE_TOO_BIG, wire.REASON_MESSAGE_TOO_BIG)
-                elif isinstance(exc, WebSocketError):
-                    session.failed(int(exc.code), str(exc))
-                continue
-            return  # CLOSING / CLOSED: the connection is over.
 
     async def _authorize(
         self, facts: ConnectionFacts, upgrade: UpgradeRequest, extra: dict[str, Any]

@@ -128,7 +128,7 @@ class EventsRuntime:
     # Tasks the gateway waits for when draining.
     sessions: set[asyncio.Task[Any]] = field(default_factory=set)
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
-    fast_open: int = 0  # realtime connections served by picows
+    open_count: int = 0  # open realtime connections, both transports
     draining: bool = False
     peers: EventsClusterMember[Subscription] = field(init=False)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -34,11 +34,12 @@ from sockway.core.ids import ConnectionId
 from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.protocols.appsync import messages as wire
 from sockway.protocols.appsync.messages import EventsError
-from sockway.server.apigw import AiohttpSink
+from sockway.server.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.server.appsync import EventsRuntime, Operation, Subscription
 from sockway.server.picows_ws import (
+    Hold,
     PicowsConnection,
-    PicowsSink,
+    Sink,
     refuse_upgrade,
     start_websocket,
 )
@@ -99,14 +100,20 @@ def connect_headers(
     return lower_headers(dict(headers)), wire.SUBPROTOCOL in offered
 
 
+def _upgrade_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upgrade request's headers as handlers see them (§6.2), lower-cased."""
+    return {k: v for k, v in lower_headers(dict(headers)).items() if k not in _HIDDEN_HEADERS}
+
+
 class RealtimeEndpoint:
-    """The aiohttp handler of the realtime path for one events API."""
+    """The realtime path of one events API, on both transports (``_EventsConnection``)."""
 
     def __init__(self, runtime: EventsRuntime) -> None:
         self.rt = runtime
         self.sessions: dict[Connection, EventsSession] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp's handler: an upgrade that followed other requests on its connection."""
         rt = self.rt
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.json_response({"message": "Upgrade Required"}, status=426)
@@ -125,46 +132,19 @@ class RealtimeEndpoint:
         except (ConnectionResetError, OSError):
             return ws
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        source_ip = str(peer[0]) if peer else "127.0.0.1"
-        now = rt.node.now_ms()
-        conn = Connection(
-            id=ConnectionId(rt.new_id()),
-            api_name=rt.name,
-            sink=AiohttpSink(ws, request.transport),
-            connected_at_ms=now,
-            source_ip=source_ip,
-            user_agent=request.headers.get("User-Agent"),
-            outbox_max_bytes=limits.outbox_max_bytes,
+        handler = _EventsConnection(
+            self,
+            _upgrade_headers(request.headers),
+            str(peer[0]) if peer else "127.0.0.1",
+            request.headers.get("User-Agent"),
+            auth_headers,
         )
-        upgrade_headers = {
-            k: v
-            for k, v in lower_headers(dict(request.headers)).items()
-            if k not in _HIDDEN_HEADERS
-        }
-        session = EventsSession(conn, upgrade_headers, source_ip)
         task = asyncio.current_task()
         assert task is not None
         rt.sessions.add(task)
         try:
-            try:
-                await rt.auth.authorize(
-                    AuthRequest(CONNECT, None, auth_headers, b"{}", source_ip),
-                    rt.settings.connect_modes(),
-                )
-            except EventsError as exc:
-                rt.metrics.connect_rejects.labels(rt.name, "401").inc()
-                await ws.send_str(wire.connection_error(exc).decode())
-                await ws.close(code=CLOSE_NORMAL)
-                return ws
-            rt.node.add(conn)
-            rt.node.open(conn)
-            self.sessions[conn] = session
-            rt.metrics.connects.labels(rt.name).inc()
-            rt.metrics.connections.labels(rt.name).inc()
-            try:
-                await self._receive_loop(session, ws)
-            finally:
-                self._forget(session)
+            sink = AiohttpSink(ws, request.transport)
+            await serve_aiohttp(ws, sink, handler, limits.max_inflight_messages, rt.inflight)
         finally:
             rt.sessions.discard(task)
         return ws
@@ -181,19 +161,16 @@ class RealtimeEndpoint:
         auth_headers, offered = connect_headers(headers, query)
         peer = transport.get_extra_info("peername")
         source_ip = str(peer[0]) if peer else "127.0.0.1"
-        upgrade_headers = {
-            k: v for k, v in lower_headers(dict(headers)).items() if k not in _HIDDEN_HEADERS
-        }
         limits = rt.settings.limits
         handler = _EventsConnection(
-            self, upgrade_headers, source_ip, headers.get("User-Agent"), auth_headers
+            self, _upgrade_headers(headers), source_ip, headers.get("User-Agent"), auth_headers
         )
-        handler.listener = PicowsConnection(
+        listener = PicowsConnection(
             handler, limits.max_inflight_messages, limits.max_request_bytes, rt.inflight
         )
         subprotocol = wire.SUBPROTOCOL if offered else None
         try:
-            start_websocket(transport, raw, handler.listener, subprotocol, limits.max_request_bytes)
+            start_websocket(transport, raw, listener, subprotocol, limits.max_request_bytes)
         except Exception:  # e.g. the transport was closed meanwhile
             log.exception("handshake failed", extra={"api": rt.name})
             transport.abort()
@@ -206,28 +183,6 @@ class RealtimeEndpoint:
         self.sessions.pop(session.conn, None)
         rt.node.remove(session.conn)
         rt.metrics.connections.labels(rt.name).dec()
-
-    async def _receive_loop(self, session: EventsSession, ws: web.WebSocketResponse) -> None:
-        inflight = asyncio.Semaphore(self.rt.settings.limits.max_inflight_messages)
-        loop = asyncio.get_running_loop()
-        while True:
-            await inflight.acquire()
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                self.rt.metrics.messages_in.labels(self.rt.name).inc()
-                task = loop.create_task(self._dispatch(session, msg.data))
-                self.rt.inflight.add(task)
-                task.add_done_callback(self.rt.inflight.discard)
-                task.add_done_callback(lambda _: inflight.release())
-                continue
-            inflight.release()
-            if msg.type is WSMsgType.BINARY:
-                err = EventsError(wire.INVALID_INPUT, "Binary frames are not supported")
-                self._send(session, wire.failure("error", None, err))
-                continue
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                continue
-            break  # CLOSING / CLOSED
 
     def _send(self, session: EventsSession, frame: bytes) -> None:
         result = session.conn.send_text(frame, self.rt.node.now_ms())
@@ -364,8 +319,8 @@ class RealtimeEndpoint:
 
 
 class _EventsConnection:
-    """``MessageHandler`` of a realtime connection served by picows: the connect
-    authorization holds every message (``gate``), then each runs on its own task."""
+    """One realtime connection, on either transport (``MessageHandler``): the connect
+    authorization holds every message (§2.1), then each runs on its own task (§2.2)."""
 
     __slots__ = (
         "_auth",
@@ -375,7 +330,6 @@ class _EventsConnection:
         "_user_agent",
         "admitted",
         "gone",
-        "listener",
         "session",
     )
 
@@ -393,11 +347,10 @@ class _EventsConnection:
         self._user_agent = user_agent
         self._auth = auth
         self.session: EventsSession | None = None
-        self.listener: PicowsConnection | None = None
         self.admitted = False
         self.gone = False
 
-    def opened(self, sink: PicowsSink) -> None:
+    def opened(self, sink: Sink, hold: Hold) -> None:
         rt = self._endpoint.rt
         conn = Connection(
             id=ConnectionId(rt.new_id()),
@@ -409,14 +362,13 @@ class _EventsConnection:
             outbox_max_bytes=rt.settings.limits.outbox_max_bytes,
         )
         self.session = EventsSession(conn, self._upgrade_headers, self._source_ip)
-        rt.fast_open += 1
+        rt.open_count += 1
         task = asyncio.get_running_loop().create_task(self._admit(self.session, sink))
         rt.sessions.add(task)
         task.add_done_callback(rt.sessions.discard)
-        assert self.listener is not None
-        self.listener.gate(task)
+        hold(task)
 
-    async def _admit(self, session: EventsSession, sink: PicowsSink) -> None:
+    async def _admit(self, session: EventsSession, sink: Sink) -> None:
         rt = self._endpoint.rt
         try:
             await rt.auth.authorize(
@@ -458,6 +410,6 @@ class _EventsConnection:
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         self.gone = True
-        self._endpoint.rt.fast_open -= 1
+        self._endpoint.rt.open_count -= 1
         if self.admitted and self.session is not None:
             self._endpoint._forget(self.session)

@@ -62,7 +62,7 @@ class EventsFrontDoor:
 
     def pending_work(self) -> set[asyncio.Future[Any]]:
         runtime = self.runtime
-        closed = asyncio.get_running_loop().create_task(until_closed(lambda: runtime.fast_open))
+        closed = asyncio.get_running_loop().create_task(until_closed(lambda: runtime.open_count))
         return {*runtime.sessions, *runtime.inflight, closed}
 
 

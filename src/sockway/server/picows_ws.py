@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -41,11 +42,13 @@ log = logging.getLogger("sockway.websocket")
 READ_BUFFER_BYTES = 2048
 _REASON_MAX_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is at most 125 bytes
 DRAIN_POLL_S = 0.05
+CLOSE_TIMEOUT_S = 2.0  # how long a server-initiated close may wait for the client's answer
 
 # RFC 6455 §7.4.1 close codes this transport closes with, and their reasons [our wording].
 CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR = 1002, "Protocol error"
 CLOSE_INVALID_TEXT, REASON_INVALID_TEXT = 1007, "Invalid UTF-8 text"
 CLOSE_TOO_BIG, REASON_MESSAGE_TOO_BIG = 1009, "Message too big"
+REASON_FRAME_TOO_BIG = "Frame too big"  # a single frame over the frame limit (also 1009)
 
 
 class _PicowsLog:
@@ -160,17 +163,17 @@ class PicowsSink:
     def buffered_bytes(self) -> int:
         return int(self._raw.get_write_buffer_size())
 
-    def close(self, code: int, reason: str, timeout_s: float = 2.0) -> None:
+    def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (RFC 6455 §7.1.2); the client's answering close ends
         the connection (``answer_close``). A client that never answers — one that does not
-        read, whose outbox is full — is cut off after ``timeout_s``."""
+        read, whose outbox is full — is cut off after ``CLOSE_TIMEOUT_S``."""
         if self.close_cause is not None:
             return
         self.close_cause = (code, reason)
         if self._ws.is_disconnected:
             return
         self._ws.send_close(WSCloseCode(code), reason.encode()[:_REASON_MAX_BYTES])
-        self._abort = asyncio.get_running_loop().call_later(timeout_s, self._raw.abort)
+        self._abort = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._raw.abort)
 
     def answer_close(self) -> None:
         """The client sent a close frame: answer it with 1000 (as aiohttp does; unless ours
@@ -185,11 +188,28 @@ class PicowsSink:
             self._abort = None
 
 
-class MessageHandler(Protocol):
-    """What a front door does with one connection served by ``PicowsConnection``."""
+class Sink(Protocol):
+    """The sink a ``MessageHandler`` gets: ``PicowsSink`` or ``aiohttp_ws.AiohttpSink``."""
 
-    def opened(self, sink: PicowsSink) -> None:
-        """The handshake is answered; frames go out through ``sink`` from now on."""
+    close_cause: tuple[int, str] | None  # set by ``close``: the code and reason we closed with
+
+    def write_frame(self, frame: bytes) -> None: ...
+
+    def buffered_bytes(self) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+Hold = Callable[["asyncio.Future[Any]"], None]
+
+
+class MessageHandler(Protocol):
+    """What a front door does with one WebSocket connection, on either transport
+    (``PicowsConnection`` here, ``aiohttp_ws.serve_aiohttp`` for aiohttp)."""
+
+    def opened(self, sink: Sink, hold: Hold) -> None:
+        """The handshake is answered; frames go out through ``sink`` from now on.
+        ``hold(future)`` keeps every message back until ``future`` is done."""
 
     def message(self, data: str | bytes) -> asyncio.Future[Any] | None:
         """A complete message: text as ``str``, binary as ``bytes``. A returned future holds
@@ -199,9 +219,9 @@ class MessageHandler(Protocol):
         """The client's close frame (1005 when it carried no code); the answer is sent."""
 
     def closed(self, failure: tuple[int, str] | None) -> None:
-        """The connection is gone. ``failure``: the close picows sent first, for a client's
-        protocol violation (1009 for a frame over the frame limit), unless the sink's
-        ``close`` went first."""
+        """The connection is gone. ``failure``: the transport closed it for the client's
+        protocol violation (1009 "Frame too big" or "Message too big", 1002, ...), unless
+        the sink's ``close`` went first."""
 
 
 class PicowsConnection(WSListener):
@@ -256,7 +276,7 @@ class PicowsConnection(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._transport = transport.underlying_transport
         self.sink = PicowsSink(transport)
-        self._handler.opened(self.sink)
+        self._handler.opened(self.sink, self.gate)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -282,7 +302,10 @@ class PicowsConnection(WSListener):
         handshake = transport.close_handshake
         sent = handshake.sent if handshake is not None else None
         if sent is not None and not handshake.recv_then_sent and sink.close_cause is None:
-            failure = (sent.code.value, sent.reason)
+            # picows closed first: a frame header over the frame limit (1009) or another
+            # protocol violation
+            code = sent.code.value
+            failure = (code, REASON_FRAME_TOO_BIG if code == CLOSE_TOO_BIG else sent.reason)
         self._handler.closed(failure)
 
     # -- frames ---------------------------------------------------------------------------

@@ -10,13 +10,12 @@ the app by key, id or ``auth_key``. An unknown key still gets a WebSocket that i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from sockway.api.pusher_http import PusherHttpApi
 from sockway.brokers.base import BrokerUnavailable
@@ -25,12 +24,13 @@ from sockway.core.connection import Connection
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ConnectionId
 from sockway.protocols.pusher import messages as wire
-from sockway.server.apigw import AiohttpSink
+from sockway.server.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.server.frontdoor import Endpoint, GatewayContext, ListenInfo
 from sockway.server.picows_ws import (
+    Hold,
     MessageHandler,
     PicowsConnection,
-    PicowsSink,
+    Sink,
     start_websocket,
     until_closed,
 )
@@ -69,8 +69,6 @@ class PusherRegistry:
             max_size = door.app.settings.max_message_bytes
         # A window of one: a frame is fully applied before the next is read (pusher_session).
         listener = PicowsConnection(handler, 1, max_size)
-        if isinstance(handler, _PusherConnection):
-            handler.listener = listener
         try:
             start_websocket(transport, raw, listener, None, max_size)
         except Exception:  # e.g. the transport was closed meanwhile
@@ -92,7 +90,7 @@ class PusherFrontDoor:
         self.app = app
         self.http = PusherHttpApi(app)
         self.sessions: set[asyncio.Task[Any]] = set()
-        self.fast_open = 0  # sockets served by picows
+        self.open_count = 0  # open sockets, both transports
         self.registry: PusherRegistry | None = None
         self._finished: asyncio.Task[None] | None = None
 
@@ -149,62 +147,12 @@ class PusherFrontDoor:
 
     async def _finish(self) -> None:
         """Sessions end (their webhooks are queued), then webhook deliveries finish."""
-        await until_closed(lambda: self.fast_open)
+        await until_closed(lambda: self.open_count)
         while self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
         if self.app.cluster is not None:
             await self.app.cluster.cluster.flush()  # channel_vacated of the last leaves
         await self.app.webhooks.finish()
-
-    # -- WebSocket --------------------------------------------------------------------------
-
-    async def serve_socket(self, request: web.Request, ws: web.WebSocketResponse) -> None:
-        app, s = self.app, self.app.settings
-        now = app.node.now_ms()
-        conn = Connection(
-            id=ConnectionId(app.new_socket_id()),
-            api_name=app.name,
-            sink=AiohttpSink(ws, request.transport),
-            connected_at_ms=now,
-            source_ip=str(request.remote or ""),
-            user_agent=request.headers.get("User-Agent"),
-            outbox_max_bytes=s.outbox_max_bytes,
-        )
-        sock = PusherSocket(conn, last_seen_ms=now)
-        app.node.add(conn)
-        app.node.open(conn)
-        refusal = await self._refusal()
-        if refusal is not None:
-            app.close_with_error(sock, *refusal)
-        else:
-            app.add(sock)
-            if s.enable_user_authentication:
-                sock.auth_deadline_ms = now + int(s.user_authentication_timeout_s * 1000)
-            app.metrics.connects.labels(app.name).inc()
-            app.metrics.connections.labels(app.name).inc()
-            app.send(sock, wire.connection_established(sock.socket_id, s.activity_timeout_s))
-        task = asyncio.current_task()
-        assert task is not None
-        self.sessions.add(task)
-        try:
-            async for msg in ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and refusal is None:
-                    app.metrics.messages_in.labels(app.name).inc()
-                    try:
-                        pending = handle_frame(app, sock, msg.data)
-                        if pending is not None:  # a change that awaits the cluster's broker
-                            await pending
-                    except Exception:  # our bug: log it, keep serving the socket
-                        log.exception("pusher frame handling failed", extra={"api": app.name})
-                        app.send(sock, wire.error(wire.SERVER_ERROR, "A server error has occured."))
-        finally:
-            try:
-                if refusal is None:
-                    app.metrics.connections.labels(app.name).dec()
-                    await app.remove(sock)
-            finally:
-                app.node.remove(conn)
-                self.sessions.discard(task)
 
     async def _refusal(self) -> tuple[int, str] | None:
         app, s = self.app, self.app.settings
@@ -232,21 +180,21 @@ class PusherFrontDoor:
 
 
 class _PusherConnection:
-    """``MessageHandler`` of a socket served by picows: the quota check holds the socket's
-    frames (``gate``), then each frame is applied as ``serve_socket`` applies it."""
+    """One Pusher socket, on either transport (``MessageHandler``): the quota check holds
+    the socket's frames, then each frame is applied (``pusher_session.handle_frame``) and,
+    with a window of one, fully applied before the next."""
 
-    __slots__ = ("_door", "_source_ip", "_user_agent", "gone", "listener", "sock", "started")
+    __slots__ = ("_door", "_source_ip", "_user_agent", "gone", "sock", "started")
 
     def __init__(self, door: PusherFrontDoor, source_ip: str, user_agent: str | None) -> None:
         self._door = door
         self._source_ip = source_ip
         self._user_agent = user_agent
         self.sock: PusherSocket | None = None
-        self.listener: PicowsConnection | None = None
         self.started = False
         self.gone = False
 
-    def opened(self, sink: PicowsSink) -> None:
+    def opened(self, sink: Sink, hold: Hold) -> None:
         door, app = self._door, self._door.app
         now = app.node.now_ms()
         conn = Connection(
@@ -261,10 +209,9 @@ class _PusherConnection:
         self.sock = sock = PusherSocket(conn, last_seen_ms=now)
         app.node.add(conn)
         app.node.open(conn)
-        door.fast_open += 1
+        door.open_count += 1
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        assert self.listener is not None
-        self.listener.gate(gate)
+        hold(gate)
         self._track(self._start(sock, gate))
 
     def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -337,7 +284,7 @@ class _PusherConnection:
                 await app.remove(sock)
         finally:
             app.node.remove(sock.conn)
-            self._door.fast_open -= 1
+            self._door.open_count -= 1
 
 
 class _UnknownApp:
@@ -349,7 +296,7 @@ class _UnknownApp:
     def __init__(self, key: str) -> None:
         self._key = key[:64]
 
-    def opened(self, sink: PicowsSink) -> None:
+    def opened(self, sink: Sink, hold: Hold) -> None:
         text = wire.error(wire.APP_NOT_FOUND, f"App key {self._key} does not exist.")
         sink.write_frame(encode_text_frame(text))
         sink.close(wire.APP_NOT_FOUND, "")
@@ -365,6 +312,7 @@ class _UnknownApp:
 
 
 async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.StreamResponse:
+    """aiohttp's handler: an upgrade that followed other requests on its connection."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return web.json_response({"error": "Upgrade Required", "code": 426}, status=426)
     door = registry.by_key.get(request.match_info["key"])
@@ -374,15 +322,14 @@ async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.Stream
         await ws.prepare(request)
     except (ConnectionResetError, OSError):
         return ws
+    handler: MessageHandler
     if door is None:
-        key = request.match_info["key"][:64]
-        with contextlib.suppress(ConnectionError):
-            await ws.send_str(
-                wire.error(wire.APP_NOT_FOUND, f"App key {key} does not exist.").decode()
-            )
-            await ws.close(code=wire.APP_NOT_FOUND)
-        return ws
-    await door.serve_socket(request, ws)
+        handler = _UnknownApp(request.match_info["key"])
+    else:
+        handler = _PusherConnection(
+            door, str(request.remote or ""), request.headers.get("User-Agent")
+        )
+    await serve_aiohttp(ws, AiohttpSink(ws, request.transport), handler, 1)
     return ws
 
 
