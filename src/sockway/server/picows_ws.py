@@ -1,16 +1,17 @@
 """The fast WebSocket transport: picows' server protocol on a connection the sniffer accepted.
 
 DESIGN.md "single port, fast fan-out": the listener's sniffer (``server/sniffer.py``) reads a
-new connection's request head; an upgrade for a path served here gets its ``$connect`` run
-by the front door first, and only then is the connection handed to picows, which answers the
-handshake (RFC 6455 §4.2.2) and parses frames in C. Plain HTTP stays with aiohttp. Measured
-(DESIGN.md): 7.7 vs 15.5 µs per echo and 3.9 vs 4.6 µs per delivered fan-out message against
-aiohttp's fast path.
+new connection's request head; an upgrade for a path served here gets what must precede the
+handshake run by its front door (the websocket API's ``$connect``), and only then is the
+connection handed to picows, which answers the handshake (RFC 6455 §4.2.2) and parses frames
+in C. Plain HTTP stays with aiohttp. Measured same-run against aiohttp (bench/ANALYSIS.md "The
+transport switch"): 14.9 → 9.0 KB per idle connection, 44.6 → 38.4 µs per two-way request,
+324 → 251 µs per new connection.
 
 picows exports only its client and a ``ws_create_server`` that owns the listening socket; its
 server protocol class (``picows.picows.WSProtocol``) is built here directly, the one place that
 depends on it. picows is pinned to the minor version whose constructor this matches
-(pyproject.toml); every e2e test of the websocket API runs through it.
+(pyproject.toml); the e2e tests of all three front doors run through it.
 """
 
 from __future__ import annotations
