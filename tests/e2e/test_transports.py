@@ -274,7 +274,7 @@ async def test_pusher_protocol_on_both_transports(start_gateway: StartGateway, v
     assert (story["event"], story["channel"]) == ("story", "news")
 
     # The quota is checked after the upgrade: pusher:error 4004, then close 4004.
-    first = await RawClient.connect(gw.port, "/app/one", after=after)
+    first = await RawClient.connect(gw.port, "/app/o%6Ee", after=after)  # the key, encoded
     assert (await _pusher(first))["event"] == "pusher:connection_established"
     second = await RawClient.connect(gw.port, "/app/one", after=after)
     assert (await _pusher(second))["data"] == {

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -57,7 +58,7 @@ class PusherRegistry:
 
     def fast_upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
         """``UpgradeHandler`` of ``/app/{key}`` (``server/sniffer.py``): served by picows."""
-        key = head.path[len("/app/") :]
+        key = unquote(head.path[len("/app/") :])  # decoded, as aiohttp's match_info
         door = self.by_key.get(key)
         handler: MessageHandler
         if door is None:
