@@ -37,6 +37,7 @@ from sockway.protocols.apigw.events import (
     request_context,
     trace_id,
 )
+from sockway.server.picows_ws import REASON_FRAME_TOO_BIG, REASON_MESSAGE_TOO_BIG
 
 NOW_MS = 1731324924561  # 11/Nov/2024:11:35:24.561 UTC (spec §1.7)
 CONNECTED_MS = 1731324924553
@@ -605,7 +606,8 @@ def test_disconnect_empty_reason_is_a_string_and_validates() -> None:
         (messages.CLOSE_UNSUPPORTED_DATA, messages.REASON_BINARY),
         (messages.CLOSE_NO_STATUS, messages.REASON_NO_STATUS),
         (messages.CLOSE_ABNORMAL, messages.REASON_ABNORMAL),
-        (messages.CLOSE_MESSAGE_TOO_BIG, messages.REASON_MESSAGE_TOO_BIG),
+        (messages.CLOSE_MESSAGE_TOO_BIG, REASON_MESSAGE_TOO_BIG),
+        (messages.CLOSE_MESSAGE_TOO_BIG, REASON_FRAME_TOO_BIG),
         (4000, "custom"),
     ],
 )

@@ -34,8 +34,8 @@ REASON_NO_STATUS = "Client-side close frame status not set"  # client closed wit
 REASON_DELETE = "Connection Closed Normally"  # DELETE @connections/{id}
 REASON_GOING_AWAY = "Going away"  # idle timeout, max duration, server shutdown
 REASON_ABNORMAL = "Connection closed abnormally"  # TCP lost without a close frame [our choice]
-REASON_MESSAGE_TOO_BIG = "Message too big"  # [our choice; AWS text unknown]
-REASON_FRAME_TOO_BIG = "Frame too big"  # [our choice; AWS text unknown]
+# 1009 ("Message too big" / "Frame too big") and the other protocol closes carry the
+# transport's reasons: server/picows_ws.py [our choice; AWS text unknown].
 REASON_BINARY = "Binary frames are not supported"  # [our choice; AWS text unknown]
 
 CLOSE_NORMAL = 1000
