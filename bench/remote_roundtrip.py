@@ -119,8 +119,8 @@ async def _measure(port: int, stage: str, n: int) -> dict[str, float]:
 
 
 async def _round(config: dict[str, Any], base: Path, n: int) -> dict[str, dict[str, float]]:
-    from sockway.config import parse_config
-    from sockway.server.gateway import Gateway
+    from sockway.gateway.config import parse_config
+    from sockway.gateway.gateway import Gateway
 
     gw = Gateway(parse_config(config, base))
     await gw.start()

@@ -24,9 +24,9 @@ from typing import Any
 import uvloop
 import websockets
 
-from sockway.config import parse_config
-from sockway.integrations.base import Invocation
-from sockway.server.gateway import Gateway
+from sockway.gateway.config import parse_config
+from sockway.gateway.gateway import Gateway
+from sockway.runtimes.base import Invocation
 
 HANDLER = "def echo(event, context):\n    return {'statusCode': 200, 'body': event['body']}\n"
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from sockway.brokers.base import Broker
-from sockway.config import parse_config
-from sockway.server.gateway import Gateway
+from sockway.gateway.config import parse_config
+from sockway.gateway.gateway import Gateway
 
 StartGateway = Callable[..., Awaitable[Gateway]]
 

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from sockway.config import Settings, load_config, parse_config
-from sockway.config.broker import workers_problem
-from sockway.config.models import parse_hostport
+from sockway.brokers.settings import workers_problem
+from sockway.gateway.config import load_config, parse_config
+from sockway.gateway.settings import Settings, parse_hostport
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING
 import click
 
 from sockway import __version__
-from sockway.config import ConfigError, Settings, load_config, parse_config
-from sockway.config.broker import MAX_WORKERS, workers_problem
-from sockway.config.models import parse_hostport
+from sockway.brokers.settings import MAX_WORKERS, workers_problem
 from sockway.demo.settings import demo_config
+from sockway.gateway.config import ConfigError, load_config, parse_config
+from sockway.gateway.settings import Settings, parse_hostport
+from sockway.gateway.worker_control import report_ready
 from sockway.observability.logging import setup_logging
-from sockway.server.listener import ListenError
-from sockway.server.worker_control import report_ready
+from sockway.transport.listener import ListenError
 
 if TYPE_CHECKING:
-    from sockway.server.gateway import Gateway
+    from sockway.gateway.gateway import Gateway
 
 log = logging.getLogger("sockway")
 
@@ -96,7 +96,7 @@ def serve(
     setup_logging(settings.log_format, settings.log_level)
     try:
         if worker_fd is None and count > 1:
-            from sockway.server.supervisor import supervise
+            from sockway.gateway.supervisor import supervise
 
             assert config_path is not None  # the demo has no broker, so one worker
             argv = _worker_argv(config_path.resolve(), settings, reload)
@@ -153,7 +153,7 @@ def banner(gateway: Gateway, demo: bool) -> list[str]:
 async def _serve(
     settings: Settings, demo: bool, reload: bool = False, worker_fd: int | None = None
 ) -> None:
-    from sockway.server.gateway import Gateway
+    from sockway.gateway.gateway import Gateway
 
     gateway = Gateway(settings, reload=reload, reuse_port=worker_fd is not None)
     await gateway.start()

@@ -24,8 +24,8 @@ import orjson
 from sockway.brokers.base import Broker, BrokerUnavailable
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.brokers.redis import RedisBroker
-from sockway.config import parse_config
-from sockway.server.gateway import Gateway
+from sockway.gateway.config import parse_config
+from sockway.gateway.gateway import Gateway
 from tests.e2e.appsync_support import API_KEY, EventsClient, events_api
 
 GRACE_S = 0.2  # unsubscribe grace period of the test brokers (default 2 s)

@@ -2,7 +2,7 @@
 
 ``POST /2015-03-31/functions/{FunctionName}/invocations[?Qualifier=Q]`` with the payload as
 body and ``X-Amz-Invocation-Type``. Every request's SigV4 signature is verified with botocore
-(``sockway.auth.sigv4.verify``, service ``lambda``) against the test's credentials; a bad one
+(``sockway.frontdoor.sigv4.verify``, service ``lambda``) against the test's credentials; a bad one
 gets 403 with ``x-amzn-ErrorType`` as AWS answers. The function (a Python callable taking
 ``(event, context)``, sync or async) then runs:
 
@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from sockway.auth.sigv4 import SigV4Failure, verify
+from sockway.frontdoor.sigv4 import SigV4Failure, verify
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 

@@ -22,11 +22,11 @@ from typing import Any
 
 from sockway.brokers.base import Broker, BrokerUnavailable, Transition
 from sockway.brokers.memory import MemoryBroker, MemoryBus
-from sockway.config import parse_config
-from sockway.config.pusher import WEBHOOK_EVENT_TYPES
-from sockway.server.cluster import topic
-from sockway.server.gateway import Gateway
-from sockway.server.pusher_cluster import CACHE
+from sockway.frontdoor.cluster import topic
+from sockway.gateway.config import parse_config
+from sockway.gateway.gateway import Gateway
+from sockway.pusher.cluster import CACHE
+from sockway.pusher.settings import WEBHOOK_EVENT_TYPES
 from tests.e2e.pusher_support import Client, pusher_app, sdk
 
 ALL_HOOKS = list(WEBHOOK_EVENT_TYPES)

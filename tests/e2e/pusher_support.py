@@ -9,7 +9,7 @@ from typing import Any
 import pusher
 import websockets
 
-from sockway.server.gateway import Gateway
+from sockway.gateway.gateway import Gateway
 
 APP_ID, KEY, SECRET = "123", "app-key", "app-secret"
 

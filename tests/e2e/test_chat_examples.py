@@ -24,7 +24,7 @@ import yaml
 from moto.server import ThreadedMotoServer
 from websockets.asyncio.client import ClientConnection
 
-from sockway.config import load_config
+from sockway.gateway.config import load_config
 from tests.conftest import StartGateway
 
 ROOT = Path(__file__).resolve().parents[2]

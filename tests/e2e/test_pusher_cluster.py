@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from sockway.brokers.memory import MemoryBroker
-from sockway.server.gateway import Gateway
+from sockway.gateway.gateway import Gateway
 from tests.e2e.pusher_cluster import OutageBroker, presence, pusher_nodes, signed_in
 from tests.e2e.pusher_support import KEY, Client, sdk
 from tests.e2e.support import wait_until

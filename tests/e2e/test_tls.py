@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import websockets
 
-from sockway.server.tls import auto_certificate
+from sockway.transport.tls import auto_certificate
 from tests.conftest import StartGateway
 from tests.e2e.support import api, handlers_dir, of_type, recorded
 

@@ -1,6 +1,6 @@
 """The two WebSocket transports and the sniffer that chooses between them.
 
-A connection whose first request is the upgrade is served by picows (``server/picows_ws.py``);
+A connection whose first request is the upgrade is served by picows (``transport/picows_ws.py``);
 an upgrade that follows a plain request on a keep-alive connection by aiohttp. The behaviour a
 client sees must not depend on which: the tests marked ``via`` run against both.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sockway.server import sniffer
+from sockway.transport import sniffer
 from tests.conftest import StartGateway
 from tests.e2e.appsync_support import API_KEY, SUBPROTOCOL, events_api, header_subprotocol
 from tests.e2e.pusher_support import KEY, pusher_app, sdk

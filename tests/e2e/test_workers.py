@@ -27,7 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection as Ws
 from websockets.exceptions import ConnectionClosed
 
-from sockway.server.supervisor import MAX_BACKOFF_S, backoff_s, describe_exit
+from sockway.gateway.supervisor import MAX_BACKOFF_S, backoff_s, describe_exit
 from tests.redis_support import redis_url as shared_redis_url
 
 SOCKWAY = [sys.executable, "-m", "sockway"]

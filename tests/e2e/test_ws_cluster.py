@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from sockway.brokers.memory import MemoryBroker, MemoryBus
 from sockway.core.connection import State
-from sockway.server.gateway import Gateway
+from sockway.gateway.gateway import Gateway
 from tests.conftest import StartGateway
 from tests.e2e.support import api, handlers_dir, of_type, recorded, wait_until
 

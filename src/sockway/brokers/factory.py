@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from sockway.brokers.base import Broker
 from sockway.brokers.memory import MemoryBroker
-from sockway.config.models import Settings
+from sockway.brokers.settings import BrokerSettings
 
 
-def build_broker(settings: Settings) -> Broker:
-    """The broker the gateway's node uses; the caller starts and closes it."""
-    b = settings.broker
+def build_broker(b: BrokerSettings | None) -> Broker:
+    """The broker the gateway's node uses (``Settings.broker``); the caller starts and closes
+    it."""
     if b is None:
         return MemoryBroker()
     from sockway.brokers.redis import RedisBroker  # redis-py only when configured

@@ -15,10 +15,13 @@ from sockway.core.ids import ChannelName, Clock, ConnectionId
 # Close code for a subscriber that cannot keep up with a channel's fan-out (RFC 6455 §7.4.1:
 # 1008 policy violation). The client may reconnect; its outbox was over the bound.
 SLOW_CONSUMER_CLOSE = (1008, "Slow consumer: outbox full")
+# RFC 6455 §7.4.1 1001: the server is going down (also API Gateway's close for idle and
+# over-age connections, apigw spec §6, §7).
+GOING_AWAY_CLOSE = (1001, "Going away")
 
 
 class NodeObserver(Protocol):
-    """Told of every change other nodes must learn of (``server.cluster`` implements it)."""
+    """Told of every change other nodes must learn of (``frontdoor.cluster`` implements it)."""
 
     def opened(self, conn: Connection) -> None: ...
 

@@ -1,1 +1,0 @@
-"""HTTP APIs served next to the WebSockets: @connections management and operations."""

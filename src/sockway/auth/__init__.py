@@ -1,1 +1,0 @@
-"""Authorization: SigV4 verification and Lambda authorizer plumbing (pure logic)."""

@@ -1,0 +1,415 @@
+"""The AppSync Events realtime WebSocket ``{base_path}/event/realtime`` (spec §2).
+
+Handshake (§2.1): the ``aws-appsync-event-ws`` subprotocol is selected when offered; connect
+authorization comes from the ``header-<base64url JSON>`` subprotocol or, as native clients
+send it, from the upgrade request's headers. A refused connect is answered after the upgrade
+with ``connection_error`` (UnauthorizedException, non-retryable for Amplify) and a close.
+
+Messages (§2.2): ``connection_init`` → ``connection_ack``; ``subscribe`` / ``unsubscribe`` /
+``publish`` with their success and error replies; anything else gets an ``error`` frame and the
+connection keeps working. Each message is handled in its own task so a slow handler never
+holds up the others; ids are reserved before the first await so duplicates are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from sockway.core.connection import Connection, SendResult
+from sockway.core.frames import encode_text_frame
+from sockway.core.ids import ConnectionId
+from sockway.core.node import SLOW_CONSUMER_CLOSE
+from sockway.events import wire
+from sockway.events.auth import CONNECT, AuthRequest, lower_headers
+from sockway.events.runtime import EventsRuntime, Operation, Subscription
+from sockway.events.wire import EventsError
+from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
+from sockway.transport.picows_ws import (
+    Hold,
+    PicowsConnection,
+    Sink,
+    refuse_upgrade,
+    start_websocket,
+)
+from sockway.transport.upgrade_head import RequestHead
+
+log = logging.getLogger("sockway.appsync")
+
+CLOSE_NORMAL = 1000
+_HIDDEN_HEADERS = frozenset({"cookie", "sec-websocket-protocol", "sec-websocket-key"})
+
+
+@dataclass(eq=False)
+class EventsSession:
+    """Per-connection state of the realtime protocol."""
+
+    conn: Connection
+    upgrade_headers: dict[str, str]
+    source_ip: str
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)  # subscribe ids being authorized
+    acked: bool = False
+    last_ka_ms: int = 0
+    publish_window_s: int = 0  # the second being counted, and its publish requests
+    publishes_in_window: int = 0
+
+
+def connect_headers(
+    headers: Mapping[str, str], query: Mapping[str, str]
+) -> tuple[dict[str, str], bool]:
+    """(authorization headers, subprotocol offered) of an upgrade request (§2.1).
+
+    Sources, first found wins: the ``header-`` subprotocol, the ``header`` query parameter,
+    the upgrade request's own headers.
+    """
+    offered = [p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    for proto in offered:
+        if proto.startswith(wire.HEADER_PREFIX):
+            encoded = proto[len(wire.HEADER_PREFIX) :]
+            try:
+                decoded = orjson.loads(
+                    base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                )
+            except (binascii.Error, ValueError):
+                return {}, wire.SUBPROTOCOL in offered
+            if isinstance(decoded, dict):
+                return lower_headers(decoded), wire.SUBPROTOCOL in offered
+            return {}, wire.SUBPROTOCOL in offered
+    query_header = query.get("header")
+    if query_header:
+        # GraphQL-realtime style ``?header=<base64 JSON>&payload=e30=`` (some clients, §2.1).
+        try:
+            decoded = orjson.loads(base64.b64decode(query_header + "=" * (-len(query_header) % 4)))
+        except (binascii.Error, ValueError):
+            decoded = None
+        return (lower_headers(decoded) if isinstance(decoded, dict) else {}), (
+            wire.SUBPROTOCOL in offered
+        )
+    return lower_headers(dict(headers)), wire.SUBPROTOCOL in offered
+
+
+def _upgrade_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upgrade request's headers as handlers see them (§6.2), lower-cased."""
+    return {k: v for k, v in lower_headers(dict(headers)).items() if k not in _HIDDEN_HEADERS}
+
+
+class RealtimeEndpoint:
+    """The realtime path of one events API, on both transports (``_EventsConnection``)."""
+
+    def __init__(self, runtime: EventsRuntime) -> None:
+        self.rt = runtime
+        self.sessions: dict[Connection, EventsSession] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp's handler: an upgrade that followed other requests on its connection."""
+        rt = self.rt
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response({"message": "Upgrade Required"}, status=426)
+        if rt.draining:
+            return web.json_response({"message": "Service Unavailable"}, status=503)
+        auth_headers, offered = connect_headers(request.headers, request.query)
+        limits = rt.settings.limits
+        ws = web.WebSocketResponse(
+            protocols=(wire.SUBPROTOCOL,) if offered else (),
+            max_msg_size=limits.max_request_bytes + 1,
+            compress=False,
+            autoping=True,
+        )
+        try:
+            await ws.prepare(request)
+        except (ConnectionResetError, OSError):
+            return ws
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        handler = _EventsConnection(
+            self,
+            _upgrade_headers(request.headers),
+            str(peer[0]) if peer else "127.0.0.1",
+            request.headers.get("User-Agent"),
+            auth_headers,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        rt.sessions.add(task)
+        try:
+            sink = AiohttpSink(ws, request.transport)
+            await serve_aiohttp(ws, sink, handler, limits.max_inflight_messages, rt.inflight)
+        finally:
+            rt.sessions.discard(task)
+        return ws
+
+    def upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
+        """``UpgradeHandler`` of the realtime path (``transport/sniffer.py``): served by picows;
+        the connect authorization runs after the handshake, as with aiohttp (§2.1)."""
+        rt = self.rt
+        if rt.draining:
+            refuse_upgrade(transport, 503, {"message": "Service Unavailable"})
+            return
+        headers = CIMultiDict(head.headers)
+        query = URL.build(query_string=head.query_string, encoded=True).query
+        auth_headers, offered = connect_headers(headers, query)
+        peer = transport.get_extra_info("peername")
+        source_ip = str(peer[0]) if peer else "127.0.0.1"
+        limits = rt.settings.limits
+        handler = _EventsConnection(
+            self, _upgrade_headers(headers), source_ip, headers.get("User-Agent"), auth_headers
+        )
+        listener = PicowsConnection(
+            handler, limits.max_inflight_messages, limits.max_request_bytes, rt.inflight
+        )
+        subprotocol = wire.SUBPROTOCOL if offered else None
+        try:
+            start_websocket(transport, raw, listener, subprotocol, limits.max_request_bytes)
+        except Exception:  # e.g. the transport was closed meanwhile
+            log.exception("handshake failed", extra={"api": rt.name})
+            transport.abort()
+
+    def _forget(self, session: EventsSession) -> None:
+        rt = self.rt
+        for sub in session.subscriptions.values():
+            rt.remove_subscription(sub)
+        session.subscriptions.clear()
+        self.sessions.pop(session.conn, None)
+        rt.node.remove(session.conn)
+        rt.metrics.connections.labels(rt.name).dec()
+
+    def _send(self, session: EventsSession, frame: bytes) -> None:
+        result = session.conn.send_text(frame, self.rt.node.now_ms())
+        if result is SendResult.SENT:
+            self.rt.metrics.messages_out.labels(self.rt.name).inc()
+        elif result is SendResult.OUTBOX_FULL:
+            self.rt.metrics.slow_consumers.labels(self.rt.name).inc()
+            session.conn.sink.close(*SLOW_CONSUMER_CLOSE)
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def _dispatch(self, session: EventsSession, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict):
+            err = EventsError(wire.INVALID_INPUT, "Message is not a JSON object")
+            self._send(session, wire.failure("error", None, err))
+            return
+        kind = message.get("type")
+        raw_id = message.get("id")
+        shown_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 256 else None
+        if kind == "connection_init":
+            self._ack(session)
+            return
+        if kind not in ("subscribe", "unsubscribe", "publish"):
+            err = EventsError(wire.UNSUPPORTED, f"Unsupported operation type: {kind}")
+            self._send(session, wire.failure("error", shown_id, err))
+            return
+        if not wire.valid_operation_id(raw_id):
+            err = EventsError(wire.BAD_REQUEST, "id must match ^[a-zA-Z0-9-_+]{1,128}$")
+            self._send(session, wire.failure(f"{kind}_error", shown_id, err))
+            return
+        op_id = str(raw_id)
+        try:
+            if kind == "subscribe":
+                await self._subscribe(session, op_id, message)
+            elif kind == "unsubscribe":
+                self._unsubscribe(session, op_id)
+            else:
+                await self._publish(session, op_id, message)
+        except EventsError as exc:
+            self._send(session, wire.failure(f"{kind}_error", op_id, exc))
+        except Exception:  # our bug: log it, answer, keep the connection (DESIGN habit 3)
+            log.exception("%s %s failed", kind, op_id, extra={"api": self.rt.name})
+            self._send(session, wire.failure(f"{kind}_error", op_id, wire.internal_failure()))
+
+    def _ack(self, session: EventsSession) -> None:
+        self._send(session, wire.connection_ack(self.rt.settings.limits.connection_timeout_ms))
+        session.acked = True
+        session.last_ka_ms = self.rt.node.now_ms()
+        self._send(session, wire.KA)
+
+    def _operation(self, session: EventsSession, message: dict[str, Any], body: bytes) -> Operation:
+        raw_auth = message.get("authorization")
+        auth = lower_headers(raw_auth) if isinstance(raw_auth, dict) else {}
+        return Operation(
+            auth_headers=auth,
+            request_headers={**session.upgrade_headers, **auth},
+            signed_body=body,
+            source_ip=session.source_ip,
+        )
+
+    async def _subscribe(self, session: EventsSession, op_id: str, message: dict[str, Any]) -> None:
+        rt = self.rt
+        if op_id in session.subscriptions or op_id in session.pending:
+            raise EventsError(wire.DUPLICATED, f"Duplicate subscription id {op_id}")
+        taken = len(session.subscriptions) + len(session.pending)
+        if taken >= rt.settings.limits.max_subscriptions_per_connection:
+            raise EventsError(wire.MAX_SUBSCRIPTIONS, "Maximum number of subscriptions reached")
+        raw_channel = message.get("channel")
+        channel = rt.channel(raw_channel, subscribe=True)
+        # AWS_IAM signs the virtual body {"channel": <as sent>} (spec §3.4).
+        body = orjson.dumps({"channel": raw_channel})
+        session.pending.add(op_id)
+        try:
+            await rt.authorize_subscribe(channel, self._operation(session, message, body))
+            # Publications of other nodes reach this node once the broker confirmed the key;
+            # the subscription starts then, and subscribe_success goes out before any event
+            # (during an outage at once: local events only).
+            async with rt.peers.subscribing(channel):
+                if session.conn.state.value != "open":
+                    return
+                sub = Subscription(session.conn, op_id, channel, wire.data_frame_head(op_id))
+                session.subscriptions[op_id] = sub
+                rt.add_subscription(sub)
+                self._send(session, wire.success("subscribe_success", op_id))
+        finally:
+            session.pending.discard(op_id)
+
+    def _unsubscribe(self, session: EventsSession, op_id: str) -> None:
+        sub = session.subscriptions.pop(op_id, None)
+        if sub is None:
+            raise EventsError(wire.UNKNOWN_OPERATION, f"Unknown operation id {op_id}")
+        self.rt.remove_subscription(sub)
+        self._send(session, wire.success("unsubscribe_success", op_id))
+
+    async def _publish(self, session: EventsSession, op_id: str, message: dict[str, Any]) -> None:
+        second = self.rt.node.now_ms() // 1000
+        if second != session.publish_window_s:
+            session.publish_window_s, session.publishes_in_window = second, 0
+        session.publishes_in_window += 1
+        limit = self.rt.settings.limits.max_publishes_per_second
+        if session.publishes_in_window > limit:
+            raise EventsError(wire.LIMIT_EXCEEDED, f"Rate exceeded: {limit} publishes per second")
+        raw_channel, raw_events = message.get("channel"), message.get("events")
+        # The virtual body AWS_IAM signs: JSON.stringify({channel, events}) (spec §3.4).
+        body = orjson.dumps({"channel": raw_channel, "events": raw_events})
+        op = self._operation(session, message, body)
+        outcome = await self.rt.publish(raw_channel, raw_events, op)
+        result = wire.publish_result(op_id, outcome.successful, outcome.failed)
+        self._send(session, orjson.dumps(result))
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def sweep(self, now_ms: int) -> None:
+        """``ka`` every ``keep_alive_interval_s`` after the ack; close at the maximum duration."""
+        limits = self.rt.settings.limits
+        ka_ms = limits.keep_alive_interval_s * 1000
+        max_ms = limits.max_connection_duration_s * 1000
+        for session in list(self.sessions.values()):
+            if now_ms - session.conn.connected_at_ms >= max_ms:
+                session.conn.sink.close(CLOSE_NORMAL, "Maximum connection duration reached")
+                continue
+            if session.acked and now_ms - session.last_ka_ms >= ka_ms:
+                session.last_ka_ms = now_ms
+                self._send(session, wire.KA)
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                session.conn.sink.close(1001, "Going away")
+
+
+class _EventsConnection:
+    """One realtime connection, on either transport (``MessageHandler``): the connect
+    authorization holds every message (§2.1), then each runs on its own task (§2.2)."""
+
+    __slots__ = (
+        "_auth",
+        "_endpoint",
+        "_source_ip",
+        "_upgrade_headers",
+        "_user_agent",
+        "admitted",
+        "gone",
+        "session",
+    )
+
+    def __init__(
+        self,
+        endpoint: RealtimeEndpoint,
+        upgrade_headers: dict[str, str],
+        source_ip: str,
+        user_agent: str | None,
+        auth: dict[str, str],
+    ) -> None:
+        self._endpoint = endpoint
+        self._upgrade_headers = upgrade_headers
+        self._source_ip = source_ip
+        self._user_agent = user_agent
+        self._auth = auth
+        self.session: EventsSession | None = None
+        self.admitted = False
+        self.gone = False
+
+    def opened(self, sink: Sink, hold: Hold) -> None:
+        rt = self._endpoint.rt
+        conn = Connection(
+            id=ConnectionId(rt.new_id()),
+            api_name=rt.name,
+            sink=sink,
+            connected_at_ms=rt.node.now_ms(),
+            source_ip=self._source_ip,
+            user_agent=self._user_agent,
+            outbox_max_bytes=rt.settings.limits.outbox_max_bytes,
+        )
+        self.session = EventsSession(conn, self._upgrade_headers, self._source_ip)
+        rt.open_count += 1
+        task = asyncio.get_running_loop().create_task(self._admit(self.session, sink))
+        rt.sessions.add(task)
+        task.add_done_callback(rt.sessions.discard)
+        hold(task)
+
+    async def _admit(self, session: EventsSession, sink: Sink) -> None:
+        rt = self._endpoint.rt
+        try:
+            await rt.auth.authorize(
+                AuthRequest(CONNECT, None, self._auth, b"{}", session.source_ip),
+                rt.settings.connect_modes(),
+            )
+        except EventsError as exc:
+            rt.metrics.connect_rejects.labels(rt.name, "401").inc()
+            sink.write_frame(encode_text_frame(wire.connection_error(exc)))
+            sink.close(CLOSE_NORMAL, "")
+            return
+        if self.gone:
+            return
+        conn = session.conn
+        rt.node.add(conn)
+        rt.node.open(conn)
+        self._endpoint.sessions[conn] = session
+        rt.metrics.connects.labels(rt.name).inc()
+        rt.metrics.connections.labels(rt.name).inc()
+        self.admitted = True
+
+    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
+        session = self.session
+        if not self.admitted or session is None:
+            return None  # refused: closing
+        endpoint = self._endpoint
+        if isinstance(data, bytes):
+            err = EventsError(wire.INVALID_INPUT, "Binary frames are not supported")
+            endpoint._send(session, wire.failure("error", None, err))
+            return None
+        rt = endpoint.rt
+        rt.metrics.messages_in.labels(rt.name).inc()
+        task = asyncio.get_running_loop().create_task(endpoint._dispatch(session, data))
+        rt.inflight.add(task)
+        return task
+
+    def client_closed(self, code: int, reason: str) -> None:
+        return None
+
+    def closed(self, failure: tuple[int, str] | None) -> None:
+        self.gone = True
+        self._endpoint.rt.open_count -= 1
+        if self.admitted and self.session is not None:
+            self._endpoint._forget(self.session)

@@ -1,1 +1,0 @@
-"""Handler runtimes behind one interface (``integrations.base.Integration``)."""

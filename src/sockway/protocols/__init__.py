@@ -1,1 +1,0 @@
-"""Wire protocols: pure functions and data, no sockets (DESIGN: thin edges)."""

@@ -1,1 +1,0 @@
-"""AWS API Gateway WebSocket API compatibility (spec: shared/specs/apigw-websocket.md)."""

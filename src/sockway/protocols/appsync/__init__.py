@@ -1,1 +1,0 @@
-"""AppSync Events wire protocol (appsync-events spec): pure functions, no sockets."""

@@ -1,1 +1,0 @@
-"""Pusher Channels protocol v7 (pusher spec): pure wire, channel and signature logic."""

@@ -1,0 +1,54 @@
+"""The process environment in-process handlers see, set before any handler is imported.
+
+Lambda sets ``AWS_REGION`` and credentials before it imports a function's module; handlers
+create boto3 clients at import time and botocore reads region, credentials and CA bundle when a
+client is created. So this runs before the first import (``gateway.config.check_handlers``):
+
+- each API's ``environment`` (in-process handlers share one process environment);
+- ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` from the first API's ``region`` when not set;
+- placeholder credentials only when botocore finds none at all (handlers sign ``@connections``
+  calls; locally any credentials do unless the config lists some);
+- with ``certificate: auto``, ``AWS_CA_BUNDLE`` pointing at ``{state_dir}/tls/ca-bundle.pem``
+  (written at start: the public CAs plus the development CA). A previous ``AWS_CA_BUNDLE`` is
+  kept in ``SOCKWAY_UPSTREAM_CA_BUNDLE`` and included in that bundle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+UPSTREAM_CA_BUNDLE = "SOCKWAY_UPSTREAM_CA_BUNDLE"
+PLACEHOLDER_CREDENTIAL = "sockway-local"
+
+
+def dev_ca_bundle_path(state_dir: Path) -> Path:
+    return state_dir / "tls" / "ca-bundle.pem"
+
+
+def apply_handler_environment(
+    environments: Iterable[Mapping[str, str]], region: str, ca_bundle: Path | None
+) -> None:
+    env = os.environ
+    for environment in environments:
+        env.update(environment)
+    env.setdefault("AWS_REGION", region)
+    env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
+    if ca_bundle is not None:
+        current = env.get("AWS_CA_BUNDLE")
+        if current and current != str(ca_bundle):
+            env.setdefault(UPSTREAM_CA_BUNDLE, current)
+        env["AWS_CA_BUNDLE"] = str(ca_bundle)
+    if not _has_aws_credentials():
+        env["AWS_ACCESS_KEY_ID"] = PLACEHOLDER_CREDENTIAL
+        env["AWS_SECRET_ACCESS_KEY"] = PLACEHOLDER_CREDENTIAL
+
+
+def _has_aws_credentials() -> bool:
+    import botocore.session
+
+    try:
+        return botocore.session.get_session().get_credentials() is not None
+    except Exception:  # a broken profile is the user's to fix; placeholders would hide it
+        return True

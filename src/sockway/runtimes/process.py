@@ -1,0 +1,325 @@
+"""The process runtime (``runtime: process``): each function in worker processes of its own.
+
+Contract, modelled on a Lambda function (README "Handler runtimes"):
+
+- Isolation: a function's workers get their own environment (``function_environment``), working
+  directory and ``sys.path`` (``code_dir`` first) and never share an interpreter with the gateway
+  or another function. The handler module is never imported into the gateway.
+- Warm reuse: a worker serves one invocation at a time and is kept for the next one. A cold
+  start (spawn + import of the handler, Lambda's init phase) is measured and reported as
+  ``Init Duration``; the init phase is bounded by ``INIT_TIMEOUT_S`` (Lambda: 10 s).
+- ``timeout_s`` (the invocation's deadline) is enforced by killing the worker: the caller gets
+  ``InvocationTimeout``, as for a Lambda timeout, and the next invocation gets a fresh worker.
+- ``memory_mb`` is enforced in the worker with ``RLIMIT_DATA`` (``runtimes.worker_main``);
+  exceeding it gives ``InvocationError("Runtime.OutOfMemory")`` and a fresh worker next time.
+- Exit, ``os._exit``, a signal (segfault) → ``InvocationError("Runtime.ExitError")`` with
+  Lambda's message (``RequestId: … Error: Runtime exited with error: exit status 3``). Nothing a
+  worker does reaches the gateway or another function.
+- ``reserved_concurrency``: invocations running at once; over it the call fails at once with
+  ``TooManyRequestsException`` / ``Rate Exceeded.`` (Lambda's throttle). Without it a function
+  may run ``DEFAULT_MAX_CONCURRENCY`` invocations at once (Lambda's account limit analogue).
+- Logs: the handler's output is logged on ``sockway.function`` as ``[function] [requestId]
+  line``, framed by ``START``/``END``/``REPORT`` lines written as Lambda writes them.
+- ``reload()`` (``sockway serve --reload``): idle workers end now, busy ones after their
+  invocation; the next invocation starts a worker that imports the edited code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.machinery
+import importlib.util
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sockway
+from sockway.core.deadlines import deadline
+from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
+from sockway.runtimes.inprocess import HandlerLoadError, split_handler_ref
+from sockway.runtimes.reload import CodeWatcher
+from sockway.runtimes.worker import InitFailed, Worker, WorkerExited
+
+if TYPE_CHECKING:
+    from sockway.runtimes.factory import FunctionSpec
+
+log = logging.getLogger("sockway.function")
+gateway_log = logging.getLogger("sockway")
+
+INIT_TIMEOUT_S = 10.0  # Lambda's limit on the init phase of an on-demand function
+DEFAULT_MAX_CONCURRENCY = 32  # per function without reserved_concurrency: bounds worker count
+DEFAULT_TIMEOUT_S = 3.0  # Lambda's default function timeout (only used for the env/context)
+
+
+def check_process_handler_ref(ref: str, code_dir: Path | None) -> None:
+    """Check that ``ref``'s module exists, without importing it into the gateway.
+
+    A missing function is reported by the worker at its first init (``Runtime.HandlerNotFound``),
+    as Lambda does.
+    """
+    module_name, _ = split_handler_ref(ref)
+    top = module_name.split(".")[0]
+    if code_dir is not None and importlib.machinery.PathFinder.find_spec(top, [str(code_dir)]):
+        return
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return
+    except (ImportError, ValueError):
+        pass
+    where = f" in {code_dir}" if code_dir is not None else ""
+    raise HandlerLoadError(f"module '{module_name}' not found{where}")
+
+
+def lambda_variables(spec: FunctionSpec) -> dict[str, str]:
+    """The reserved variables Lambda sets in every execution environment."""
+    name = spec.function_name
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]sockway", time.gmtime()),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
+        "AWS_REGION": spec.region,
+        "AWS_DEFAULT_REGION": spec.region,
+        "LAMBDA_TASK_ROOT": str(spec.code_dir or os.getcwd()),
+        "_HANDLER": spec.ref,
+        "TZ": ":UTC",
+    }
+
+
+def function_environment(
+    spec: FunctionSpec, base: Mapping[str, str], foreign_keys: set[str]
+) -> dict[str, str]:
+    """A worker's environment: the gateway's own environment without any API's ``environment``
+    keys (those belong to their functions), then Lambda's variables, then this function's
+    ``environment``. ``PYTHONPATH`` gains the directory sockway itself is imported from."""
+    env = {k: v for k, v in base.items() if k not in foreign_keys}
+    env.update(lambda_variables(spec))
+    env.update(spec.environment)
+    own = str(Path(sockway.__file__).resolve().parents[1])
+    paths = [own, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != own]]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+class ProcessIntegration:
+    """One function served by a pool of worker processes (see the module docstring)."""
+
+    def __init__(self, spec: FunctionSpec, pools: WorkerPools) -> None:
+        self._spec = spec
+        self._pools = pools
+        self._limit = (
+            spec.reserved_concurrency
+            if spec.reserved_concurrency is not None
+            else DEFAULT_MAX_CONCURRENCY
+        )
+        self._inflight = 0
+        self._idle: list[Worker] = []
+        self._workers: set[Worker] = set()
+        self._generation = 0
+        self._closed = False
+        self._reaping: set[asyncio.Task[None]] = set()
+
+    @property
+    def function_name(self) -> str:
+        return self._spec.function_name
+
+    async def invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
+        if self._closed:
+            raise InvocationError("ServiceException", f"{self.function_name} is shut down")
+        if self._inflight >= self._limit:
+            raise InvocationError("TooManyRequestsException", "Rate Exceeded.")
+        self._inflight += 1
+        try:
+            return await self._invoke(event, invocation)
+        finally:
+            self._inflight -= 1
+
+    async def _invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
+        rid = invocation.request_id
+        worker, cold = await self._acquire(rid)
+        if log.isEnabledFor(logging.INFO):
+            self._log(None, f"START RequestId: {rid} Version: $LATEST")
+        worker.request_id = rid
+        request = {
+            "requestId": rid,
+            "event": event,
+            "timeoutMs": int(invocation.timeout_s * 1000),
+            "arn": self._spec.function_arn,
+        }
+        started = time.monotonic()
+        status = ""
+        try:
+            # A deadline on the loop's wheel, not wait_for: no Task nor timer per invocation
+            # (as the in-process runtime; bench/ANALYSIS.md "process runtime").
+            async with deadline(invocation.timeout_s):
+                reply = await worker.call(request)
+        except TimeoutError:
+            worker.kill()
+            status = "Status: timeout"
+            self._log(rid, f"Task timed out after {invocation.timeout_s:.2f} seconds")
+            raise InvocationTimeout(
+                f"{self.function_name} timed out after {invocation.timeout_s:g} s"
+            ) from None
+        except WorkerExited as exc:
+            status = f"Status: error\tError Type: {exc.error_type}"
+            if exc.error_type == "Runtime.OutOfMemory":
+                worker.max_memory_mb = max(worker.max_memory_mb, self._spec.memory_mb)
+            raise InvocationError(exc.error_type, f"RequestId: {rid} Error: {exc.reason}") from None
+        except BaseException:
+            worker.kill()  # cancelled mid-invocation: the worker's state is unknown
+            status = "Status: error"
+            raise
+        finally:
+            duration_ms = (time.monotonic() - started) * 1000
+            await worker.logs_flushed(answered=not status)
+            self._report(worker, rid, duration_ms, cold, status)
+            self._release(worker, keep=worker.alive and not status)
+        if reply.get("type") == "error":
+            raise InvocationError(
+                str(reply.get("errorType")),
+                str(reply.get("errorMessage")),
+                "".join(reply.get("stackTrace") or []),
+            )
+        return reply.get("payload")
+
+    async def _acquire(self, rid: str) -> tuple[Worker, bool]:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive and worker.generation == self._generation:
+                return worker, False
+            self._retire(worker)
+        try:
+            worker = await Worker.spawn(
+                code_dir=self._spec.code_dir,
+                ref=self._spec.ref,
+                memory_mb=self._spec.memory_mb,
+                fresh_source=self._pools.reload,
+                env=self._pools.environment(self._spec),
+                generation=self._generation,
+                log_line=self._log,
+            )
+        except OSError as exc:  # no processes or file descriptors left: Lambda's service error
+            gateway_log.error("cannot start a worker for %s: %s", self.function_name, exc)
+            raise InvocationError("ServiceException", f"cannot start a worker: {exc}") from exc
+        self._workers.add(worker)
+        try:
+            await asyncio.wait_for(worker.wait_ready(), INIT_TIMEOUT_S)
+        except BaseException as exc:
+            self._retire(worker)
+            if isinstance(exc, InitFailed):
+                self._log(rid, f"[ERROR] {exc.error_type}: {exc.message}")
+                raise InvocationError(exc.error_type, exc.message, exc.stack) from None
+            if isinstance(exc, WorkerExited):
+                raise InvocationError(
+                    exc.error_type, f"RequestId: {rid} Error: {exc.reason}"
+                ) from None
+            if isinstance(exc, TimeoutError):
+                raise InvocationError(
+                    "Runtime.InitError", f"Init phase timed out after {INIT_TIMEOUT_S:g} s"
+                ) from None
+            raise
+        return worker, True
+
+    def _release(self, worker: Worker, *, keep: bool) -> None:
+        worker.request_id = None
+        if keep and not self._closed and worker.generation == self._generation:
+            self._idle.append(worker)
+        else:
+            self._retire(worker)
+
+    def _retire(self, worker: Worker) -> None:
+        self._workers.discard(worker)
+        task = asyncio.get_running_loop().create_task(worker.reap())
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    def _log(self, request_id: str | None, line: str) -> None:
+        if request_id is None:
+            log.info("[%s] %s", self.function_name, line)
+        else:
+            log.info("[%s] [%s] %s", self.function_name, request_id, line)
+
+    def _report(
+        self, worker: Worker, rid: str, duration_ms: float, cold: bool, status: str
+    ) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # not built for nobody (two lines of text per invocation)
+        self._log(None, f"END RequestId: {rid}")
+        parts = [
+            f"REPORT RequestId: {rid}",
+            f"Duration: {duration_ms:.2f} ms",
+            f"Billed Duration: {math.ceil(duration_ms)} ms",
+            f"Memory Size: {self._spec.memory_mb} MB",
+            f"Max Memory Used: {worker.max_memory_mb} MB",
+        ]
+        if cold:
+            parts.append(f"Init Duration: {worker.init_ms:.2f} ms")
+        if status:
+            parts.append(status)
+        self._log(None, "\t".join(parts))
+
+    def reload(self) -> None:
+        """Start new workers from now on (idle ones end now, busy ones when they finish)."""
+        self._generation += 1
+        for worker in self._idle:
+            self._retire(worker)
+        self._idle.clear()
+        gateway_log.info("reloading %s: its code changed", self.function_name)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for worker in [*self._idle, *self._workers]:
+            self._retire(worker)
+        self._idle.clear()
+        if self._reaping:
+            await asyncio.wait(set(self._reaping))
+
+
+class WorkerPools:
+    """The process runtime's shared state: every function's pool and the code watcher."""
+
+    def __init__(self, *, reload: bool) -> None:
+        self._integrations: list[ProcessIntegration] = []
+        self._environment_keys: set[str] = set()
+        self._watcher = CodeWatcher() if reload else None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @property
+    def reload(self) -> bool:
+        return self._watcher is not None
+
+    def note_environment(self, environment: Mapping[str, str]) -> None:
+        """Remember an API's variable names: other functions' workers must not inherit them."""
+        self._environment_keys.update(environment)
+
+    def environment(self, spec: FunctionSpec) -> dict[str, str]:
+        return function_environment(spec, os.environ, self._environment_keys)
+
+    def build(self, spec: FunctionSpec) -> ProcessIntegration:
+        self.note_environment(spec.environment)
+        integration = ProcessIntegration(spec, self)
+        self._integrations.append(integration)
+        if self._watcher is not None and spec.code_dir is not None:
+            self._watcher.watch(spec.code_dir, integration.reload)
+            if self._watch_task is None:
+                with contextlib.suppress(RuntimeError):  # no loop: nothing to reload
+                    loop = asyncio.get_running_loop()
+                    self._watch_task = loop.create_task(self._watcher.run())
+        return integration
+
+    async def aclose(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        for integration in self._integrations:
+            await integration.aclose()

@@ -1,0 +1,133 @@
+"""Settings of the handler runtimes: which runtime a function uses and its per-function keys
+(README "Handler runtimes"), and the remote runtimes' API-level blocks every API type has: HTTP
+endpoints (``http:``) and AWS Lambda (``lambda:``) (README "HTTP endpoints as handlers",
+"AWS Lambda as handlers").
+
+Secrets (``http.secret``, ``http.headers`` values) are excluded from ``repr`` and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+InvocationType = Literal["RequestResponse", "Event"]
+
+# How a Python handler runs (README "Handler runtimes"): ``inprocess`` calls it in the gateway
+# process (fastest); ``process`` runs it in worker processes of its own (isolated, killable).
+Runtime = Literal["inprocess", "process"]
+DEFAULT_RUNTIME: Runtime = "inprocess"
+
+
+def handler_runtime(api: dict[str, Any], spec: Any) -> str:
+    """A raw handler's runtime: its own ``runtime`` key, else its API's, else the default."""
+    for source in (spec, api):
+        value = source.get("runtime") if isinstance(source, dict) else None
+        if isinstance(value, str):
+            return value
+    return DEFAULT_RUNTIME
+
+
+class FunctionSettings(BaseModel):
+    """Per-handler function settings; unset keys fall back to the API's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: Runtime | None = Field(None, description="overrides the API's runtime")
+    memory_mb: int | None = Field(
+        None, ge=128, le=10240, description="overrides the API's memory_mb for this function"
+    )
+    reserved_concurrency: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="process runtime: invocations of this function at once; over it the call "
+        "is throttled (TooManyRequestsException), as Lambda's reserved concurrency",
+    )
+
+
+class HttpSettings(BaseModel):
+    """How sockway calls ``http://`` / ``https://`` handlers of one API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str | None = Field(
+        None, min_length=1, repr=False, description="HMAC-SHA256 key of X-Sockway-Signature"
+    )
+    secret_env: str | None = Field(
+        None, min_length=1, description="name of the environment variable holding the secret"
+    )
+    max_concurrency: int = Field(
+        64,
+        gt=0,
+        le=10_000,
+        description="requests in flight per endpoint URL; more wait (within their timeout)",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, repr=False, description="extra request headers (e.g. Authorization)"
+    )
+    max_response_bytes: int = Field(
+        6 * 1024 * 1024, gt=0, description="Lambda's 6 MB synchronous response limit"
+    )
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_is_set(cls, value: str | None) -> str | None:
+        if value is not None and not os.environ.get(value):
+            raise ValueError(f"environment variable '{value}' is not set")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"'{name}' is set by sockway and cannot be overridden")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> HttpSettings:
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give either 'secret' or 'secret_env', not both")
+        return self
+
+    def signing_key(self) -> bytes | None:
+        """The secret as bytes (read from ``secret_env`` at start), or None: unsigned calls."""
+        if self.secret is not None:
+            return self.secret.encode()
+        if self.secret_env is not None:
+            return os.environ[self.secret_env].encode()
+        return None
+
+
+_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "x-sockway-signature"})
+
+
+class LambdaSettings(BaseModel):
+    """How sockway invokes AWS Lambda handlers of one API (Lambda Invoke API via botocore)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint_url: str | None = Field(
+        None, pattern=r"^https?://", description="Lambda endpoint (LocalStack-style); default AWS"
+    )
+    invocation_type: InvocationType = Field(
+        "RequestResponse", description="for routes; the authorizer is always RequestResponse"
+    )
+    profile: str | None = Field(None, min_length=1, description="AWS profile of the chain")
+    max_concurrency: int = Field(
+        64,
+        gt=0,
+        le=1024,
+        description="Invoke calls in flight per region and endpoint (threads and connections)",
+    )
+    max_attempts: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="botocore attempts per call; 1: a throttled call fails at once, as API "
+        "Gateway does not retry a Lambda integration",
+    )
+    connect_timeout_s: float = Field(5, gt=0, le=60)

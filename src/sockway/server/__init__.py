@@ -1,1 +1,0 @@
-"""The only socket code: listeners, the WebSocket driver, and the gateway assembly."""

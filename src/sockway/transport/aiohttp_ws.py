@@ -1,0 +1,153 @@
+"""The aiohttp WebSocket transport: upgrades that follow other requests on a keep-alive
+connection (the sniffer sends a connection's *first* upgrade to picows, ``picows_ws.py``).
+
+``serve_aiohttp`` drives a front door's ``MessageHandler`` from aiohttp's receive loop with the
+contract ``PicowsConnection`` keeps on picows — the in-flight window, holds, the client's close
+and protocol failures — so each front door writes its connection logic once, for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WebSocketError
+
+from sockway.transport.picows_ws import (
+    CLOSE_TIMEOUT_S,
+    CLOSE_TOO_BIG,
+    REASON_FRAME_TOO_BIG,
+    REASON_MESSAGE_TOO_BIG,
+    MessageHandler,
+)
+
+
+class AiohttpSink:
+    """``FrameSink`` over an aiohttp WebSocket: frames go straight to the transport.
+
+    Writing pre-built frames with ``transport.write`` avoids one await per recipient
+    (DESIGN, measured: 4.6 vs 6.3 µs per delivered message at N=1,000).
+    """
+
+    __slots__ = ("_closing", "close_cause", "transport", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: Any) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.close_cause: tuple[int, str] | None = None
+        self._closing: asyncio.Task[None] | None = None  # referenced so it is not collected
+
+    def write_frame(self, frame: bytes) -> None:
+        self.transport.write(frame)
+
+    def buffered_bytes(self) -> int:
+        return int(self.transport.get_write_buffer_size())
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_cause is not None:
+            return
+        self.close_cause = (code, reason)
+        self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    def frame_too_big(self) -> None:
+        """A frame over the frame limit arrived (``FrameGuard``): close 1009 at once.
+
+        The rest of the client's data is discarded, so the close handshake cannot complete;
+        the close frame is written and the socket closed after it is flushed.
+        """
+        if self.close_cause is not None:
+            return
+        self.close_cause = (CLOSE_TOO_BIG, REASON_FRAME_TOO_BIG)
+        payload = CLOSE_TOO_BIG.to_bytes(2, "big") + REASON_FRAME_TOO_BIG.encode()
+        self.transport.write(bytes((0x88, len(payload))) + payload)
+        self.transport.close()
+
+    async def _close(self, code: int, reason: str) -> None:
+        # A client that does not read (full outbox) never lets the close frame drain: after
+        # CLOSE_TIMEOUT_S the socket is aborted so its memory and its end are not held up.
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S
+            )
+        except (TimeoutError, ConnectionError):
+            self.transport.abort()
+
+
+class _Slots:
+    """The in-flight window and the holds of one connection: reading waits while either
+    is in the way (aiohttp pulls messages, so waiting is the back-pressure)."""
+
+    __slots__ = ("_free", "_holds", "_tasks", "_wake")
+
+    def __init__(self, window: int, tasks: set[Any] | None) -> None:
+        self._free = window
+        self._holds = 0
+        self._tasks = tasks
+        self._wake: asyncio.Future[None] | None = None
+
+    def hold(self, future: asyncio.Future[Any]) -> None:
+        self._holds += 1
+        future.add_done_callback(self._unhold)
+
+    def take(self, pending: asyncio.Future[Any]) -> None:
+        self._free -= 1
+        pending.add_done_callback(self._done)
+
+    async def ready(self) -> None:
+        while self._free <= 0 or self._holds:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+
+    def _unhold(self, _: object) -> None:
+        self._holds -= 1
+        self._poke()
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        if self._tasks is not None:
+            self._tasks.discard(future)
+        self._free += 1
+        self._poke()
+
+    def _poke(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+
+async def serve_aiohttp(
+    ws: web.WebSocketResponse,
+    sink: AiohttpSink,
+    handler: MessageHandler,
+    window: int,
+    tasks: set[Any] | None = None,
+) -> None:
+    """Serve one prepared aiohttp WebSocket with ``handler`` until it closes (see
+    ``PicowsConnection`` for the contract; ``tasks``: futures discarded when done)."""
+    slots = _Slots(window, tasks)
+    handler.opened(sink, slots.hold)
+    failure: tuple[int, str] | None = None
+    try:
+        while True:
+            await slots.ready()
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                pending = handler.message(msg.data)
+                if pending is not None:
+                    slots.take(pending)
+            elif kind is WSMsgType.CLOSE:
+                handler.client_closed(int(msg.data or 1005), msg.extra or "")
+            elif kind is WSMsgType.ERROR:
+                exc = msg.data
+                if isinstance(exc, WebSocketError) and sink.close_cause is None:
+                    too_big = exc.code == WSCloseCode.MESSAGE_TOO_BIG
+                    failure = (
+                        (CLOSE_TOO_BIG, REASON_MESSAGE_TOO_BIG)
+                        if too_big
+                        else (int(exc.code), str(exc))
+                    )
+            else:
+                return  # CLOSING / CLOSED: the connection is over
+    finally:
+        handler.closed(failure)
