@@ -15,14 +15,16 @@ from sockway.runtimes.factory import FunctionSpec
 from sockway.runtimes.settings import FunctionSettings
 from sockway.transport.sniffer import UpgradeHandler
 from sockway.websocket.events import ApiIdentity
+from sockway.websocket.handshake import Authorizer, Handshakes
 from sockway.websocket.management import ManagementApi
-from sockway.websocket.runtime import ApiRuntime, Authorizer, Route
+from sockway.websocket.runtime import ApiRuntime, Route
 from sockway.websocket.settings import RouteSpec, WebSocketApi
 
 
 class WebSocketFrontDoor:
-    def __init__(self, runtime: ApiRuntime, cluster: Cluster) -> None:
+    def __init__(self, runtime: ApiRuntime, handshakes: Handshakes, cluster: Cluster) -> None:
         self.runtime = runtime
+        self.handshakes = handshakes
         self.management = ManagementApi(runtime, cluster)
 
     @property
@@ -31,13 +33,13 @@ class WebSocketFrontDoor:
 
     def add_routes(self, app: web.Application) -> None:
         stage = self.runtime.settings.stage
-        app.router.add_get(f"/{stage}", self.runtime.handle_upgrade)
+        app.router.add_get(f"/{stage}", self.handshakes.handle_upgrade)
         app.router.add_route("*", f"/{stage}/@connections/{{tail:.+}}", self.management.connections)
         app.router.add_route("*", f"/{stage}/@channels/{{tail:.+}}", self.management.channels)
 
     def upgrades(self) -> Mapping[str, UpgradeHandler]:
         # A new connection's upgrade to the stage is served by picows (transport/picows_ws.py).
-        return {f"/{self.runtime.settings.stage}": self.runtime.upgrade}
+        return {f"/{self.runtime.settings.stage}": self.handshakes.upgrade}
 
     def bind(self, listen: ListenInfo) -> Endpoint:
         api = self.runtime.settings
@@ -125,6 +127,5 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
         metrics=ctx.metrics,
         new_id=ctx.new_id,
         routes=routes,
-        authorizer=authorizer,
     )
-    return WebSocketFrontDoor(runtime, ctx.cluster)
+    return WebSocketFrontDoor(runtime, Handshakes(runtime, authorizer), ctx.cluster)
