@@ -55,7 +55,8 @@ from sockway.brokers.base import (
     NodeUnreachable,
     Transition,
 )
-from sockway.brokers.redis_link import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, Job, RedisLink, log
+from sockway.brokers.redis_connect import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S
+from sockway.brokers.redis_link import Job, RedisLink, log
 from sockway.brokers.redis_share import count_transition, pack, script, unpack
 
 

@@ -20,51 +20,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MasterDownError,
-    MovedError,
-    NoScriptError,
-    ReadOnlyError,
-    TryAgainError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from sockway.brokers import redis_scripts
 from sockway.brokers.base import BrokerUnavailable, Change, Inbox, NodeState
+from sockway.brokers.redis_connect import DOWN, SOCKET_TIMEOUT_S, RedisLocator, execute
 from sockway.brokers.redis_share import Cmd, Keys, Step, decode_set, entry, parse_orphans, script
 
 log = logging.getLogger("sockway.broker")
 
-SOCKET_TIMEOUT_S = 1.0
-CONNECT_TIMEOUT_S = 0.5
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0
 PIPELINE_MAX = 500  # commands per pipeline round trip
 # Commands waiting for the writer: past it new ones are refused or dropped (``_full``). About
 # ten seconds of the ~10k commands/s one node sends; tens of MB at most.
 MAX_QUEUED = 100_000
-# Errors meaning "this connection/server is not usable": end the session and reconnect.
-# On a Cluster, MOVED/ASK/CLUSTERDOWN/TRYAGAIN mean the slot of our keys changed hands or is
-# unavailable for now: a new session finds its owner again.
-_DOWN = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ReadOnlyError,
-    NoScriptError,
-    MovedError,
-    AskError,
-    ClusterDownError,
-    TryAgainError,
-    MasterDownError,
-    OSError,
-)
 
 
 @dataclass
@@ -79,19 +50,6 @@ class Job:  # a coroutine run alone by the writer (resync, subscribe, leave)
     fut: asyncio.Future[Any] | None
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _address(client: Redis) -> tuple[str, int]:
-    kwargs = client.connection_pool.connection_kwargs
-    return str(kwargs.get("host")), int(kwargs.get("port", 6379))
-
-
-async def _exec(client: Redis, cmd: Cmd) -> Any:
-    return await client.execute_command(*cmd)  # type: ignore[no-untyped-call]
-
-
 class RedisLink:
     """Connection, writer, reader, heartbeat and sweep of one node (base of ``RedisBroker``)."""
 
@@ -103,8 +61,8 @@ class RedisLink:
         node_ttl_s: float,
         sentinel_master: str | None,
     ) -> None:
-        self.url, self.sentinel_master = url, sentinel_master
         self.keys = Keys(key_prefix)
+        self._locator = RedisLocator(url, sentinel_master, self.keys.epoch)
         self.heartbeat_s, self.node_ttl_s = heartbeat_s, node_ttl_s
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self._inbox_ch = self.keys.inbox(self.node_id).encode()
@@ -119,7 +77,6 @@ class RedisLink:
         self._inbox: Inbox | None = None
         self._pubsub: PubSub | None = None
         self._epoch: bytes | None = None
-        self._cluster_nodes: set[tuple[str, int]] = set()  # Redis Cluster nodes seen (host, port)
         self._shedding = self._resync_due = False  # see _full
         self._available = self._closing = self._closed = self._session_up = False
         self._up = asyncio.Event()
@@ -194,7 +151,7 @@ class RedisLink:
             if isinstance(item, Job):
                 try:
                     result = await item.fn(client)
-                except _DOWN:
+                except DOWN:
                     raise
                 except Exception as exc:
                     if item.fut is None:
@@ -236,7 +193,7 @@ class RedisLink:
                 pipe.execute_command(*cmd)
             replies += await pipe.execute(raise_on_error=False)
         for reply in replies:
-            if isinstance(reply, _DOWN):
+            if isinstance(reply, DOWN):
                 raise reply
         return replies
 
@@ -253,29 +210,6 @@ class RedisLink:
 
     # -- session: connect, resync, run until the connection fails ----------------------------
 
-    def _client(self) -> Redis:
-        opts: dict[str, Any] = {
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        if self.sentinel_master is None:
-            return Redis.from_url(self.url, **opts)
-        rest = self.url.split("://", 1)[-1]
-        auth, _, rest = rest.rpartition("@")
-        hosts, _, db = rest.partition("/")
-        user, _, password = auth.partition(":") if auth else ("", "", "")
-        sentinels = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in hosts.split(",")]
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            sentinels,
-            sentinel_kwargs=dict(opts),
-            username=user or None,
-            password=password or None,
-            db=int(db or 0),
-            **opts,
-        )
-        return sentinel.master_for(self.sentinel_master)  # type: ignore[no-any-return]
-
     async def _supervise(self) -> None:
         delay, quiet = BACKOFF_MIN_S, False
         while not self._closed:
@@ -284,7 +218,7 @@ class RedisLink:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (*_DOWN, TimeoutError) as exc:
+            except (*DOWN, TimeoutError) as exc:
                 (log.debug if quiet else log.warning)("Redis broker unavailable: %s", exc)
             except Exception:
                 log.exception("Redis broker session failed")
@@ -294,76 +228,17 @@ class RedisLink:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
 
-    async def _slot_owner(self, client: Redis) -> tuple[str, int] | None:
-        """On a Redis Cluster, the primary that holds this gateway's slot (all its keys share
-        one hash tag); None on a standalone Redis or when ``client`` is that primary. Every
-        cluster node listed is remembered as a way in for later sessions."""
-        info = await client.info("cluster")
-        if not info.get("cluster_enabled"):
-            return None
-        slot = int(await _exec(client, ("CLUSTER", "KEYSLOT", self.keys.epoch)))
-        here = _address(client)
-        owner: tuple[str, int] | None = None
-        for start, end, *servers in await _exec(client, ("CLUSTER", "SLOTS")):
-            addresses = [(_text(srv[0]) or here[0], int(srv[1])) for srv in servers]
-            self._cluster_nodes.update(addresses)
-            if int(start) <= slot <= int(end):
-                owner = addresses[0]  # the primary comes first
-        if owner is None:
-            raise ClusterDownError(f"no primary serves slot {slot} of the sockway keys")
-        return None if owner == here else owner
-
-    def _client_at(self, template: Redis, address: tuple[str, int]) -> Redis:
-        pool = template.connection_pool
-        kwargs = {**pool.connection_kwargs, "host": address[0], "port": address[1]}
-        return Redis(
-            connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
-        )
-
-    async def _connect(self) -> Redis:
-        """A client of the Redis that holds this gateway's keys: the URL's (or Sentinel's
-        master), or on a Cluster the primary of the keys' slot. Pub/sub is cluster-wide on a
-        Cluster, so the one primary also carries every publication and subscription. When the
-        URL's node is down, the cluster nodes learned before are tried in turn."""
-        client = self._client()
-        ways_in = [client] + [
-            self._client_at(client, a)
-            for a in sorted(self._cluster_nodes)
-            if a != _address(client) and self.sentinel_master is None
-        ]
-        failure: BaseException | None = None
-        for way_in in ways_in:
-            try:
-                owner = await self._slot_owner(way_in)
-            except _DOWN as exc:
-                failure = failure or exc
-                await way_in.aclose()
-                continue
-            except BaseException:
-                for other in ways_in:
-                    await other.aclose()
-                raise
-            for other in ways_in:
-                if other is not way_in:
-                    await other.aclose()
-            if owner is None:
-                return way_in
-            await way_in.aclose()
-            return self._client_at(way_in, owner)
-        assert failure is not None
-        raise failure
-
     async def _session(self) -> None:
         client: Redis | None = None
         pubsub: PubSub | None = None
         tasks: list[asyncio.Task[None]] = []
         try:
             async with asyncio.timeout(3 * SOCKET_TIMEOUT_S):
-                client = await self._connect()
+                client = await self._locator.connect()
                 for src in redis_scripts.ALL.values():
                     await client.script_load(src)
                 await client.set(self.keys.epoch, secrets.token_hex(8), nx=True)
-                epoch = await _exec(client, ("GET", self.keys.epoch))
+                epoch = await execute(client, ("GET", self.keys.epoch))
                 deliver, self._epoch = self._epoch in (None, epoch), epoch
                 await self._beat(client)
                 pubsub = client.pubsub()
@@ -458,7 +333,7 @@ class RedisLink:
     async def _beat(self, client: Redis) -> bool:
         keys = [self.keys.hb(self.node_id), self.keys.nodes]
         ttl_ms = int(self.node_ttl_s * 1000)
-        return bool(await _exec(client, script("heartbeat", keys, [self.node_id, ttl_ms])))
+        return bool(await execute(client, script("heartbeat", keys, [self.node_id, ttl_ms])))
 
     async def _heartbeat(self, client: Redis) -> None:
         while True:
@@ -471,13 +346,13 @@ class RedisLink:
                     self._queue_resync(deliver=True)
                 try:
                     await self._sweep(client)
-                except _DOWN:
+                except DOWN:
                     raise
                 except Exception:  # e.g. a script error on odd data: retried next beat
                     log.exception("Redis broker: sweeping dead nodes failed")
 
     async def _sweep(self, client: Redis) -> None:
-        dead = await _exec(
+        dead = await execute(
             client, script("nodes", [self.keys.nodes], [self.keys.hb_prefix, "dead"])
         )
         for raw in dead:
@@ -498,7 +373,7 @@ class RedisLink:
         idx = [("SMEMBERS", self.keys.index(node, x)) for x in ("reg", "cnt", "pres")]
         reg, cnt, pres = map(decode_set, await self._pipeline(client, idx))
         await self._run_steps(client, self.keys.removals(node, reg, cnt, pres, dead=True))
-        return parse_orphans(await _exec(client, self.keys.finish(node)))
+        return parse_orphans(await execute(client, self.keys.finish(node)))
 
     async def _leave(self, client: Redis) -> None:
         async with self._hb_lock:
