@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sockway.core.deadlines import deadline
+from sockway.runtimes.deadlines import deadline
 from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from sockway.core import deadlines
-from sockway.core.deadlines import RESOLUTION_S, deadline
+from sockway.runtimes import deadlines
+from sockway.runtimes.deadlines import RESOLUTION_S, deadline
 
 
 def pending() -> int:
