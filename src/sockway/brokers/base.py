@@ -30,7 +30,8 @@ shared state from ``Inbox.snapshot()``. Fire-and-forget operations (``subscribe`
 ``unsubscribe``, ``register``, ``unregister``) never raise; they are re-applied by that resync.
 
 Scopes name one API (``"<api type>:<api name>"``); topics, channels and keys are opaque strings
-that contain no ``*``. ``core/`` and ``protocols/`` never import a broker implementation.
+that contain no ``*``. ``core/`` and the front doors' wire modules never import a broker
+implementation.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ is invalid.
 
 ``SubscriptionIndex`` maps a published path to every matching subscription, exactly once per
 subscription, in a deterministic order (exact subscribers first, then wildcards from the
-shortest prefix). It holds plain objects; sockets live in ``server/``.
+shortest prefix). It holds plain objects; sockets live in ``transport/``.
 """
 
 from __future__ import annotations

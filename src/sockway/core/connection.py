@@ -1,6 +1,6 @@
 """A client connection as the core sees it: identity, timestamps, channels, and a frame sink.
 
-The sink is the transport edge (``server/``); the core only writes complete frames to it and
+The sink is the transport edge (``transport/``); the core only writes complete frames to it and
 never awaits it. Each connection's outgoing buffer is bounded by ``outbox_max_bytes``.
 """
 
@@ -17,7 +17,7 @@ NO_CHANNELS: frozenset[ChannelName] = frozenset()
 
 
 class FrameSink(Protocol):
-    """The transport side of one connection (implemented in ``server/``)."""
+    """The transport side of one connection (implemented in ``transport/``)."""
 
     def write_frame(self, frame: bytes) -> None:
         """Queue a complete frame for writing; never blocks, never awaits."""

@@ -1,11 +1,11 @@
 """The runtime of one ``type: events`` API: subscribe, publish and fan-out (appsync-events spec).
 
 Shared by the realtime WebSocket (``events/realtime.py``) and HTTP publish
-(``events/publish_http.py``). Validation answers come from ``protocols/appsync``; authorization
-from ``auth/events``; handlers are ``Integration``s built by the factory.
+(``events/publish_http.py``). Validation answers come from ``events/wire``; authorization
+from ``events/auth``; handlers are ``Integration``s built by the factory.
 
 Delivery guarantee (spec §4): a publication reaches every matching subscription exactly once,
-on every node of the cluster (``server/appsync_cluster``, issue 6), and publications to one
+on every node of the cluster (``events/cluster``, issue 6), and publications to one
 channel are delivered in the order they arrived on the publishing node, even when their
 handlers finish out of order (``ChannelSequencer``).
 
@@ -297,7 +297,7 @@ class EventsRuntime:
 
     def deliver(self, subs: list[Subscription], texts: list[str]) -> int:
         """``fan_out`` to these subscriptions (also what a publication of another node
-        reaches, ``appsync_cluster``); the number of frames sent."""
+        reaches, ``events/cluster``); the number of frames sent."""
         if not subs or not texts:
             return 0
         now = self.node.now_ms()

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sockway.runtimes.deadlines import deadline
 from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
+from sockway.runtimes.deadlines import deadline
 
 
 class HandlerLoadError(Exception):

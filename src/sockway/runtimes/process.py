@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sockway
-from sockway.runtimes.deadlines import deadline
 from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
+from sockway.runtimes.deadlines import deadline
 from sockway.runtimes.inprocess import HandlerLoadError, split_handler_ref
 from sockway.runtimes.reload import CodeWatcher
 from sockway.runtimes.worker import InitFailed, Worker, WorkerExited
