@@ -22,7 +22,9 @@ from sockway.gateway.config import has_inprocess_handlers
 from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
+from sockway.observability.access_log import AccessLog
 from sockway.observability.metrics import Metrics
+from sockway.observability.tap import Tap
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.runtimes.factory import IntegrationFactory
 from sockway.transport.listener import Listener, bind_socket
@@ -59,6 +61,10 @@ class Gateway:
         # Settings without ``broker``: a cluster of one on the embedded memory broker.
         self.cluster = Cluster(broker or build_broker(settings.broker), self.node)
         self.metrics = Metrics()
+        # What the front doors report: the access log listens; the console, when served.
+        self.tap = Tap()
+        if settings.access_log.enabled:
+            self.tap.subscribe(AccessLog(settings.access_log.format))
         self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None
         self.front_doors: list[FrontDoor] = []
@@ -139,6 +145,7 @@ class Gateway:
                 metrics=self.metrics,
                 new_id=self.new_id,
                 integrations=self.integrations,
+                tap=self.tap,
             )
             self.front_doors = [build_front_door(api, ctx) for api in s.apis]
             tls_ctx = self.tls.server_context() if self.tls is not None else None

@@ -7,14 +7,16 @@ so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from sockway.brokers.settings import MAX_WORKERS, BrokerSettings, workers_problem
 from sockway.events.settings import EventsApi
 from sockway.frontdoor.settings import Strict
+from sockway.observability.access_log import PRESETS, VARIABLES, unknown_variables
 from sockway.pusher.settings import PusherApp
 from sockway.websocket.settings import WebSocketApi
 
@@ -51,6 +53,48 @@ class TlsSettings(Strict):
         return self
 
 
+class AccessLogSettings(Strict):
+    """Access logs as API Gateway writes them: one line per connect, disconnect, refused
+    handshake and routed message, for every API (``observability/access_log.py``)."""
+
+    enabled: bool = True
+    format: str = Field(
+        "text",
+        min_length=1,
+        description="text, json, or a template of $context variables (API Gateway's names)",
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        unknown = unknown_variables(value)
+        if unknown:
+            raise ValueError(
+                f"unknown variable {', '.join(unknown)}; known: "
+                + ", ".join(f"$context.{v}" for v in VARIABLES)
+            )
+        if value not in PRESETS and "$context." not in value:
+            raise ValueError("must be text, json or a template using $context variables")
+        return value
+
+
+class ConsoleSettings(Strict):
+    """The live console (``console/``): on by default when every listener is a loopback
+    address; on any other address it needs ``token`` and is off without one."""
+
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description="auto: on for loopback listeners, or anywhere a token is set"
+    )
+    path: str = Field("/_sockway/", pattern=r"^/[A-Za-z0-9_\-./]*/$")
+    token: SecretStr | None = Field(
+        None, description="required on a non-loopback listener: Authorization: Bearer <token>"
+    )
+    tail_items: int = Field(500, ge=10, le=100_000, description="items kept per view")
+    payload_max_bytes: int = Field(
+        2048, ge=64, le=1024 * 1024, description="payloads shown truncated to this size"
+    )
+
+
 # Every API type, told apart by ``type:``. A new type adds its settings class here and its
 # entry to ``gateway.registry.API_TYPES``.
 Api = Annotated[WebSocketApi | PusherApp | EventsApi, Field(discriminator="type")]
@@ -70,6 +114,8 @@ class Settings(Strict):
     )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: AccessLogSettings = Field(default_factory=lambda: AccessLogSettings())
+    console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
     apis: list[Api] = Field(default_factory=list)
     broker: BrokerSettings | None = Field(
         None, description="the Redis broker shared by the nodes; none = this process alone"
@@ -97,3 +143,30 @@ class Settings(Strict):
             if problem is not None:
                 raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _console_protected(self) -> Settings:
+        c = self.console
+        if c.enabled is True and c.token is None and not self.loopback_only():
+            raise ValueError(
+                "console: enabled on a listener that is not a loopback address needs a token "
+                "(console.token), or set console.enabled: false"
+            )
+        return self
+
+    def loopback_only(self) -> bool:
+        """Every listener binds a loopback address (127.0.0.0/8, ::1, localhost)."""
+        hosts = [parse_hostport(self.listen)[0]]
+        if self.tls is not None and self.tls.listen is not None:
+            hosts.append(parse_hostport(self.tls.listen)[0])
+        return all(is_loopback(h) for h in hosts)
+
+
+def is_loopback(host: str) -> bool:
+    """A bind address only this machine can reach. ``0.0.0.0`` and ``::`` are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere

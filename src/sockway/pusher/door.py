@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
+import orjson
 from aiohttp import web
 
 from sockway.brokers.base import BrokerUnavailable
 from sockway.core.connection import Connection
 from sockway.core.frames import encode_text_frame
-from sockway.core.ids import ConnectionId
+from sockway.core.ids import ChannelName, ConnectionId
 from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
+from sockway.observability.tap import Activity
 from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
 from sockway.pusher.http_api import PusherHttpApi
@@ -125,6 +128,14 @@ class PusherFrontDoor:
         urls.append(("Pusher HTTP API", f"{scheme}://{host}:{port}/apps/{s.app_id}"))
         return Endpoint(s.name, tuple(urls))
 
+    async def publish_text(self, channel: str, data: str, event: str | None) -> int:
+        """``Operable``: an API-triggered event, as ``POST /apps/{id}/events`` sends it."""
+        if not channel or len(channel) > 164:
+            raise ValueError("a Pusher channel name has 1-164 characters")
+        before = self.app.node.member_count(self.app.name, ChannelName(channel))
+        await self.app.trigger(channel, event or "message", data, None)
+        return before
+
     def sweep(self, now_ms: int) -> None:
         sweep(self.app, now_ms)
 
@@ -185,7 +196,7 @@ class _PusherConnection:
     the socket's frames, then each frame is applied (``pusher_session.handle_frame``) and,
     with a window of one, fully applied before the next."""
 
-    __slots__ = ("_door", "_source_ip", "_user_agent", "gone", "sock", "started")
+    __slots__ = ("_door", "_source_ip", "_user_agent", "close_code", "gone", "sock", "started")
 
     def __init__(self, door: PusherFrontDoor, source_ip: str, user_agent: str | None) -> None:
         self._door = door
@@ -194,6 +205,7 @@ class _PusherConnection:
         self.sock: PusherSocket | None = None
         self.started = False
         self.gone = False
+        self.close_code: tuple[int, str] | None = None
 
     def opened(self, sink: Sink, hold: Hold) -> None:
         door, app = self._door, self._door.app
@@ -223,11 +235,13 @@ class _PusherConnection:
 
     async def _start(self, sock: PusherSocket, gate: asyncio.Future[None]) -> None:
         app, s = self._door.app, self._door.app.settings
+        started = time.monotonic()
         try:
             refusal = await self._door._refusal()
             if self.gone:
                 return
             if refusal is not None:
+                self._activity("connect", 503, started, {"pusher_error": refusal[0]})
                 app.close_with_error(sock, *refusal)
                 return
             app.add(sock)
@@ -239,8 +253,34 @@ class _PusherConnection:
             app.metrics.connections.labels(app.name).inc()
             app.send(sock, wire.connection_established(sock.socket_id, s.activity_timeout_s))
             self.started = True
+            self._activity("connect", 200, started)
         finally:
             gate.set_result(None)
+
+    def _activity(
+        self,
+        kind: Literal["connect", "disconnect", "message"],
+        status: int,
+        started: float | None,
+        detail: dict[str, Any] | None = None,
+        route_key: str | None = None,
+        payload: str | None = None,
+    ) -> None:
+        tap, sock = self._door.app.tap, self.sock
+        if tap.active and sock is not None:
+            tap.emit(
+                Activity(
+                    kind,
+                    self._door.app.name,
+                    connection_id=sock.socket_id,
+                    route_key=route_key or f"${kind}",
+                    status=status,
+                    latency_ms=None if started is None else (time.monotonic() - started) * 1000,
+                    ip=self._source_ip,
+                    payload=payload,
+                    detail={"user_agent": self._user_agent, **(detail or {})},
+                )
+            )
 
     def message(self, data: str | bytes) -> asyncio.Task[None] | None:
         sock = self.sock
@@ -248,6 +288,8 @@ class _PusherConnection:
             return None  # refused: closing
         app = self._door.app
         app.metrics.messages_in.labels(app.name).inc()
+        if app.tap.active:
+            self._message(data)
         try:
             pending = handle_frame(app, sock, data)
         except Exception:  # our bug: log it, keep serving the socket
@@ -269,11 +311,29 @@ class _PusherConnection:
         if self.sock is not None:
             app.send(self.sock, wire.error(wire.SERVER_ERROR, "A server error has occured."))
 
+    def _message(self, data: str | bytes) -> None:
+        """A MESSAGE line: the frame's ``event`` is its route key (``pusher:subscribe``,
+        ``client-*``); the outcome of a Pusher frame is a frame, so the status is 200."""
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            frame = None
+        event = frame.get("event") if isinstance(frame, dict) else None
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        self._activity(
+            "message", 200, None, route_key=str(event) if event else "$default", payload=text
+        )
+
     def client_closed(self, code: int, reason: str) -> None:
-        return None
+        self.close_code = (code, reason)
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         self.gone = True
+        if self.started:
+            close = failure or self.close_code or (1006, "")
+            self._activity(
+                "disconnect", 200, None, {"close_code": close[0], "close_reason": close[1]}
+            )
         self._track(self._end())
 
     async def _end(self) -> None:
@@ -355,5 +415,6 @@ def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoo
     targets = [(spec, build_target(spec)) for spec in settings.webhooks]
     hooks = Webhooks(settings, targets, ctx.metrics, ctx.node.now_ms)
     app = PusherAppState(settings, ctx.node, ctx.metrics, hooks)
+    app.tap = ctx.tap
     app.cluster = PusherCluster(app, ctx.cluster)  # one app across the nodes (issue 6)
     return PusherFrontDoor(app)
