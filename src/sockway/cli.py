@@ -141,6 +141,9 @@ def banner(gateway: Gateway, demo: bool) -> list[str]:
         lines += [f"    {label + ':':<{width}} {url}" for label, url in ep.urls]
     if gateway.listen_info is not None:
         lines.append(f"  health: http://{gateway.listen_info.public_host}:{gateway.port}/health")
+    console = gateway.console_url()
+    if console is not None:
+        lines.append(f"  console: {console}")
     if demo and gateway.endpoints:
         lines.append("")
         lines.append("Try it (two terminals):")

@@ -198,7 +198,7 @@ async def test_handler_output_gets_lambda_prefix(
                     "code_dir": str(code),
                     "routes": {"hello": {"handler": "printing.hello", "route_response": True}},
                 }
-            ]
+            ],
         }
     )
     caplog.set_level(logging.INFO)

@@ -67,6 +67,17 @@ class EventsFrontDoor:
         await rt.peers.publish(path, texts)
         return delivered
 
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        conn = self.runtime.node.get(self.runtime.name, connection_id)
+        session = self.realtime.sessions.get(conn) if conn is not None else None
+        if session is None:
+            return {}
+        return {
+            "subscriptions": sorted(
+                f"{sub_id} {sub.channel.path}" for sub_id, sub in session.subscriptions.items()
+            )
+        }
+
     def drain(self) -> None:
         self.runtime.draining = True
 

@@ -89,3 +89,8 @@ class Operable(Protocol):
         Pusher event name; ignored elsewhere). Returns the local deliveries; raises
         ``ValueError`` with a message for a channel or payload the door refuses."""
         ...
+
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        """What this door knows of a connection beyond ``core.Connection`` (subscriptions,
+        presence membership, signed-in user), JSON-ready; ``{}`` when nothing."""
+        ...

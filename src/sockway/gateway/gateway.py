@@ -14,6 +14,7 @@ from aiohttp import web
 
 from sockway.brokers.base import Broker
 from sockway.brokers.factory import build_broker
+from sockway.console.server import ApiView, Console
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import GOING_AWAY_CLOSE, Node
 from sockway.frontdoor.cluster import Cluster
@@ -71,6 +72,7 @@ class Gateway:
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
         self.listen_info: ListenInfo | None = None
+        self.console: Console | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ready = False
@@ -101,6 +103,8 @@ class Gateway:
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         add_ops_routes(app, self.metrics, lambda: self._ready, self._describe)
+        if self.console is not None:
+            self.console.add_routes(app)
         for door in self.front_doors:
             door.add_routes(app)
 
@@ -114,6 +118,19 @@ class Gateway:
 
         app.router.add_route("*", "/{tail:.*}", forbidden)
         return app
+
+    def _api_views(self) -> list[ApiView]:
+        ends = {e.api: e for e in self.endpoints}
+        return [
+            ApiView(api.name, api.type, door, ends.get(api.name))
+            for api, door in zip(self.settings.apis, self.front_doors, strict=True)
+        ]
+
+    def console_url(self) -> str | None:
+        """Where the live console is served, or None."""
+        if self.console is None or self.listen_info is None:
+            return None
+        return f"http://{self.listen_info.public_host}:{self.port}{self.console.path}"
 
     def _describe(self) -> dict[str, str]:
         """``/health``: which node answered and whether it reaches the cluster broker. A node
@@ -148,6 +165,8 @@ class Gateway:
                 tap=self.tap,
             )
             self.front_doors = [build_front_door(api, ctx) for api in s.apis]
+            if s.console.active(s.loopback_only()):
+                self.console = Console(s.console, self.node, self.tap, self._api_views)
             tls_ctx = self.tls.server_context() if self.tls is not None else None
 
             self._runner = web.AppRunner(
@@ -225,6 +244,8 @@ class Gateway:
             door.drain()
         for listener in self.listeners:
             await listener.close()
+        if self.console is not None:
+            self.console.close()  # its live streams end, so the HTTP server can stop
         for conn in list(self.node.connections()):
             conn.sink.close(*GOING_AWAY_CLOSE)
         # Accepted messages finish their handlers and $disconnect runs, within the grace period.

@@ -11,9 +11,10 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sockway.brokers.settings import MAX_WORKERS, BrokerSettings, workers_problem
+from sockway.console.settings import ConsoleSettings
 from sockway.events.settings import EventsApi
 from sockway.frontdoor.settings import Strict
 from sockway.observability.access_log import PRESETS, VARIABLES, unknown_variables
@@ -76,23 +77,6 @@ class AccessLogSettings(Strict):
         if value not in PRESETS and "$context." not in value:
             raise ValueError("must be text, json or a template using $context variables")
         return value
-
-
-class ConsoleSettings(Strict):
-    """The live console (``console/``): on by default when every listener is a loopback
-    address; on any other address it needs ``token`` and is off without one."""
-
-    enabled: bool | Literal["auto"] = Field(
-        "auto", description="auto: on for loopback listeners, or anywhere a token is set"
-    )
-    path: str = Field("/_sockway/", pattern=r"^/[A-Za-z0-9_\-./]*/$")
-    token: SecretStr | None = Field(
-        None, description="required on a non-loopback listener: Authorization: Bearer <token>"
-    )
-    tail_items: int = Field(500, ge=10, le=100_000, description="items kept per view")
-    payload_max_bytes: int = Field(
-        2048, ge=64, le=1024 * 1024, description="payloads shown truncated to this size"
-    )
 
 
 # Every API type, told apart by ``type:``. A new type adds its settings class here and its

@@ -136,6 +136,12 @@ class PusherFrontDoor:
         await self.app.trigger(channel, event or "message", data, None)
         return before
 
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        sock = self.app.sockets.get(connection_id)
+        if sock is None:
+            return {}
+        return {"userId": sock.user_id, "presence": {k: str(v) for k, v in sock.presence.items()}}
+
     def sweep(self, now_ms: int) -> None:
         sweep(self.app, now_ms)
 

@@ -71,6 +71,9 @@ class WebSocketFrontDoor:
         """``Operable``: publish as ``POST /{stage}/@channels/{channel}`` does."""
         return await self.management.publish_text(channel, data, event)
 
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        return {}  # channels and the authorizer context are on core.Connection
+
     def drain(self) -> None:
         self.runtime.draining = True
 

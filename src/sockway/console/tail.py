@@ -1,0 +1,164 @@
+"""The console's bounded memory of what happened: the last N items of the whole gateway, of
+each connection and of each channel, and the last N handler invocations.
+
+Payloads are cut to ``payload_max_bytes`` when recorded (so the memory bound holds whatever
+clients send) and secrets are masked when an item is shown (``mask``): values of keys such as
+``Authorization``, ``x-api-key``, ``auth`` (Pusher's channel signature), ``signature``,
+``token``, ``password``, ``secret``, and ``Authorization:`` / ``x-api-key:`` in plain text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import OrderedDict, deque
+from typing import Any
+
+import orjson
+
+from sockway.observability.tap import Activity
+
+MASK = "***"
+# Keys whose values are secrets wherever they appear in a JSON payload (case-insensitive).
+_SECRET_KEY = re.compile(
+    r"^(authorization|x-api-key|api[-_]?key|auth|signature|password|passwd|secret|token|"
+    r"access[-_]?token|id[-_]?token|refresh[-_]?token|client[-_]?secret|x-amz-security-token|"
+    r"cookie|set-cookie)$",
+    re.IGNORECASE,
+)
+_SECRET_TEXT = re.compile(
+    r"(?i)\b(authorization|x-api-key|api[-_]?key|auth|signature|password|token|secret)"
+    r"(\"?\s*[:=]\s*\"?)((?:Bearer|Basic|AWS4-HMAC-SHA256)\s+)?([^\s\",{}\[\]]+)"
+)
+MAX_KEYED_VIEWS = 512  # connections / channels with a tail of their own (least recent dropped)
+
+
+def mask_value(value: Any) -> Any:
+    """``value`` (decoded JSON) with every secret-named key's value replaced by ``***``."""
+    if isinstance(value, dict):
+        # A secret-named key holding an object (AppSync's ``authorization``) is walked: its
+        # own secret keys are masked, the rest (``host``) stays readable.
+        return {
+            k: (
+                MASK
+                if _SECRET_KEY.match(str(k)) and not isinstance(v, dict | list)
+                else mask_value(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_value(v) for v in value]
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+def mask_text(text: str) -> str:
+    """Mask secrets in text: JSON is masked by key; other text by ``name: value`` patterns."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        try:
+            decoded = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # truncated JSON: fall through to the text patterns
+        else:
+            return orjson.dumps(mask_value(decoded)).decode()
+    return _SECRET_TEXT.sub(lambda m: m[1] + m[2] + (m[3] or "") + MASK, text)
+
+
+class _Item:
+    __slots__ = ("activity", "seq", "size")
+
+    def __init__(self, seq: int, activity: Activity, size: int) -> None:
+        self.seq = seq
+        self.activity = activity
+        self.size = size  # the payload's length before truncation
+
+
+class Tail:
+    """Bounded views of the activity stream (``record`` is a ``Tap`` listener)."""
+
+    def __init__(self, items: int, payload_max_bytes: int) -> None:
+        self.items = items
+        self.payload_max = payload_max_bytes
+        self._seq = itertools.count(1)
+        self.all: deque[_Item] = deque(maxlen=items)
+        self.invocations: deque[_Item] = deque(maxlen=items)
+        self.by_connection: OrderedDict[str, deque[_Item]] = OrderedDict()
+        self.by_channel: OrderedDict[str, deque[_Item]] = OrderedDict()
+        self.listeners: list[Any] = []  # callables given each new item's JSON form
+
+    def record(self, activity: Activity) -> None:
+        payload = activity.payload
+        size = 0
+        if payload is not None:
+            size = len(payload)
+            if size > self.payload_max:
+                activity.payload = payload[: self.payload_max]
+        item = _Item(next(self._seq), activity, size)
+        if activity.kind == "invoke":
+            self.invocations.append(item)
+        else:
+            self.all.append(item)
+        if activity.connection_id:
+            self._keyed(self.by_connection, f"{activity.api}/{activity.connection_id}", item)
+        if activity.channel:
+            self._keyed(self.by_channel, f"{activity.api}/{activity.channel}", item)
+        if self.listeners:
+            shown = self.show(item)
+            for listener in tuple(self.listeners):
+                listener(shown)
+
+    def _keyed(self, views: OrderedDict[str, deque[_Item]], key: str, item: _Item) -> None:
+        view = views.get(key)
+        if view is None:
+            view = views[key] = deque(maxlen=self.items)
+            if len(views) > MAX_KEYED_VIEWS:
+                views.popitem(last=False)
+        else:
+            views.move_to_end(key)
+        view.append(item)
+
+    def show(self, item: _Item) -> dict[str, Any]:
+        """The item as the page gets it: secrets masked, truncation said."""
+        a = item.activity
+        out: dict[str, Any] = {
+            "seq": item.seq,
+            "kind": a.kind,
+            "api": a.api,
+            "time": a.time_s,
+            "connectionId": a.connection_id,
+            "routeKey": a.route_key,
+            "status": a.status,
+            "latencyMs": None if a.latency_ms is None else round(a.latency_ms, 2),
+            "requestId": a.request_id,
+            "ip": a.ip,
+            "channel": a.channel,
+        }
+        if a.payload is not None:
+            out["payload"] = mask_text(a.payload)
+            out["payloadBytes"] = item.size
+            out["truncated"] = item.size > len(a.payload)
+        if a.detail:
+            detail = dict(a.detail)
+            if "logs" in detail:
+                detail["logs"] = [mask_text(line) for line in detail["logs"]]
+            out["detail"] = mask_value({k: v for k, v in detail.items() if k != "logs"}) | (
+                {"logs": detail["logs"]} if "logs" in detail else {}
+            )
+        return out
+
+    def view(
+        self, connection: str | None = None, channel: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The kept items of one view (``api/id`` or ``api/channel`` keys), oldest first."""
+        if connection is not None:
+            items = self.by_connection.get(connection, ())
+        elif channel is not None:
+            items = self.by_channel.get(channel, ())
+        else:
+            items = self.all
+        return [self.show(i) for i in items]
+
+    def recent_invocations(self) -> list[dict[str, Any]]:
+        return [self.show(i) for i in self.invocations]
