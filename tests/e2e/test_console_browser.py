@@ -12,18 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import StartGateway
 from tests.e2e.pusher_support import Client, pusher_app
 from tests.e2e.support import handlers_dir
 
-CHROMIUM = os.environ.get("SOCKWAY_CHROMIUM", "/usr/bin/chromium")
 WSCAT = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "wscat"
 SHOTS = os.environ.get("SOCKWAY_SCREENSHOTS")
 TOKEN = "browser-test-token-0123456789"
@@ -36,23 +31,6 @@ def say(event, context):
     print("handler printed:", body["text"])
     return {"statusCode": 200, "body": "you said " + body["text"]}
 """
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.fail(
-            f"no browser at {CHROMIUM}: the console's browser tests need Debian's chromium "
-            "(apt-get install -y chromium), or SOCKWAY_CHROMIUM=/path/to/chromium"
-        )
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 def _config(tmp_path: Path, **top: Any) -> dict[str, Any]:
