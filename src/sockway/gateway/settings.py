@@ -25,8 +25,10 @@ from sockway.websocket.settings import WebSocketApi
 def parse_hostport(value: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"``, ``"[::1]:8080"``, ``":8080"`` (all interfaces) → (host, port)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isdigit():
         raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:8080)")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {int(port)} is out of range (0-65535; 0 picks a free port)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
