@@ -4,11 +4,13 @@ the documented one (8080) becomes the port the gateway picked."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import re
 import shutil
 import sys
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def documented_commands(readme: Path) -> list[str]:
+def documented_commands(readme: Path | str) -> list[str]:
     """The shell commands of a README's ``sh`` blocks (continuation lines joined)."""
+    text = readme.read_text() if isinstance(readme, Path) else readme
     commands: list[str] = []
-    for block in re.findall(r"```sh\n(.*?)```", readme.read_text(), re.S):
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
         joined = re.sub(r"\\\n\s*", "", block)
         for line in joined.splitlines():
             line = line.split("  #", 1)[0].strip()
@@ -92,3 +95,22 @@ async def test_events_example_commands_as_written(
     amplify = next(c for c in commands if "amplify_client.mjs" in c)
     assert amplify.startswith("NODE_EXTRA_CA_CERTS=examples/events/.sockway/tls/ca.pem ")
     assert "HTTP works too" in await _run(root, amplify, port)
+
+
+def test_tutorial_install_names_what_its_handlers_import() -> None:
+    # `pip install .` brings sockway's dependencies only; every other package the tutorial's
+    # handlers import (boto3: preinstalled on Lambda) must be in the documented command.
+    tutorial = (ROOT / "README.md").read_text().split("## Tutorial", 1)[1].split("\n## ", 1)[0]
+    (pip,) = [c for c in documented_commands(tutorial) if c.startswith("pip install .")]
+    imported = set()
+    for handler in (ROOT / "examples" / "chat" / "handlers").glob("*.py"):
+        for node in ast.walk(ast.parse(handler.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    provided = {re.split(r"[\[<>=!~ ]", d)[0].lower() for d in project["dependencies"]}
+    needed = imported - set(sys.stdlib_module_names) - {"__future__"} - provided
+    assert needed == {"boto3"}
+    assert set(pip.split()) >= needed
