@@ -198,3 +198,30 @@ async def test_loopback_refuses_a_foreign_host_header(
             assert r.status == 403  # a DNS-rebinding page
         async with http.get(url) as r:
             assert r.status == 200
+
+
+EVENTS_HANDLER = """
+def on_publish(event, context):
+    print("onPublish saw", len(event["events"]), "event(s)")
+    return {"events": [{"id": e["id"], "payload": e["payload"]} for e in event["events"]]}
+"""
+
+
+async def test_events_invocation_is_linked_to_its_operation(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = handlers_dir(tmp_path, EVENTS_HANDLER, "evh.py")
+    config = events_api(code, namespaces={"default": {"on_publish": "evh.on_publish"}})
+    gw = await start_gateway({"apis": [config]})
+    client = await EventsClient.connect(gw.port)
+    assert (await client.publish("op-7", "/default/x", [{"a": 1}]))["type"] == "publish_success"
+    await client.close()
+    async with aiohttp.ClientSession() as http:
+        _, state = await _get(http, f"http://127.0.0.1:{gw.port}/_sockway/api/state")
+    op = next(i for i in state["tail"] if i["routeKey"] == "publish")
+    (inv,) = state["invocations"]
+    assert inv["routeKey"] == "default.PUBLISH"
+    assert inv["detail"]["cause"] == op["requestId"] == "op-7"
+    assert inv["connectionId"] == op["connectionId"]
+    assert any(line.endswith("\tonPublish saw 1 event(s)") for line in inv["detail"]["logs"])
+    assert '"x-api-key":"***"' in op["payload"]

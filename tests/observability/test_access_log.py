@@ -3,6 +3,7 @@ one line per connect, refused handshake, routed message and disconnect."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -223,3 +224,18 @@ def test_json_log_time_has_milliseconds_and_zone() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     record.created = 1_700_000_000.25
     assert json.loads(JsonFormatter().format(record))["time"] == "2023-11-14T22:13:20.250Z"
+
+
+async def test_a_malformed_handshake_is_logged_as_refused(
+    start_gateway: StartGateway, tmp_path: Path, access_lines: list[str]
+) -> None:
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(  # an upgrade without Sec-WebSocket-Key: refused before any handler runs
+        f"GET /dev HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 400")
+    writer.close()
+    (line,) = access_lines
+    assert " CONNECT $connect " in line and " 400 " in line

@@ -74,7 +74,7 @@ class Console:
         self.path = settings.path
         self.tail = Tail(settings.tail_items, settings.payload_max_bytes)
         self._token = settings.token.get_secret_value() if settings.token else None
-        self._unsubscribe = tap.subscribe(self.tail.record, payloads=True)
+        self._unsubscribe = tap.subscribe(self.tail.record, detailed=True)
         self._streams: set[asyncio.Queue[dict[str, Any] | str]] = set()
 
     def close(self) -> None:

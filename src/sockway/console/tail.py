@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from sockway.observability.tap import Activity
+from sockway.observability.tap import Activity, log_lines
 
 MASK = "***"
 # Keys whose values are secrets wherever they appear in a JSON payload (case-insensitive).
@@ -139,13 +139,16 @@ class Tail:
             out["payload"] = mask_text(a.payload)
             out["payloadBytes"] = item.size
             out["truncated"] = item.size > len(a.payload)
-        if a.detail:
-            detail = dict(a.detail)
-            if "logs" in detail:
-                detail["logs"] = [mask_text(line) for line in detail["logs"]]
-            out["detail"] = mask_value({k: v for k, v in detail.items() if k != "logs"}) | (
-                {"logs": detail["logs"]} if "logs" in detail else {}
-            )
+        if a.kind == "invoke":
+            d = a.detail
+            out["detail"] = {
+                "function": d.get("function"),
+                "outcome": d.get("outcome"),
+                "cause": d.get("cause"),
+                "logs": [mask_text(line) for line in log_lines(a)],
+            }
+        elif a.detail:
+            out["detail"] = mask_value(a.detail)
         return out
 
     def view(

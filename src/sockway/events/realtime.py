@@ -34,7 +34,7 @@ from sockway.core.ids import ConnectionId
 from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.events import wire
 from sockway.events.auth import CONNECT, AuthRequest, lower_headers
-from sockway.events.runtime import EventsRuntime, Operation, Subscription
+from sockway.events.runtime import EventsRuntime, Operation, Subscription, current_operation
 from sockway.events.wire import EventsError
 from sockway.observability.tap import Activity
 from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
@@ -191,7 +191,7 @@ class RealtimeEndpoint:
         if result is SendResult.SENT:
             self.rt.metrics.messages_out.labels(self.rt.name).inc()
             tap = self.rt.tap
-            if tap.payloads and frame != wire.KA:
+            if tap.detailed and frame != wire.KA:
                 tap.emit(
                     Activity(
                         "out", self.rt.name, connection_id=session.conn.id, payload=frame.decode()
@@ -228,6 +228,7 @@ class RealtimeEndpoint:
             return
         op_id = str(raw_id)
         started, status = time.monotonic(), 200
+        current_operation.set((session.conn.id, op_id))  # this task's (runs per message)
         try:
             if kind == "subscribe":
                 await self._subscribe(session, op_id, message)

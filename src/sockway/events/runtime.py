@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,13 @@ class ChannelSequencer:
             mine.set_result(None)
         if self._tails.get(path) is mine:
             del self._tails[path]
+
+
+# The WebSocket operation being handled on this task, (connection id, operation id): its
+# handler invocations are linked to it in the console (``realtime._dispatch`` sets it).
+current_operation: ContextVar[tuple[str, str] | None] = ContextVar(
+    "sockway_events_operation", default=None
+)
 
 
 @dataclass
@@ -297,7 +305,7 @@ class EventsRuntime:
         ``broadcast_error`` (MessageProcessingError) instead (spec §2.2, §5: 240 KB delivered).
         """
         delivered = self.deliver(list(self.index.match(channel)), texts)
-        if self.tap.payloads:
+        if self.tap.detailed:
             for text in texts:
                 self.tap.emit(
                     Activity(
@@ -354,6 +362,7 @@ class EventsRuntime:
         outcome, stack = "ok", ""
         # Always captured: print() gets Lambda's prefix even with no one watching.
         capture = output.capture(request_id)
+        cause = current_operation.get()  # (connection id, operation id) of a WebSocket op
         try:
             with capture as out:
                 return await handler.integration.invoke(
@@ -378,18 +387,19 @@ class EventsRuntime:
             raise ev.function_error(exc.error_type) from None
         finally:
             self.metrics.handler_seconds.labels(self.name, slot).observe(time.monotonic() - started)
-            if self.tap.active:
+            if self.tap.detailed:
                 self.tap.emit(
                     invocation(
                         self.name,
                         slot,
                         function=handler.integration.function_name,
                         request_id=request_id,
-                        connection_id=None,
+                        connection_id=cause[0] if cause else None,
                         duration_ms=(time.monotonic() - started) * 1000,
                         outcome=outcome,
                         lines=out.lines,
                         stack=stack,
+                        cause=cause[1] if cause else None,
                     )
                 )
 

@@ -23,7 +23,7 @@ from sockway.gateway.config import has_inprocess_handlers
 from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
-from sockway.observability.access_log import AccessLog
+from sockway.observability.access_log import ACCESS_LOGGER, AccessLog
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Tap
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
@@ -64,7 +64,10 @@ class Gateway:
         self.metrics = Metrics()
         # What the front doors report: the access log listens; the console, when served.
         self.tap = Tap()
-        if settings.access_log.enabled:
+        # Not even subscribed when its logger is off (log_level above INFO): no cost then.
+        if settings.access_log.enabled and logging.getLogger(ACCESS_LOGGER).isEnabledFor(
+            logging.INFO
+        ):
             self.tap.subscribe(AccessLog(settings.access_log.format))
         self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None

@@ -5,9 +5,10 @@ routed, a message sent, a publication, a handler invocation, a connection ended 
 ``Activity``. Listeners (the access log, the live console) subscribe to it. The tap knows no
 front door and no listener; a door never learns who listens.
 
-Cost: with no listener, ``emit`` is one attribute test. Activities that carry payloads on the
-fan-out path (``out``, ``publish``) are built only when a listener asked for payloads
-(``Tap.payloads``), so the access log alone adds nothing per delivered frame.
+Cost: with no listener, a door's check is one attribute test (``Tap.active``). The detailed
+activities — ``out`` (a frame sent), ``publish``, ``invoke`` (with the handler's output) — are
+built only when a listener asked for them (``Tap.detailed``: the console), so the access log
+alone adds nothing per delivered frame or invocation.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 log = logging.getLogger("sockway.tap")
+_DETAILED = frozenset({"out", "publish", "invoke"})
 
 Kind = Literal["connect", "disconnect", "message", "out", "publish", "invoke"]
 
@@ -62,15 +64,15 @@ class Tap:
     def __init__(self) -> None:
         self._listeners: list[tuple[Listener, bool]] = []
         self.active = False  # any listener at all
-        self.payloads = False  # a listener wants message payloads (out, publish)
+        self.detailed = False  # a listener wants out / publish / invoke activities
 
-    def subscribe(self, listener: Listener, *, payloads: bool = False) -> Callable[[], None]:
+    def subscribe(self, listener: Listener, *, detailed: bool = False) -> Callable[[], None]:
         """Call ``listener`` for every activity; returns the unsubscribe function.
 
         A listener must not block and must not raise (it runs inside the door's code path);
         an exception it raises is swallowed by ``emit`` so a console bug never breaks a door.
         """
-        entry = (listener, payloads)
+        entry = (listener, detailed)
         self._listeners.append(entry)
         self._update()
 
@@ -83,11 +85,11 @@ class Tap:
 
     def _update(self) -> None:
         self.active = bool(self._listeners)
-        self.payloads = any(p for _, p in self._listeners)
+        self.detailed = any(d for _, d in self._listeners)
 
     def emit(self, activity: Activity) -> None:
-        for listener, payloads in tuple(self._listeners):
-            if activity.kind in ("out", "publish") and not payloads:
+        for listener, detailed in tuple(self._listeners):
+            if activity.kind in _DETAILED and not detailed:
                 continue
             try:
                 listener(activity)
@@ -106,15 +108,13 @@ def invocation(
     outcome: str,
     lines: list[str],
     stack: str = "",
+    cause: str | None = None,
 ) -> Activity:
-    """A handler invocation as the console shows it: Lambda's START / END / REPORT around
-    what the handler printed or logged, and the traceback of a failure. ``outcome`` is
-    ``ok``, ``error`` or ``timeout``."""
-    log_lines = [f"START RequestId: {request_id} Version: $LATEST", *lines]
-    if stack:
-        log_lines.append(stack.rstrip())
-    log_lines.append(f"END RequestId: {request_id}")
-    log_lines.append(f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms")
+    """A handler invocation as the console shows it: ``outcome`` is ``ok``, ``error`` or
+    ``timeout``; ``lines`` what the handler printed or logged; ``stack`` the traceback of a
+    failure; ``cause`` the request id of the message that caused it (default: the
+    invocation's own, as for API Gateway routes). ``log_lines`` adds Lambda's START / END /
+    REPORT lines when it is shown (built then, not on every invocation)."""
     return Activity(
         "invoke",
         api,
@@ -122,5 +122,23 @@ def invocation(
         route_key=route_key,
         latency_ms=duration_ms,
         request_id=request_id,
-        detail={"function": function, "outcome": outcome, "logs": log_lines},
+        detail={
+            "function": function,
+            "outcome": outcome,
+            "lines": lines,
+            "stack": stack,
+            "cause": cause or request_id,
+        },
     )
+
+
+def log_lines(activity: Activity) -> list[str]:
+    """An invocation's log as CloudWatch shows a Lambda's: START, output, traceback, END,
+    REPORT."""
+    d, request_id = activity.detail, activity.request_id
+    out = [f"START RequestId: {request_id} Version: $LATEST", *d.get("lines", ())]
+    if d.get("stack"):
+        out.append(str(d["stack"]).rstrip())
+    out.append(f"END RequestId: {request_id}")
+    out.append(f"REPORT RequestId: {request_id}\tDuration: {activity.latency_ms or 0:.2f} ms")
+    return out

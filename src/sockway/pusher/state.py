@@ -84,7 +84,7 @@ class PusherAppState:
         result = sock.conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self.metrics.messages_out.labels(self.name).inc()
-            if self.tap.payloads:
+            if self.tap.detailed:
                 self.tap.emit(
                     Activity("out", self.name, connection_id=sock.conn.id, payload=payload.decode())
                 )
@@ -100,7 +100,7 @@ class PusherAppState:
     def broadcast(self, channel: str, payload: bytes, exclude: Connection | None = None) -> int:
         """To this node's subscribers of ``channel``."""
         delivered, slow = self.node.publish(self.name, ChannelName(channel), payload, exclude)
-        if self.tap.payloads:
+        if self.tap.detailed:
             self.tap.emit(
                 Activity(
                     "publish",

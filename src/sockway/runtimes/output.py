@@ -16,12 +16,10 @@ goes today).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -57,16 +55,27 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
-@contextlib.contextmanager
-def capture(request_id: str) -> Iterator[HandlerOutput]:
-    """Attribute what is printed and logged in this context to ``request_id``."""
-    install()
-    output = HandlerOutput(request_id)
-    token = _current.set(output)
-    try:
-        yield output
-    finally:
-        _current.reset(token)
+class capture:
+    """Attribute what is printed and logged in this context to ``request_id``.
+
+    A class, not a generator-based context manager: it runs once per invocation, and this
+    costs a third of ``contextlib.contextmanager``'s ~1.5 µs.
+    """
+
+    __slots__ = ("_token", "output")
+
+    def __init__(self, request_id: str) -> None:
+        self.output = HandlerOutput(request_id)
+
+    def __enter__(self) -> HandlerOutput:
+        if not _installed():
+            install()
+        self._token = _current.set(self.output)
+        return self.output
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
+        output = self.output
         if output._partial:  # a print(..., end="") never finished by a newline
             _write_line(output, output._partial)
             output._partial = ""
@@ -120,6 +129,12 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record.request_id = output.request_id
         output.add(record.levelname, record.getMessage())
     return record
+
+
+def _installed() -> bool:
+    return (
+        isinstance(sys.stdout, _HandlerStdout) and logging.getLogRecordFactory() is _record_factory
+    )
 
 
 def install() -> None:

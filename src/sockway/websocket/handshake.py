@@ -79,21 +79,26 @@ class Handshakes:
 
     async def _upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
         runtime = self.runtime
+        facts: ConnectionFacts | None = None
         try:
-            if runtime.draining:
-                _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
-                return
-            if head.header("Sec-WebSocket-Version") != "13" or not head.header("Sec-WebSocket-Key"):
-                # RFC 6455 §4.2.2: answered before any handler runs, as aiohttp did
-                _refuse(transport, _Refusal(400, {"message": "Bad Request"}))
-                return
             query = tuple(URL.build(query_string=head.query_string, encoded=True).query.items())
             facts, upgrade = self._describe(
                 head.headers, query, transport, head.header("User-Agent")
             )
+            if runtime.draining:
+                self._connect_activity(facts, 503, None, None)
+                _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
+                return
+            if head.header("Sec-WebSocket-Version") != "13" or not head.header("Sec-WebSocket-Key"):
+                # RFC 6455 §4.2.2: answered before any handler runs, as aiohttp did
+                self._connect_activity(facts, 400, None, None)
+                _refuse(transport, _Refusal(400, {"message": "Bad Request"}))
+                return
             admitted = await self._admit(facts, upgrade)
         except Exception:
             log.exception("upgrade failed", extra={"api": runtime.name})
+            if facts is not None:
+                self._connect_activity(facts, 500, None, None)
             _refuse(transport, _Refusal(500, {"message": "Internal server error"}))
             return
         if isinstance(admitted, _Refusal):

@@ -319,7 +319,7 @@ class ManagementApi:
         name = self.runtime.name
         delivered, dropped = self.runtime.node.publish(name, ChannelName(channel), body)
         tap = self.runtime.tap
-        if tap.payloads:
+        if tap.detailed:
             tap.emit(
                 Activity(
                     "publish",

@@ -251,7 +251,7 @@ class ApiRuntime:
         result = conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self._messages_out.inc()
-            if self.tap.payloads:
+            if self.tap.detailed:
                 self.tap.emit(
                     Activity("out", self.name, connection_id=conn.id, payload=payload.decode())
                 )
@@ -369,7 +369,7 @@ class ApiRuntime:
                 histogram = self.metrics.handler_seconds.labels(self.name, route)
                 self._handler_seconds[route] = histogram
             histogram.observe(time.monotonic() - started)
-            if self.tap.active:
+            if self.tap.detailed:
                 self.tap.emit(
                     invocation(
                         self.name,

@@ -227,7 +227,8 @@ function renderTail() {
 
 function invocationCard(inv) {
   const d = inv.detail || {};
-  return el("details", { class: "inv", "data-testid": "invocation", "data-request": inv.requestId, "data-route": inv.routeKey },
+  // data-request: the request id of the message that caused it (the link from the tail)
+  return el("details", { class: "inv", "data-testid": "invocation", "data-request": d.cause || inv.requestId, "data-route": inv.routeKey },
     el("summary", {},
       el("span", { class: "muted" }, time(inv.time)),
       el("strong", {}, inv.routeKey),
