@@ -96,6 +96,15 @@ async def test_state_tail_and_actions_on_each_door(
             {"api": "t", "connectionId": conn["id"], "data": "from console"},
         )
         assert status == 200 and await ws.recv() == "from console"
+        # a handler's @connections POST shows in the tail as a message out
+        async with http.post(
+            f"http://127.0.0.1:{gw.port}/dev/@connections/{conn['id']}", data=b"via api"
+        ) as r:
+            assert r.status == 200
+        assert await ws.recv() == "via api"
+        _, state = await _get(http, base + f"api/state?connection=t/{conn['id']}")
+        outs = [i["payload"] for i in state["tail"] if i["kind"] == "out"]
+        assert outs[-2:] == ["from console", "via api"]
         # publish on each door
         status, out = await _post(
             http, base + "api/publish", {"api": "p", "channel": "room", "event": "hi", "data": "{}"}

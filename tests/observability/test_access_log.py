@@ -169,6 +169,14 @@ async def test_pusher_app_lines(start_gateway: StartGateway, access_lines: list[
     assert any(f" CONNECT $connect {sid} 200 " in line for line in access_lines), access_lines
     assert any(f" MESSAGE pusher:subscribe {sid} 200 " in line for line in access_lines)
     assert any(f" DISCONNECT $disconnect {sid} 200 " in line for line in access_lines)
+    # an unknown app key is a refused handshake (pusher:error 4001)
+    access_lines.clear()
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/app/nope?protocol=7") as ws:
+        assert json.loads(await ws.recv())["data"]["code"] == 4001
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+    (line,) = access_lines
+    assert " 127.0.0.1 - CONNECT $connect - 404 " in line
 
 
 PRINTING = """

@@ -25,7 +25,7 @@ from sockway.core.connection import Connection
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ChannelName, ConnectionId
 from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
-from sockway.observability.tap import Activity
+from sockway.observability.tap import Activity, Tap
 from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
 from sockway.pusher.http_api import PusherHttpApi
@@ -55,6 +55,7 @@ class PusherRegistry:
 
     by_key: dict[str, PusherFrontDoor] = field(default_factory=dict)
     by_id: dict[str, PusherFrontDoor] = field(default_factory=dict)
+    tap: Tap = field(default_factory=Tap)  # the gateway's: refusals of unknown app keys
 
     async def upgrade(self, request: web.Request) -> web.StreamResponse:
         return await _upgrade(self, request)
@@ -64,11 +65,11 @@ class PusherRegistry:
         key = unquote(head.path[len("/app/") :])  # decoded, as aiohttp's match_info
         door = self.by_key.get(key)
         handler: MessageHandler
+        peer = transport.get_extra_info("peername")
+        source_ip = str(peer[0]) if peer else ""
         if door is None:
-            handler, max_size = _UnknownApp(key), 4096
+            handler, max_size = _UnknownApp(key, self.tap, source_ip), 4096
         else:
-            peer = transport.get_extra_info("peername")
-            source_ip = str(peer[0]) if peer else ""
             handler = _PusherConnection(door, source_ip, head.header("User-Agent"))
             max_size = door.app.settings.max_message_bytes
         # A window of one: a frame is fully applied before the next is read (pusher_session).
@@ -105,7 +106,7 @@ class PusherFrontDoor:
     def add_routes(self, app: web.Application) -> None:
         registry = app.get(REGISTRY)
         if registry is None:
-            registry = PusherRegistry()
+            registry = PusherRegistry(tap=self.app.tap)
             app[REGISTRY] = registry
             app.router.add_get("/app/{key}", registry.upgrade)
             app.router.add_route("*", "/apps/{app_id}/{tail:.*}", registry.by_app_id)
@@ -358,12 +359,21 @@ class _UnknownApp:
     """An upgrade to ``/app/{key}`` of no app: ``pusher:error`` 4001 and close 4001, which
     pusher-js treats as "do not reconnect" (pusher spec §1.4)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_ip", "_key", "_tap")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, tap: Tap, source_ip: str) -> None:
         self._key = key[:64]
+        self._tap = tap
+        self._ip = source_ip
 
     def opened(self, sink: Sink, hold: Hold) -> None:
+        if self._tap.active:  # a refused handshake: no app, so no API name ("-")
+            detail = {"app_key": self._key, "close_code": wire.APP_NOT_FOUND}
+            self._tap.emit(
+                Activity(
+                    "connect", "-", route_key="$connect", status=404, ip=self._ip, detail=detail
+                )
+            )
         text = wire.error(wire.APP_NOT_FOUND, f"App key {self._key} does not exist.")
         sink.write_frame(encode_text_frame(text))
         sink.close(wire.APP_NOT_FOUND, "")
@@ -391,7 +401,8 @@ async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.Stream
         return ws
     handler: MessageHandler
     if door is None:
-        handler = _UnknownApp(request.match_info["key"])
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        handler = _UnknownApp(request.match_info["key"], registry.tap, str(peer[0]) if peer else "")
     else:
         handler = _PusherConnection(
             door, str(request.remote or ""), request.headers.get("User-Agent")

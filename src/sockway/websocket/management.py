@@ -237,6 +237,17 @@ class ManagementApi:
                     "LimitExceededException",
                 )
             self.runtime.metrics.messages_out.labels(self.runtime.name).inc()
+            tap = self.runtime.tap
+            if tap.detailed:
+                tap.emit(
+                    Activity(
+                        "out",
+                        self.runtime.name,
+                        connection_id=conn.id,
+                        payload=body.decode("utf-8", "replace"),
+                        detail={"by": "@connections"},
+                    )
+                )
             return Outcome(200)
         if method == "GET":
             identity = {"sourceIp": conn.source_ip}
