@@ -48,6 +48,12 @@ def test_tail_is_bounded_and_truncates() -> None:
     assert len(tail.view(connection="a/c0")) == 10
     item = tail.view()[-1]
     assert item["payload"] == "x" * 64 and item["payloadBytes"] == 100 and item["truncated"]
+    # Many connections: the per-connection views together stay within their budget.
+    for i in range(1000):
+        tail.record(Activity("message", "a", connection_id=f"n{i}", payload="y"))
+    assert tail.by_connection.count <= 10 * 10
+    assert len(tail.view(connection="a/n999")) == 1
+    assert tail.view(connection="a/c0") == []  # the least recently active went first
 
 
 async def _get(session: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any]:
@@ -88,6 +94,16 @@ async def test_state_tail_and_actions_on_each_door(
         assert inv["requestId"] == echo["requestId"]  # ... linked to its invocation
         assert inv["detail"]["logs"][0].startswith("START RequestId: ")
         assert inv["detail"]["logs"][-1].startswith("REPORT RequestId: ")
+        # a failing handler: its traceback is in the invocation's log
+        await ws.send(json.dumps({"action": "fail"}))
+        await ws.recv()
+        _, state = await _get(http, base + "api/state")
+        failed = next(i for i in state["invocations"] if i["routeKey"] == "fail")
+        assert failed["detail"]["outcome"] == "error"
+        assert "ValueError: handler bug on purpose" in "\n".join(failed["detail"]["logs"])
+        # the per-channel view: the Pusher client's subscribe frame concerns channel room
+        _, room = await _get(http, base + "api/state?channel=p/room")
+        assert [i["routeKey"] for i in room["tail"]] == ["pusher:subscribe"]
 
         # send, as @connections POST
         status, _ = await _post(

@@ -30,7 +30,10 @@ _SECRET_TEXT = re.compile(
     r"(?i)\b(authorization|x-api-key|api[-_]?key|auth|signature|password|token|secret)"
     r"(\"?\s*[:=]\s*\"?)((?:Bearer|Basic|AWS4-HMAC-SHA256)\s+)?([^\s\",{}\[\]]+)"
 )
-MAX_KEYED_VIEWS = 512  # connections / channels with a tail of their own (least recent dropped)
+# Per-connection and per-channel views together keep at most this many times ``items``
+# (each kind): the least recently active views are dropped first. With the defaults (500
+# items, 2 KB payloads) that bounds the console to ~21 x 500 items, ~20 MB at worst.
+KEYED_BUDGET = 10
 
 
 def mask_value(value: Any) -> Any:
@@ -75,6 +78,37 @@ class _Item:
         self.size = size  # the payload's length before truncation
 
 
+class _Views:
+    """Keyed tails (one per connection or channel), each the last ``per_view`` items, all
+    together at most ``budget`` items: the least recently active view goes first."""
+
+    def __init__(self, per_view: int, budget: int) -> None:
+        self.per_view = per_view
+        self.budget = budget
+        self.count = 0
+        self._views: OrderedDict[str, deque[_Item]] = OrderedDict()
+
+    def add(self, key: str, item: _Item) -> None:
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = deque(maxlen=self.per_view)
+        else:
+            self._views.move_to_end(key)
+        if len(view) == self.per_view:
+            self.count -= 1  # the deque drops its oldest
+        view.append(item)
+        self.count += 1
+        while self.count > self.budget:
+            _, oldest = self._views.popitem(last=False)
+            self.count -= len(oldest)
+
+    def get(self, key: str) -> deque[_Item] | tuple[()]:
+        return self._views.get(key, ())
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+
 class Tail:
     """Bounded views of the activity stream (``record`` is a ``Tap`` listener)."""
 
@@ -84,8 +118,8 @@ class Tail:
         self._seq = itertools.count(1)
         self.all: deque[_Item] = deque(maxlen=items)
         self.invocations: deque[_Item] = deque(maxlen=items)
-        self.by_connection: OrderedDict[str, deque[_Item]] = OrderedDict()
-        self.by_channel: OrderedDict[str, deque[_Item]] = OrderedDict()
+        self.by_connection = _Views(items, items * KEYED_BUDGET)
+        self.by_channel = _Views(items, items * KEYED_BUDGET)
         self.listeners: list[Any] = []  # callables given each new item's JSON form
 
     def record(self, activity: Activity) -> None:
@@ -101,23 +135,13 @@ class Tail:
         else:
             self.all.append(item)
         if activity.connection_id:
-            self._keyed(self.by_connection, f"{activity.api}/{activity.connection_id}", item)
+            self.by_connection.add(f"{activity.api}/{activity.connection_id}", item)
         if activity.channel:
-            self._keyed(self.by_channel, f"{activity.api}/{activity.channel}", item)
+            self.by_channel.add(f"{activity.api}/{activity.channel}", item)
         if self.listeners:
             shown = self.show(item)
             for listener in tuple(self.listeners):
                 listener(shown)
-
-    def _keyed(self, views: OrderedDict[str, deque[_Item]], key: str, item: _Item) -> None:
-        view = views.get(key)
-        if view is None:
-            view = views[key] = deque(maxlen=self.items)
-            if len(views) > MAX_KEYED_VIEWS:
-                views.popitem(last=False)
-        else:
-            views.move_to_end(key)
-        view.append(item)
 
     def show(self, item: _Item) -> dict[str, Any]:
         """The item as the page gets it: secrets masked, truncation said."""
@@ -156,9 +180,9 @@ class Tail:
     ) -> list[dict[str, Any]]:
         """The kept items of one view (``api/id`` or ``api/channel`` keys), oldest first."""
         if connection is not None:
-            items = self.by_connection.get(connection, ())
+            items = self.by_connection.get(connection)
         elif channel is not None:
-            items = self.by_channel.get(channel, ())
+            items = self.by_channel.get(channel)
         else:
             items = self.all
         return [self.show(i) for i in items]

@@ -256,7 +256,7 @@ class RealtimeEndpoint:
                     request_id=op_id,
                     ip=session.source_ip,
                     payload=text,
-                    channel=str(message.get("channel")),
+                    channel=channel if isinstance(channel := message.get("channel"), str) else None,
                 )
             )
 

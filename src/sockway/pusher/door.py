@@ -272,6 +272,7 @@ class _PusherConnection:
         detail: dict[str, Any] | None = None,
         route_key: str | None = None,
         payload: str | None = None,
+        channel: str | None = None,
     ) -> None:
         tap, sock = self._door.app.tap, self.sock
         if tap.active and sock is not None:
@@ -285,6 +286,7 @@ class _PusherConnection:
                     latency_ms=None if started is None else (time.monotonic() - started) * 1000,
                     ip=self._source_ip,
                     payload=payload,
+                    channel=channel,
                     detail={"user_agent": self._user_agent, **(detail or {})},
                 )
             )
@@ -326,9 +328,19 @@ class _PusherConnection:
         except orjson.JSONDecodeError:
             frame = None
         event = frame.get("event") if isinstance(frame, dict) else None
+        # The channel it concerns: ``channel`` of a client event, ``data.channel`` of a
+        # (un)subscribe.
+        channel = frame.get("channel") if isinstance(frame, dict) else None
+        if channel is None and isinstance(frame, dict) and isinstance(frame.get("data"), dict):
+            channel = frame["data"].get("channel")
         text = data if isinstance(data, str) else data.decode("utf-8", "replace")
         self._activity(
-            "message", 200, None, route_key=str(event) if event else "$default", payload=text
+            "message",
+            200,
+            None,
+            route_key=str(event) if event else "$default",
+            payload=text,
+            channel=channel if isinstance(channel, str) else None,
         )
 
     def client_closed(self, code: int, reason: str) -> None:
