@@ -250,3 +250,37 @@ async def test_events_invocation_is_linked_to_its_operation(
     assert inv["connectionId"] == op["connectionId"]
     assert any(line.endswith("\tonPublish saw 1 event(s)") for line in inv["detail"]["logs"])
     assert '"x-api-key":"***"' in op["payload"]
+
+
+PROCESS_HANDLER = """
+import logging
+
+def hello(event, context):
+    print("worker printed", context.aws_request_id)
+    logging.getLogger().warning("worker warned")
+    return {"statusCode": 200, "body": "ok"}
+"""
+
+
+async def test_process_runtime_output_reaches_the_invocation(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = handlers_dir(tmp_path, PROCESS_HANDLER, "proc_h.py")
+    config = {
+        "name": "w",
+        "type": "websocket",
+        "stage": "dev",
+        "code_dir": str(code),
+        "runtime": "process",
+        "routes": {"hello": {"handler": "proc_h.hello", "route_response": True}},
+    }
+    gw = await start_gateway({"apis": [config]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        await ws.send(json.dumps({"action": "hello"}))
+        assert await ws.recv() == "ok"
+    async with aiohttp.ClientSession() as http:
+        _, state = await _get(http, f"http://127.0.0.1:{gw.port}/_sockway/api/state")
+    (inv,) = [i for i in state["invocations"] if i["routeKey"] == "hello"]
+    logs = inv["detail"]["logs"]
+    assert f"worker printed {inv['requestId']}" in logs
+    assert any(line.startswith("[WARNING]\t") and line.endswith("\tworker warned") for line in logs)

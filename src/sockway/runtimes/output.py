@@ -10,8 +10,9 @@ runs get ``request_id`` (the gateway's log formats show it), and both are kept i
 untouched. Sync handlers see the variable because ``PythonIntegration`` runs them in a copy of
 the caller's context.
 
-Not captured: worker-process, Node.js, HTTP and Lambda runtimes (their output stays where it
-goes today).
+Worker processes (``runtime: process``) format their own lines as Lambda does; the lines they
+write while an invocation runs are kept for it too (``record``). Not captured: the Node.js, HTTP
+and Lambda runtimes (their output stays where it goes today).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class HandlerOutput:
 
 
 _current: ContextVar[HandlerOutput | None] = ContextVar("sockway_handler_output", default=None)
+# The invocations being captured, by request id: output that arrives on another task (a
+# worker process's log lines, ``runtimes/process.py``) finds its invocation here.
+_active: dict[str, HandlerOutput] = {}
 
 
 def _now() -> str:
@@ -71,11 +75,13 @@ class capture:
         if not _installed():
             install()
         self._token = _current.set(self.output)
+        _active[self.output.request_id] = self.output
         return self.output
 
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._token)
         output = self.output
+        _active.pop(output.request_id, None)
         if output._partial:  # a print(..., end="") never finished by a newline
             _write_line(output, output._partial)
             output._partial = ""
@@ -83,6 +89,18 @@ class capture:
 
 def current() -> HandlerOutput | None:
     return _current.get()
+
+
+def record(request_id: str, line: str) -> None:
+    """Keep ``line`` (already formatted, e.g. by a worker process) for the invocation
+    ``request_id`` if it is being captured; nothing otherwise."""
+    output = _active.get(request_id)
+    if output is None:
+        return
+    if len(output.lines) < MAX_LINES:
+        output.lines.append(line[:MAX_LINE_CHARS])
+    else:
+        output.dropped += 1
 
 
 class _HandlerStdout(io.TextIOBase):
