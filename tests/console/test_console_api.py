@@ -284,3 +284,39 @@ async def test_process_runtime_output_reaches_the_invocation(
     logs = inv["detail"]["logs"]
     assert f"worker printed {inv['requestId']}" in logs
     assert any(line.startswith("[WARNING]\t") and line.endswith("\tworker warned") for line in logs)
+
+
+AUTHORIZER = """
+def handler(event, context):
+    return {
+        "principalId": "ann",
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}]},
+        "context": {"tenant": "acme", "sessionToken": "s3cr3t", "token": "t0k3n"},
+    }
+"""
+
+
+async def test_authorizer_context_is_shown_masked(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    code = handlers_dir(tmp_path)
+    (code / "authz.py").write_text(AUTHORIZER)
+    authorizer = {"handler": "authz.handler", "identity_source": ["route.request.querystring.t"]}
+    gw = await start_gateway({"apis": [api(code, authorizer=authorizer)]})
+    ws_url = f"ws://127.0.0.1:{gw.port}/dev?t=x"
+    async with websockets.connect(ws_url), aiohttp.ClientSession() as http:
+        _, state = await _get(http, f"http://127.0.0.1:{gw.port}/_sockway/api/state")
+    (conn,) = state["apis"][0]["connections"]
+    authorizer = conn["authorizer"]
+    assert authorizer["principalId"] == "ann" and authorizer["tenant"] == "acme"
+    assert authorizer["token"] == authorizer["sessionToken"] == "***"
+    assert "s3cr3t" not in json.dumps(state)
+
+
+async def test_console_off_by_config(start_gateway: StartGateway, tmp_path: Path) -> None:
+    gw = await start_gateway({"console": {"enabled": False}, "apis": [api(handlers_dir(tmp_path))]})
+    assert gw.console is None and gw.console_url() is None
+    url = f"http://127.0.0.1:{gw.port}/_sockway/"
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        assert r.status == 403

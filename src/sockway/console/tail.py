@@ -3,8 +3,10 @@ each connection and of each channel, and the last N handler invocations.
 
 Payloads are cut to ``payload_max_bytes`` when recorded (so the memory bound holds whatever
 clients send) and secrets are masked when an item is shown (``mask``): values of keys such as
-``Authorization``, ``x-api-key``, ``auth`` (Pusher's channel signature), ``signature``,
-``token``, ``password``, ``secret``, and ``Authorization:`` / ``x-api-key:`` in plain text.
+``Authorization``, ``auth`` (Pusher's channel signature), ``cookie``, and any key ending in
+``token``, ``secret``, ``password``, ``signature``, ``api-key``/``apikey`` or
+``credential(s)`` (``x-api-key``, ``sessionToken``, ``client_secret``); in plain text,
+``Authorization:``, ``x-api-key=`` and the like.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from sockway.observability.tap import Activity, log_lines
 MASK = "***"
 # Keys whose values are secrets wherever they appear in a JSON payload (case-insensitive).
 _SECRET_KEY = re.compile(
-    r"^(authorization|x-api-key|api[-_]?key|auth|signature|password|passwd|secret|token|"
-    r"access[-_]?token|id[-_]?token|refresh[-_]?token|client[-_]?secret|x-amz-security-token|"
-    r"cookie|set-cookie)$",
+    r"^(authorization|auth|cookie|set-cookie|"
+    r".*(token|secret|password|passwd|signature|api[-_]?key|credentials?))$",
     re.IGNORECASE,
 )
 _SECRET_TEXT = re.compile(
