@@ -211,6 +211,8 @@ async def test_off_without_token_on_non_loopback(
         assert r.status == 403  # the gateway's answer for a path no API serves
     with pytest.raises(ConfigError, match="console"):
         parse_config({"listen": "0.0.0.0:8080", "console": {"enabled": True}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"console\.token: must be at least 16 characters"):
+        parse_config({"console": {"token": "short"}}, tmp_path)
 
 
 async def test_loopback_refuses_a_foreign_host_header(
