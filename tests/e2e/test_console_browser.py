@@ -97,6 +97,10 @@ async def test_console_watches_and_acts(
         # Publish from the page to a Pusher channel a client has subscribed.
         client = await Client.connect(gw)
         assert (await client.subscribe("room"))["event"] == "pusher_internal:subscription_succeeded"
+        pusher_row = page.locator(
+            f"[data-testid=api][data-name=p] [data-testid=connection][data-id='{client.socket_id}']"
+        )
+        await pusher_row.filter(has_text="room").wait_for()  # its channel, shown live
         await page.select_option("[data-testid=publish-api]", "p")
         await page.fill("[data-testid=publish-channel]", "room")
         await page.fill("[data-testid=publish-event]", "greeting")
@@ -107,8 +111,7 @@ async def test_console_watches_and_acts(
             "text": "hi from the page"
         }
         await page.get_by_text("published · delivered here to 1").wait_for()
-        if SHOTS:
-            await page.locator("[data-testid=invocation] summary").first.click()
+        if SHOTS:  # the message's invocation is open (clicked above), its log showing
             await page.screenshot(path=str(Path(SHOTS) / "console.png"), full_page=True)
         await client.close()
 

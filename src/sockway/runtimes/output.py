@@ -159,5 +159,8 @@ def install() -> None:
     """Put the prefixing stdout and the log-record hook in place (idempotent; cheap)."""
     if not isinstance(sys.stdout, _HandlerStdout):
         sys.stdout = _HandlerStdout(sys.stdout)
-    if logging.getLogRecordFactory() is not _record_factory:
+    global _base_factory
+    current_factory = logging.getLogRecordFactory()
+    if current_factory is not _record_factory:
+        _base_factory = current_factory  # chain to whatever was installed before us
         logging.setLogRecordFactory(_record_factory)
