@@ -221,8 +221,12 @@ async def test_loopback_refuses_a_foreign_host_header(
     gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
     async with aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{gw.port}/_sockway/api/state"
-        async with http.get(url, headers={"Host": f"attacker.example:{gw.port}"}) as r:
-            assert r.status == 403  # a DNS-rebinding page
+        for host in (f"attacker.example:{gw.port}", f"127.0.0.1.attacker.example:{gw.port}"):
+            async with http.get(url, headers={"Host": host}) as r:
+                assert r.status == 403, host  # a DNS-rebinding page
+        for host in (f"localhost:{gw.port}", f"127.0.0.2:{gw.port}", f"[::1]:{gw.port}"):
+            async with http.get(url, headers={"Host": host}) as r:
+                assert r.status == 200, host
         async with http.get(url) as r:
             assert r.status == 200
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,6 @@ STREAM_QUEUE_ITEMS = 1000  # per open page; a page that falls further behind is 
 DISCONNECT_CLOSE = (1000, "Disconnected from the sockway console")
 _LAGGING, _CLOSING = "lagging", "closing"
 _STATIC = {"console.js": "text/javascript", "console.css": "text/css"}
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,7 @@ class Console:
 
     def _denied(self, request: web.Request) -> web.Response | None:
         if self._token is None:
-            host = (
-                request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-            )
-            if host.lower() not in _LOOPBACK_HOSTS and not host.startswith("127."):
+            if not _loopback_host(request.host):
                 return web.json_response({"message": "Forbidden: not a loopback host"}, status=403)
             return None
         given = ""
@@ -299,6 +296,22 @@ class Console:
         except ValueError as exc:
             return web.json_response({"message": str(exc)}, status=400)
         return web.json_response({"delivered": delivered})
+
+
+def _loopback_host(host_header: str) -> bool:
+    """``Host`` names this machine's loopback: ``localhost``, 127.0.0.0/8 or ``[::1]``, with
+    or without a port. A name that only starts like one (``127.0.0.1.evil.example``) is not."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _describe(conn: Connection, door: FrontDoor) -> dict[str, Any] | None:
