@@ -1,5 +1,7 @@
 # The two commands of the README: `make serve` and `make test`.
-# Both create .venv and install sockway (editable) with its test tools on first use.
+# Both create .venv on first use. `make serve` installs what serving needs: sockway (editable)
+# and its dependencies. `make test` (and `make install`) add the test tools and the JavaScript
+# clients the tests drive.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -9,6 +11,10 @@ BIN     = $(VENV)/bin
 $(BIN)/.sockway-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.sockway-dev-installed: $(BIN)/.sockway-installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -16,9 +22,9 @@ $(BIN)/.sockway-installed: pyproject.toml
 node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --loglevel=error
 
-install: $(BIN)/.sockway-installed node_modules/.package-lock.json
+install: $(BIN)/.sockway-dev-installed node_modules/.package-lock.json
 
-serve: install
+serve: $(BIN)/.sockway-installed
 	$(BIN)/sockway serve $(ARGS)
 
 lint: install

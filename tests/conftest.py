@@ -20,6 +20,7 @@ import pytest
 from sockway.brokers.base import Broker
 from sockway.gateway.config import parse_config
 from sockway.gateway.gateway import Gateway
+from tests.e2e.browser_support import browser  # noqa: F401 (a fixture: Debian's chromium)
 
 StartGateway = Callable[..., Awaitable[Gateway]]
 

@@ -184,3 +184,43 @@ def test_version_and_help() -> None:
     )
     assert result.returncode == 0
     assert "serve" in result.stdout and "check-config" in result.stdout
+
+
+def test_check_config_messages_speak_the_files_language(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "listen: 127.0.0.1:99999\n"
+        "log_levl: INFO\n"
+        "tls: {certifcate: auto}\n"
+        "apis:\n"
+        "  - {name: a, type: websocket, stage: dev, routes: {$connect: 5, echo: {handler: x.y, route_respons: true}}}\n"
+        "  - {name: e, type: events, auth_providers: [{type: API_KEY, kyes: [k]}]}\n"
+    )
+    result = _run(tmp_path, "check-config", "bad.yaml")
+    assert result.returncode == 1
+    err = result.stderr
+    assert "listen: port 99999 is out of range (0-65535; 0 picks a free port)" in err
+    assert "apis[0].routes.$connect: expected a handler (module.function) or a mapping" in err
+    assert "RouteSpec" not in err and "instance of" not in err  # no pydantic class names
+    assert "log_levl: unknown key (did you mean 'log_level'?)" in err
+    assert "tls.certifcate: unknown key (did you mean 'certificate'?)" in err
+    assert "apis[0].routes.echo.route_respons: unknown key (did you mean 'route_response'?)" in err
+    assert "apis[1].auth_providers[0].kyes: unknown key (did you mean 'keys'?)" in err
+
+
+def test_check_config_checks_several_files(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("listen: nowhere\n")
+    # Two projects whose handler modules share a name: each file is checked on its own.
+    for project in ("one", "two"):
+        (tmp_path / project).mkdir()
+        (tmp_path / project / "app.py").write_text(
+            "def handler(event, context):\n    return None\n"
+        )
+        (tmp_path / project / "sockway.yaml").write_text(
+            "apis:\n  - {name: a, type: websocket, stage: dev, code_dir: ., routes: {$default: app.handler}}\n"
+        )
+    result = _run(tmp_path, "check-config", "one/sockway.yaml", "bad.yaml", "two/sockway.yaml")
+    assert result.returncode == 1
+    assert result.stdout == "one/sockway.yaml: OK (1 API(s))\ntwo/sockway.yaml: OK (1 API(s))\n"
+    assert "bad.yaml: invalid configuration:\n  listen: 'nowhere' is not host:port" in result.stderr
+    ok = _run(tmp_path, "check-config", "one/sockway.yaml", "two/sockway.yaml")
+    assert ok.returncode == 0, ok.stderr

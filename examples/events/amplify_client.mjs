@@ -1,5 +1,5 @@
 // The example with the AWS Amplify JS `events` client, exactly as a web app would use it.
-//   NODE_EXTRA_CA_CERTS=.sockway/tls/ca.pem node examples/events/amplify_client.mjs \
+//   NODE_EXTRA_CA_CERTS=examples/events/.sockway/tls/ca.pem node examples/events/amplify_client.mjs \
 //       https://localhost:8080/event da2-sockwaylocaldevelopmentkey
 // Prints the events received as one JSON line.
 import WebSocket from 'ws';

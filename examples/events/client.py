@@ -2,7 +2,8 @@
 
     python examples/events/client.py https://localhost:8080/event da2-sockwaylocaldevelopmentkey
 
-Trusts the gateway's development CA (``.sockway/tls/ca.pem``, or ``--ca``). Prints every event
+Trusts the gateway's development CA, which ``sockway serve --config examples/events/sockway.yaml``
+writes next to that file (``examples/events/.sockway/tls/ca.pem``; ``--ca`` for another). Prints every event
 received and the publish results, including the message the handler refused.
 """
 
@@ -14,6 +15,7 @@ import base64
 import json
 import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,7 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("endpoint")
     parser.add_argument("api_key")
-    parser.add_argument("--ca", default=".sockway/tls/ca.pem")
+    # The gateway keeps its state (the development CA) in state_dir, relative to the config
+    # file: this directory, wherever the command is run from.
+    parser.add_argument(
+        "--ca", default=str(Path(__file__).resolve().parent / ".sockway/tls/ca.pem")
+    )
     args = parser.parse_args()
     tls = ssl.create_default_context(cafile=args.ca)
     print(json.dumps(asyncio.run(run(args.endpoint, args.api_key, tls)), indent=2))

@@ -2,10 +2,13 @@
 
 Written only with the `pusher` SDK and aiohttp, exactly as it would be for Pusher Channels or
 soketi. Run: `python backend.py` (port 8000), next to `sockway serve --config sockway.yaml`.
+The gateway's port is read from `listen:` in `sockway.yaml` (the one file that sets it);
+`--gateway-port` overrides it, e.g. for `sockway serve --port 7001`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -13,6 +16,7 @@ import os
 from pathlib import Path
 
 import pusher
+import yaml
 from aiohttp import web
 
 HERE = Path(__file__).resolve().parent
@@ -20,9 +24,17 @@ log = logging.getLogger("example.backend")
 
 APP = web.AppKey("pusher", pusher.Pusher)
 WEBHOOKS = web.AppKey("webhooks", list)
+GATEWAY_PORT = web.AppKey("gateway_port", int)
 
 
-def make_app(gateway_port: int = 6001) -> web.Application:
+def configured_gateway_port() -> int:
+    """The port of `listen:` in this example's sockway.yaml."""
+    listen = yaml.safe_load((HERE / "sockway.yaml").read_text())["listen"]
+    return int(str(listen).rpartition(":")[2])
+
+
+def make_app(gateway_port: int | None = None) -> web.Application:
+    gateway_port = gateway_port or configured_gateway_port()
     client = pusher.Pusher(
         app_id=os.environ.get("PUSHER_APP_ID", "123"),
         key=os.environ.get("PUSHER_KEY", "app-key"),
@@ -34,7 +46,9 @@ def make_app(gateway_port: int = 6001) -> web.Application:
     app = web.Application()
     app[APP] = client
     app[WEBHOOKS] = []
+    app[GATEWAY_PORT] = gateway_port
     app.router.add_get("/", index)
+    app.router.add_get("/config.js", page_config)
     app.router.add_get("/pusher.js", pusher_js)
     app.router.add_post("/pusher/auth", channel_auth)
     app.router.add_post("/pusher/user-auth", user_auth)
@@ -104,6 +118,15 @@ async def index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(HERE / "static" / "index.html")
 
 
+async def page_config(request: web.Request) -> web.Response:
+    """Where the page's pusher-js connects: the gateway's port, never hard-coded in the page."""
+    port = request.app[GATEWAY_PORT]
+    return web.Response(
+        text=f"window.SOCKWAY_GATEWAY = {json.dumps({'wsPort': port})};\n",
+        content_type="text/javascript",
+    )
+
+
 async def pusher_js(_: web.Request) -> web.StreamResponse:
     """pusher-js's browser build from the repository's node_modules (npm install pusher-js)."""
     for parent in HERE.parents:
@@ -114,5 +137,11 @@ async def pusher_js(_: web.Request) -> web.StreamResponse:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The Pusher example's back end")
+    parser.add_argument("--port", type=int, default=8000, help="this back end's port")
+    parser.add_argument(
+        "--gateway-port", type=int, help="sockway's port (default: listen in sockway.yaml)"
+    )
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    web.run_app(make_app(), host="127.0.0.1", port=8000)
+    web.run_app(make_app(args.gateway_port), host="127.0.0.1", port=args.port)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,6 +143,9 @@ def banner(gateway: Gateway, demo: bool) -> list[str]:
         lines += [f"    {label + ':':<{width}} {url}" for label, url in ep.urls]
     if gateway.listen_info is not None:
         lines.append(f"  health: http://{gateway.listen_info.public_host}:{gateway.port}/health")
+    console = gateway.console_url()
+    if console is not None:
+        lines.append(f"  console: {console}")
     if demo and gateway.endpoints:
         lines.append("")
         lines.append("Try it (two terminals):")
@@ -174,15 +179,43 @@ async def _serve(
 
 
 @main.command("check-config")
-@click.argument("config_path", type=click.Path(path_type=Path))
-def check_config(config_path: Path) -> None:
-    """Validate a configuration file; print every problem with its key path (exit 1)."""
+@click.argument("config_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check_config(config_paths: tuple[Path, ...]) -> None:
+    """Validate configuration files; print every problem with its key path (exit 1).
+
+    Each file is checked on its own: the handler modules one file imports are forgotten
+    before the next, so two projects may both have an ``app.py``.
+    """
+    failed = False
+    for path in config_paths:
+        try:
+            with _isolated_imports():
+                settings = load_config(path)
+        except ConfigError as exc:
+            failed = True
+            if len(config_paths) == 1:
+                _fail(exc.problems)
+            click.echo(f"{path}: invalid configuration:", err=True)
+            for line in exc.problems:
+                click.echo(f"  {line}", err=True)
+            continue
+        click.echo(f"{path}: OK ({len(settings.apis)} API(s))")
+    if failed:
+        sys.exit(1)
+
+
+@contextlib.contextmanager
+def _isolated_imports() -> Iterator[None]:
+    """Undo what checking one file did to this process: its imports, sys.path, environ."""
+    modules, path, environ = set(sys.modules), list(sys.path), dict(os.environ)
     try:
-        settings = load_config(config_path)
-    except ConfigError as exc:
-        _fail(exc.problems)
-        return
-    click.echo(f"{config_path}: OK ({len(settings.apis)} API(s))")
+        yield
+    finally:
+        for name in set(sys.modules) - modules:
+            del sys.modules[name]
+        sys.path[:] = path
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 if __name__ == "__main__":  # pragma: no cover

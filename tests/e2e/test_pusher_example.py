@@ -97,3 +97,23 @@ async def test_pusher_example(start_gateway, backend_site):
                 assert r.status == 200
     finally:
         await js.stop()
+
+
+async def test_the_page_connects_to_the_gateway_wherever_it_listens(
+    start_gateway, backend_site, browser
+):
+    # The gateway on an ephemeral port (not the 6001 of sockway.yaml): the page learns it
+    # from the back end's /config.js, so nothing in the page or the back end hard-codes it.
+    backend = _backend_module()
+    config = yaml.safe_load((EXAMPLE / "sockway.yaml").read_text())
+    assert backend.configured_gateway_port() == int(config["listen"].rpartition(":")[2])
+    config["listen"] = "127.0.0.1:0"
+    base, serve = backend_site
+    config["apis"][0]["webhooks"][0]["url"] = f"{base}/pusher/webhooks"
+    gw = await start_gateway(config, EXAMPLE)
+    assert gw.port != 6001
+    await serve(backend.make_app(gw.port))
+    page = await browser.new_page()
+    await page.goto(f"{base}/?user=ann")
+    await page.locator("#members", has_text="Ann").wait_for(timeout=15_000)
+    assert "6001" not in (EXAMPLE / "static" / "index.html").read_text()

@@ -202,10 +202,15 @@ def test_parse_hostport(value: str, expected: tuple[str, int]) -> None:
     assert parse_hostport(value) == expected
 
 
-@pytest.mark.parametrize("value", ["8080", "host", "host:", "host:port", "h:65536", "h:-1"])
+@pytest.mark.parametrize("value", ["8080", "host", "host:", "host:port", "h:-1"])
 def test_parse_hostport_rejects(value: str) -> None:
     with pytest.raises(ValueError, match="is not host:port"):
         parse_hostport(value)
+
+
+def test_parse_hostport_out_of_range_port_says_so() -> None:
+    with pytest.raises(ValueError, match=r"^port 65536 is out of range \(0-65535"):
+        parse_hostport("h:65536")
 
 
 @pytest.mark.parametrize(
@@ -321,18 +326,20 @@ def test_conflicting_environment_between_apis(tmp_path: Path, mod: str) -> None:
 
 def test_unknown_api_key(tmp_path: Path, mod: str) -> None:
     raw = {"apis": [api(mod, rout={"x": "y"})]}
-    assert problems_of(raw, tmp_path) == ["apis[0].rout: unknown key"]
+    assert problems_of(raw, tmp_path) == ["apis[0].rout: unknown key (did you mean 'routes'?)"]
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
-    assert problems_of({"lisen": "127.0.0.1:1"}, tmp_path) == ["lisen: unknown key"]
+    assert problems_of({"lisen": "127.0.0.1:1"}, tmp_path) == [
+        "lisen: unknown key (did you mean 'listen'?)"
+    ]
 
 
 def test_unknown_key_in_limits_and_tls(tmp_path: Path, mod: str) -> None:
     raw = {"tls": {"certficate": "auto"}, "apis": [api(mod, limits={"idle_timeout": 5})]}
     assert sorted(problems_of(raw, tmp_path)) == [
-        "apis[0].limits.idle_timeout: unknown key",
-        "tls.certficate: unknown key",
+        "apis[0].limits.idle_timeout: unknown key (did you mean 'idle_timeout_s'?)",
+        "tls.certficate: unknown key (did you mean 'certificate'?)",
     ]
 
 
@@ -342,10 +349,16 @@ def test_unknown_key_in_long_form_route_is_one_line(tmp_path: Path, mod: str) ->
     assert problems_of(raw, tmp_path) == ["apis[0].routes.a.foo: unknown key"]
 
 
-@pytest.mark.parametrize("listen", ["nope", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:http"])
+@pytest.mark.parametrize("listen", ["nope", "127.0.0.1", "127.0.0.1:http"])
 def test_bad_listen(tmp_path: Path, listen: str) -> None:
     assert problems_of({"listen": listen}, tmp_path) == [
         f"listen: '{listen}' is not host:port (e.g. 127.0.0.1:8080)"
+    ]
+
+
+def test_listen_port_out_of_range(tmp_path: Path) -> None:
+    assert problems_of({"listen": "127.0.0.1:99999"}, tmp_path) == [
+        "listen: port 99999 is out of range (0-65535; 0 picks a free port)"
     ]
 
 
@@ -494,7 +507,7 @@ def test_schema_problems_everywhere_are_all_reported(tmp_path: Path, mod: str) -
     problems = problems_of(raw, tmp_path)
     assert len(problems) == 4
     assert any(p.startswith("listen: ") for p in problems)
-    assert "apis[0].rout: unknown key" in problems
+    assert "apis[0].rout: unknown key (did you mean 'routes'?)" in problems
     assert any(p.startswith("apis[0].stage: ") for p in problems)
     assert any(p.startswith("apis[1].routes") and "'$x'" in p for p in problems)
 

@@ -13,6 +13,7 @@ from sockway.events.publish_http import PublishEndpoint
 from sockway.events.realtime import RealtimeEndpoint
 from sockway.events.runtime import EventsRuntime, Handler, NamespaceHandlers
 from sockway.events.settings import EventsApi, HandlerSpec, LambdaAuthProvider
+from sockway.events.wire import EventsError
 from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
 from sockway.runtimes.base import Integration
 from sockway.runtimes.factory import FunctionSpec
@@ -52,6 +53,30 @@ class EventsFrontDoor:
 
     def sweep(self, now_ms: int) -> None:
         self.realtime.sweep(now_ms)
+
+    async def publish_text(self, channel: str, data: str, event: str | None) -> int:
+        """``Operable``: deliver one event (JSON text) to the channel's subscribers on every
+        node. An operator's publish: no auth mode and no onPublish handler run."""
+        rt = self.runtime
+        try:
+            path = rt.channel(channel, subscribe=False)
+            texts = rt.check_events([data])
+        except EventsError as exc:
+            raise ValueError(exc.message) from None
+        delivered = rt.fan_out(path, texts)
+        await rt.peers.publish(path, texts)
+        return delivered
+
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        conn = self.runtime.node.get(self.runtime.name, connection_id)
+        session = self.realtime.sessions.get(conn) if conn is not None else None
+        if session is None:
+            return {}
+        return {
+            "subscriptions": sorted(
+                f"{sub_id} {sub.channel.path}" for sub_id, sub in session.subscriptions.items()
+            )
+        }
 
     def drain(self) -> None:
         self.runtime.draining = True
@@ -119,5 +144,6 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
         auth=auth,
         handlers=handlers,
         cluster=ctx.cluster,
+        tap=ctx.tap,
     )
     return EventsFrontDoor(runtime)

@@ -18,9 +18,10 @@ import base64
 import binascii
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -33,8 +34,9 @@ from sockway.core.ids import ConnectionId
 from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.events import wire
 from sockway.events.auth import CONNECT, AuthRequest, lower_headers
-from sockway.events.runtime import EventsRuntime, Operation, Subscription
+from sockway.events.runtime import EventsRuntime, Operation, Subscription, current_operation
 from sockway.events.wire import EventsError
+from sockway.observability.tap import Activity
 from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.transport.picows_ws import (
     Hold,
@@ -188,6 +190,13 @@ class RealtimeEndpoint:
         result = session.conn.send_text(frame, self.rt.node.now_ms())
         if result is SendResult.SENT:
             self.rt.metrics.messages_out.labels(self.rt.name).inc()
+            tap = self.rt.tap
+            if tap.detailed and frame != wire.KA:
+                tap.emit(
+                    Activity(
+                        "out", self.rt.name, connection_id=session.conn.id, payload=frame.decode()
+                    )
+                )
         elif result is SendResult.OUTBOX_FULL:
             self.rt.metrics.slow_consumers.labels(self.rt.name).inc()
             session.conn.sink.close(*SLOW_CONSUMER_CLOSE)
@@ -218,6 +227,8 @@ class RealtimeEndpoint:
             self._send(session, wire.failure(f"{kind}_error", shown_id, err))
             return
         op_id = str(raw_id)
+        started, status = time.monotonic(), 200
+        current_operation.set((session.conn.id, op_id))  # this task's (runs per message)
         try:
             if kind == "subscribe":
                 await self._subscribe(session, op_id, message)
@@ -226,10 +237,28 @@ class RealtimeEndpoint:
             else:
                 await self._publish(session, op_id, message)
         except EventsError as exc:
+            status = exc.status if exc.status >= 400 else 400
             self._send(session, wire.failure(f"{kind}_error", op_id, exc))
         except Exception:  # our bug: log it, answer, keep the connection (DESIGN habit 3)
+            status = 500
             log.exception("%s %s failed", kind, op_id, extra={"api": self.rt.name})
             self._send(session, wire.failure(f"{kind}_error", op_id, wire.internal_failure()))
+        tap = self.rt.tap
+        if tap.active:
+            tap.emit(
+                Activity(
+                    "message",
+                    self.rt.name,
+                    connection_id=session.conn.id,
+                    route_key=kind,
+                    status=status,
+                    latency_ms=(time.monotonic() - started) * 1000,
+                    request_id=op_id,
+                    ip=session.source_ip,
+                    payload=text,
+                    channel=channel if isinstance(channel := message.get("channel"), str) else None,
+                )
+            )
 
     def _ack(self, session: EventsSession) -> None:
         self._send(session, wire.connection_ack(self.rt.settings.limits.connection_timeout_ms))
@@ -324,6 +353,7 @@ class _EventsConnection:
 
     __slots__ = (
         "_auth",
+        "_client_close",
         "_endpoint",
         "_source_ip",
         "_upgrade_headers",
@@ -349,6 +379,7 @@ class _EventsConnection:
         self.session: EventsSession | None = None
         self.admitted = False
         self.gone = False
+        self._client_close: tuple[int, str] | None = None
 
     def opened(self, sink: Sink, hold: Hold) -> None:
         rt = self._endpoint.rt
@@ -370,6 +401,7 @@ class _EventsConnection:
 
     async def _admit(self, session: EventsSession, sink: Sink) -> None:
         rt = self._endpoint.rt
+        started = time.monotonic()
         try:
             await rt.auth.authorize(
                 AuthRequest(CONNECT, None, self._auth, b"{}", session.source_ip),
@@ -377,6 +409,7 @@ class _EventsConnection:
             )
         except EventsError as exc:
             rt.metrics.connect_rejects.labels(rt.name, "401").inc()
+            self._activity("connect", session.conn, 401, started)
             sink.write_frame(encode_text_frame(wire.connection_error(exc)))
             sink.close(CLOSE_NORMAL, "")
             return
@@ -389,6 +422,33 @@ class _EventsConnection:
         rt.metrics.connects.labels(rt.name).inc()
         rt.metrics.connections.labels(rt.name).inc()
         self.admitted = True
+        self._activity("connect", conn, 200, started)
+
+    def _activity(
+        self,
+        kind: Literal["connect", "disconnect"],
+        conn: Connection,
+        status: int,
+        started: float | None,
+        close: tuple[int, str] | None = None,
+    ) -> None:
+        tap = self._endpoint.rt.tap
+        if tap.active:
+            detail: dict[str, Any] = {"user_agent": self._user_agent}
+            if close is not None:
+                detail.update(close_code=close[0], close_reason=close[1])
+            tap.emit(
+                Activity(
+                    kind,
+                    conn.api_name,
+                    connection_id=conn.id,
+                    route_key=f"${kind}",
+                    status=status,
+                    latency_ms=None if started is None else (time.monotonic() - started) * 1000,
+                    ip=self._source_ip,
+                    detail=detail,
+                )
+            )
 
     def message(self, data: str | bytes) -> asyncio.Task[None] | None:
         session = self.session
@@ -406,10 +466,12 @@ class _EventsConnection:
         return task
 
     def client_closed(self, code: int, reason: str) -> None:
-        return None
+        self._client_close = (code, reason)
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         self.gone = True
         self._endpoint.rt.open_count -= 1
         if self.admitted and self.session is not None:
             self._endpoint._forget(self.session)
+            close = failure or self._client_close or (1006, "")
+            self._activity("disconnect", self.session.conn, 200, None, close)

@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ from sockway.events.wire import (
 )
 from sockway.frontdoor.cluster import Cluster
 from sockway.observability.metrics import Metrics
+from sockway.observability.tap import Activity, Tap, invocation
+from sockway.runtimes import output
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 
 log = logging.getLogger("sockway.appsync")
@@ -113,6 +116,13 @@ class ChannelSequencer:
             del self._tails[path]
 
 
+# The WebSocket operation being handled on this task, (connection id, operation id): its
+# handler invocations are linked to it in the console (``realtime._dispatch`` sets it).
+current_operation: ContextVar[tuple[str, str] | None] = ContextVar(
+    "sockway_events_operation", default=None
+)
+
+
 @dataclass
 class EventsRuntime:
     settings: EventsApi
@@ -130,6 +140,7 @@ class EventsRuntime:
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
     open_count: int = 0  # open realtime connections, both transports
     draining: bool = False
+    tap: Tap = field(default_factory=Tap)  # access log and console (observability/tap.py)
     peers: EventsClusterMember[Subscription] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -293,7 +304,19 @@ class EventsRuntime:
         a handler made larger than ``max_event_bytes`` is not delivered: each subscription gets
         ``broadcast_error`` (MessageProcessingError) instead (spec §2.2, §5: 240 KB delivered).
         """
-        return self.deliver(list(self.index.match(channel)), texts)
+        delivered = self.deliver(list(self.index.match(channel)), texts)
+        if self.tap.detailed:
+            for text in texts:
+                self.tap.emit(
+                    Activity(
+                        "publish",
+                        self.name,
+                        channel=channel.path,
+                        payload=text,
+                        detail={"delivered": delivered},
+                    )
+                )
+        return delivered
 
     def deliver(self, subs: list[Subscription], texts: list[str]) -> int:
         """``fan_out`` to these subscriptions (also what a publication of another node
@@ -336,15 +359,22 @@ class EventsRuntime:
         request_id = str(uuid.uuid4())
         slot = f"{event['info']['channelNamespace']['name']}.{event['info']['operation']}"
         started = time.monotonic()
+        outcome, stack = "ok", ""
+        # Always captured: print() gets Lambda's prefix even with no one watching.
+        capture = output.capture(request_id)
+        cause = current_operation.get()  # (connection id, operation id) of a WebSocket op
         try:
-            return await handler.integration.invoke(
-                event, Invocation(request_id, handler.timeout_s)
-            )
+            with capture as out:
+                return await handler.integration.invoke(
+                    event, Invocation(request_id, handler.timeout_s)
+                )
         except InvocationTimeout as exc:
+            outcome = "timeout"
             self.metrics.handler_errors.labels(self.name, slot, "timeout").inc()
             log.error("handler %s timed out: %s", handler.integration.function_name, exc)
             raise ev.function_error("Timeout") from None
         except InvocationError as exc:
+            outcome, stack = "error", exc.stack
             self.metrics.handler_errors.labels(self.name, slot, "error").inc()
             if exc.error_type != "UnauthorizedException":
                 log.error(
@@ -357,6 +387,21 @@ class EventsRuntime:
             raise ev.function_error(exc.error_type) from None
         finally:
             self.metrics.handler_seconds.labels(self.name, slot).observe(time.monotonic() - started)
+            if self.tap.detailed:
+                self.tap.emit(
+                    invocation(
+                        self.name,
+                        slot,
+                        function=handler.integration.function_name,
+                        request_id=request_id,
+                        connection_id=cause[0] if cause else None,
+                        duration_ms=(time.monotonic() - started) * 1000,
+                        outcome=outcome,
+                        lines=out.lines,
+                        stack=stack,
+                        cause=cause[1] if cause else None,
+                    )
+                )
 
     def _background(self, handler: Handler, event: dict[str, Any]) -> None:
         """An ``EVENT`` invocation: run it, log its failure, do not wait for it (§6.3)."""

@@ -10,15 +10,16 @@ aiohttp (``upgrades``). Register a new API type in ``gateway/registry.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
 from sockway.core.node import Node
 from sockway.frontdoor.cluster import Cluster
 from sockway.observability.metrics import Metrics
+from sockway.observability.tap import Tap
 from sockway.runtimes.factory import IntegrationFactory
 from sockway.transport.sniffer import UpgradeHandler
 
@@ -51,6 +52,7 @@ class GatewayContext:
     metrics: Metrics
     new_id: Callable[[], str]
     integrations: IntegrationFactory
+    tap: Tap  # report activity here (access log, console); see observability/tap.py
 
 
 class FrontDoor(Protocol):
@@ -72,3 +74,23 @@ class FrontDoor(Protocol):
 
     def pending_work(self) -> set[asyncio.Future[Any]]:
         """Sessions and handler invocations the gateway waits for when draining."""
+
+
+@runtime_checkable
+class Operable(Protocol):
+    """What a front door lets an operator do by hand (the live console's actions).
+
+    Sending to and disconnecting a connection are door-agnostic (``core.Node``); publishing is
+    not: each door frames a publication its own way, so a door that can publish says how.
+    """
+
+    def publish_text(self, channel: str, data: str, event: str | None) -> Awaitable[int]:
+        """Publish ``data`` to ``channel`` as this door's clients expect it (``event``: the
+        Pusher event name; ignored elsewhere). Returns the local deliveries; raises
+        ``ValueError`` with a message for a channel or payload the door refuses."""
+        ...
+
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        """What this door knows of a connection beyond ``core.Connection`` (subscriptions,
+        presence membership, signed-in user), JSON-ready; ``{}`` when nothing."""
+        ...

@@ -8,12 +8,15 @@ problems and cross-API conflicts are all reported in one pass.
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sockway.gateway.registry import API_TYPES
 from sockway.gateway.settings import Settings
@@ -47,6 +50,70 @@ def format_loc(loc: Iterable[int | str]) -> str:
     return out or "(top level)"
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The settings models an annotation holds (through Optional, Annotated, list, dict)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+@functools.cache
+def _all_models() -> dict[str, type[BaseModel]]:
+    """Every settings model reachable from ``Settings``, by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    todo: list[type[BaseModel]] = [Settings]
+    while todo:
+        model = todo.pop()
+        if model.__name__ in found:
+            continue
+        found[model.__name__] = model
+        for field in model.model_fields.values():
+            todo += _models_in(field.annotation)
+    return found
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _tag_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    args = typing.get_args(field.annotation) if field is not None else ()
+    return str(args[0]) if len(args) == 1 else None
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points (its last part being the unknown key)."""
+    models: list[type[BaseModel]] = [Settings]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        fields += [f for m in models for f in m.model_fields.values() if f.alias == part]
+        if fields:
+            models = _models_in(fields[0].annotation) or models
+            continue
+        tagged = [m for m in models if _tag_of(m) == part]
+        if tagged:  # a union member's tag (``websocket``, ``API_KEY``)
+            models = tagged
+        # else a dict key (a route key, a namespace): the value's models stay
+    return sorted({k for m in models for k in _keys_of(m)})
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    key = str(loc[-1])
+    close = difflib.get_close_matches(key, _known_keys(loc), n=1, cutoff=0.6)
+    return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
+
+
+def _not_a_mapping(err: Any) -> str:
+    """pydantic's "valid dictionary or instance of <Class>", without the class name."""
+    model = _all_models().get(str(err.get("ctx", {}).get("class_name", "")))
+    if model is not None and "handler" in model.model_fields:
+        return "expected a handler (module.function) or a mapping of its settings"
+    return "expected a mapping of keys"
+
+
 def _format_errors(exc: ValidationError) -> list[str]:
     problems: list[str] = []
     for err in exc.errors():
@@ -65,7 +132,9 @@ def _format_errors(exc: ValidationError) -> list[str]:
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key"
+                msg = _unknown_key(tuple(err["loc"]))
+            elif err["type"] in ("model_type", "model_attributes_type"):
+                msg = _not_a_mapping(err)
             line = f"{loc}: {msg}"
         if line not in problems:
             problems.append(line)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from sockway.brokers.base import Broker
 from sockway.brokers.factory import build_broker
+from sockway.console.server import ApiView, Console
 from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import GOING_AWAY_CLOSE, Node
 from sockway.frontdoor.cluster import Cluster
@@ -22,7 +23,9 @@ from sockway.gateway.config import has_inprocess_handlers
 from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
+from sockway.observability.access_log import ACCESS_LOGGER, AccessLog
 from sockway.observability.metrics import Metrics
+from sockway.observability.tap import Tap
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.runtimes.factory import IntegrationFactory
 from sockway.transport.listener import Listener, bind_socket
@@ -59,12 +62,20 @@ class Gateway:
         # Settings without ``broker``: a cluster of one on the embedded memory broker.
         self.cluster = Cluster(broker or build_broker(settings.broker), self.node)
         self.metrics = Metrics()
+        # What the front doors report: the access log listens; the console, when served.
+        self.tap = Tap()
+        # Not even subscribed when its logger is off (log_level above INFO): no cost then.
+        if settings.access_log.enabled and logging.getLogger(ACCESS_LOGGER).isEnabledFor(
+            logging.INFO
+        ):
+            self.tap.subscribe(AccessLog(settings.access_log.format))
         self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None
         self.front_doors: list[FrontDoor] = []
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
         self.listen_info: ListenInfo | None = None
+        self.console: Console | None = None
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ready = False
@@ -95,6 +106,8 @@ class Gateway:
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         add_ops_routes(app, self.metrics, lambda: self._ready, self._describe)
+        if self.console is not None:
+            self.console.add_routes(app)
         for door in self.front_doors:
             door.add_routes(app)
 
@@ -108,6 +121,19 @@ class Gateway:
 
         app.router.add_route("*", "/{tail:.*}", forbidden)
         return app
+
+    def _api_views(self) -> list[ApiView]:
+        ends = {e.api: e for e in self.endpoints}
+        return [
+            ApiView(api.name, api.type, door, ends.get(api.name))
+            for api, door in zip(self.settings.apis, self.front_doors, strict=True)
+        ]
+
+    def console_url(self) -> str | None:
+        """Where the live console is served, or None."""
+        if self.console is None or self.listen_info is None:
+            return None
+        return f"http://{self.listen_info.public_host}:{self.port}{self.console.path}"
 
     def _describe(self) -> dict[str, str]:
         """``/health``: which node answered and whether it reaches the cluster broker. A node
@@ -139,8 +165,11 @@ class Gateway:
                 metrics=self.metrics,
                 new_id=self.new_id,
                 integrations=self.integrations,
+                tap=self.tap,
             )
             self.front_doors = [build_front_door(api, ctx) for api in s.apis]
+            if s.console.active(s.loopback_only()):
+                self.console = Console(s.console, self.node, self.tap, self._api_views)
             tls_ctx = self.tls.server_context() if self.tls is not None else None
 
             self._runner = web.AppRunner(
@@ -218,6 +247,8 @@ class Gateway:
             door.drain()
         for listener in self.listeners:
             await listener.close()
+        if self.console is not None:
+            self.console.close()  # its live streams end, so the HTTP server can stop
         for conn in list(self.node.connections()):
             conn.sink.close(*GOING_AWAY_CLOSE)
         # Accepted messages finish their handlers and $disconnect runs, within the grace period.

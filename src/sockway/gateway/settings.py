@@ -7,14 +7,17 @@ so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sockway.brokers.settings import MAX_WORKERS, BrokerSettings, workers_problem
+from sockway.console.settings import ConsoleSettings
 from sockway.events.settings import EventsApi
 from sockway.frontdoor.settings import Strict
+from sockway.observability.access_log import PRESETS, VARIABLES, unknown_variables
 from sockway.pusher.settings import PusherApp
 from sockway.websocket.settings import WebSocketApi
 
@@ -22,8 +25,10 @@ from sockway.websocket.settings import WebSocketApi
 def parse_hostport(value: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"``, ``"[::1]:8080"``, ``":8080"`` (all interfaces) → (host, port)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isdigit():
         raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:8080)")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {int(port)} is out of range (0-65535; 0 picks a free port)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
@@ -51,6 +56,31 @@ class TlsSettings(Strict):
         return self
 
 
+class AccessLogSettings(Strict):
+    """Access logs as API Gateway writes them: one line per connect, disconnect, refused
+    handshake and routed message, for every API (``observability/access_log.py``)."""
+
+    enabled: bool = True
+    format: str = Field(
+        "text",
+        min_length=1,
+        description="text, json, or a template of $context variables (API Gateway's names)",
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        unknown = unknown_variables(value)
+        if unknown:
+            raise ValueError(
+                f"unknown variable {', '.join(unknown)}; known: "
+                + ", ".join(f"$context.{v}" for v in VARIABLES)
+            )
+        if value not in PRESETS and "$context." not in value:
+            raise ValueError("must be text, json or a template using $context variables")
+        return value
+
+
 # Every API type, told apart by ``type:``. A new type adds its settings class here and its
 # entry to ``gateway.registry.API_TYPES``.
 Api = Annotated[WebSocketApi | PusherApp | EventsApi, Field(discriminator="type")]
@@ -70,6 +100,8 @@ class Settings(Strict):
     )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: AccessLogSettings = Field(default_factory=lambda: AccessLogSettings())
+    console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
     apis: list[Api] = Field(default_factory=list)
     broker: BrokerSettings | None = Field(
         None, description="the Redis broker shared by the nodes; none = this process alone"
@@ -97,3 +129,30 @@ class Settings(Strict):
             if problem is not None:
                 raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _console_protected(self) -> Settings:
+        c = self.console
+        if c.enabled is True and c.token is None and not self.loopback_only():
+            raise ValueError(
+                "console: enabled on a listener that is not a loopback address needs a token "
+                "(console.token), or set console.enabled: false"
+            )
+        return self
+
+    def loopback_only(self) -> bool:
+        """Every listener binds a loopback address (127.0.0.0/8, ::1, localhost)."""
+        hosts = [parse_hostport(self.listen)[0]]
+        if self.tls is not None and self.tls.listen is not None:
+            hosts.append(parse_hostport(self.tls.listen)[0])
+        return all(is_loopback(h) for h in hosts)
+
+
+def is_loopback(host: str) -> bool:
+    """A bind address only this machine can reach. ``0.0.0.0`` and ``::`` are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere

@@ -1,24 +1,35 @@
 """Structured logs: every record may carry ``api``, ``connection_id``, ``request_id``, ``route``.
 
-``log_format: json`` writes one JSON object per line; ``text`` a readable line with the same
-fields as ``key=value``.
+``log_format: json`` writes one JSON object per line, its ``time`` in UTC with milliseconds and
+the zone (``2026-12-02T15:43:42.123Z``); ``text`` a readable line with the same fields as
+``key=value``. The access log (``sockway.access``) is written as its own format renders it,
+without this prefix.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 import orjson
 
+from sockway.observability.access_log import ACCESS_LOGGER
+
 FIELDS = ("api", "connection_id", "request_id", "route", "status")
+
+
+def iso_time(epoch_s: float) -> str:
+    """UTC, milliseconds, zone: ``2026-12-02T15:43:42.123Z`` (what Lambda's logs show)."""
+    ms = int(epoch_s * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s)) + f".{ms:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -51,5 +62,10 @@ def setup_logging(fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access_handler = logging.StreamHandler(sys.stderr)
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    access.handlers[:] = [access_handler]
+    access.propagate = False
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
+import orjson
 from aiohttp import web
 
 from sockway.brokers.base import BrokerUnavailable
 from sockway.core.connection import Connection
 from sockway.core.frames import encode_text_frame
-from sockway.core.ids import ConnectionId
+from sockway.core.ids import ChannelName, ConnectionId
 from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
+from sockway.observability.tap import Activity, Tap
 from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
 from sockway.pusher.http_api import PusherHttpApi
@@ -52,6 +55,7 @@ class PusherRegistry:
 
     by_key: dict[str, PusherFrontDoor] = field(default_factory=dict)
     by_id: dict[str, PusherFrontDoor] = field(default_factory=dict)
+    tap: Tap = field(default_factory=Tap)  # the gateway's: refusals of unknown app keys
 
     async def upgrade(self, request: web.Request) -> web.StreamResponse:
         return await _upgrade(self, request)
@@ -61,11 +65,11 @@ class PusherRegistry:
         key = unquote(head.path[len("/app/") :])  # decoded, as aiohttp's match_info
         door = self.by_key.get(key)
         handler: MessageHandler
+        peer = transport.get_extra_info("peername")
+        source_ip = str(peer[0]) if peer else ""
         if door is None:
-            handler, max_size = _UnknownApp(key), 4096
+            handler, max_size = _UnknownApp(key, self.tap, source_ip), 4096
         else:
-            peer = transport.get_extra_info("peername")
-            source_ip = str(peer[0]) if peer else ""
             handler = _PusherConnection(door, source_ip, head.header("User-Agent"))
             max_size = door.app.settings.max_message_bytes
         # A window of one: a frame is fully applied before the next is read (pusher_session).
@@ -102,7 +106,7 @@ class PusherFrontDoor:
     def add_routes(self, app: web.Application) -> None:
         registry = app.get(REGISTRY)
         if registry is None:
-            registry = PusherRegistry()
+            registry = PusherRegistry(tap=self.app.tap)
             app[REGISTRY] = registry
             app.router.add_get("/app/{key}", registry.upgrade)
             app.router.add_route("*", "/apps/{app_id}/{tail:.*}", registry.by_app_id)
@@ -124,6 +128,20 @@ class PusherFrontDoor:
         )
         urls.append(("Pusher HTTP API", f"{scheme}://{host}:{port}/apps/{s.app_id}"))
         return Endpoint(s.name, tuple(urls))
+
+    async def publish_text(self, channel: str, data: str, event: str | None) -> int:
+        """``Operable``: an API-triggered event, as ``POST /apps/{id}/events`` sends it."""
+        if not channel or len(channel) > 164:
+            raise ValueError("a Pusher channel name has 1-164 characters")
+        before = self.app.node.member_count(self.app.name, ChannelName(channel))
+        await self.app.trigger(channel, event or "message", data, None)
+        return before
+
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        sock = self.app.sockets.get(connection_id)
+        if sock is None:
+            return {}
+        return {"userId": sock.user_id, "presence": {k: str(v) for k, v in sock.presence.items()}}
 
     def sweep(self, now_ms: int) -> None:
         sweep(self.app, now_ms)
@@ -185,7 +203,7 @@ class _PusherConnection:
     the socket's frames, then each frame is applied (``pusher_session.handle_frame``) and,
     with a window of one, fully applied before the next."""
 
-    __slots__ = ("_door", "_source_ip", "_user_agent", "gone", "sock", "started")
+    __slots__ = ("_door", "_source_ip", "_user_agent", "close_code", "gone", "sock", "started")
 
     def __init__(self, door: PusherFrontDoor, source_ip: str, user_agent: str | None) -> None:
         self._door = door
@@ -194,6 +212,7 @@ class _PusherConnection:
         self.sock: PusherSocket | None = None
         self.started = False
         self.gone = False
+        self.close_code: tuple[int, str] | None = None
 
     def opened(self, sink: Sink, hold: Hold) -> None:
         door, app = self._door, self._door.app
@@ -223,11 +242,13 @@ class _PusherConnection:
 
     async def _start(self, sock: PusherSocket, gate: asyncio.Future[None]) -> None:
         app, s = self._door.app, self._door.app.settings
+        started = time.monotonic()
         try:
             refusal = await self._door._refusal()
             if self.gone:
                 return
             if refusal is not None:
+                self._activity("connect", 503, started, {"pusher_error": refusal[0]})
                 app.close_with_error(sock, *refusal)
                 return
             app.add(sock)
@@ -239,8 +260,36 @@ class _PusherConnection:
             app.metrics.connections.labels(app.name).inc()
             app.send(sock, wire.connection_established(sock.socket_id, s.activity_timeout_s))
             self.started = True
+            self._activity("connect", 200, started)
         finally:
             gate.set_result(None)
+
+    def _activity(
+        self,
+        kind: Literal["connect", "disconnect", "message"],
+        status: int,
+        started: float | None,
+        detail: dict[str, Any] | None = None,
+        route_key: str | None = None,
+        payload: str | None = None,
+        channel: str | None = None,
+    ) -> None:
+        tap, sock = self._door.app.tap, self.sock
+        if tap.active and sock is not None:
+            tap.emit(
+                Activity(
+                    kind,
+                    self._door.app.name,
+                    connection_id=sock.socket_id,
+                    route_key=route_key or f"${kind}",
+                    status=status,
+                    latency_ms=None if started is None else (time.monotonic() - started) * 1000,
+                    ip=self._source_ip,
+                    payload=payload,
+                    channel=channel,
+                    detail={"user_agent": self._user_agent, **(detail or {})},
+                )
+            )
 
     def message(self, data: str | bytes) -> asyncio.Task[None] | None:
         sock = self.sock
@@ -248,6 +297,8 @@ class _PusherConnection:
             return None  # refused: closing
         app = self._door.app
         app.metrics.messages_in.labels(app.name).inc()
+        if app.tap.active:
+            self._message(data)
         try:
             pending = handle_frame(app, sock, data)
         except Exception:  # our bug: log it, keep serving the socket
@@ -269,11 +320,39 @@ class _PusherConnection:
         if self.sock is not None:
             app.send(self.sock, wire.error(wire.SERVER_ERROR, "A server error has occured."))
 
+    def _message(self, data: str | bytes) -> None:
+        """A MESSAGE line: the frame's ``event`` is its route key (``pusher:subscribe``,
+        ``client-*``); the outcome of a Pusher frame is a frame, so the status is 200."""
+        try:
+            frame = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            frame = None
+        event = frame.get("event") if isinstance(frame, dict) else None
+        # The channel it concerns: ``channel`` of a client event, ``data.channel`` of a
+        # (un)subscribe.
+        channel = frame.get("channel") if isinstance(frame, dict) else None
+        if channel is None and isinstance(frame, dict) and isinstance(frame.get("data"), dict):
+            channel = frame["data"].get("channel")
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        self._activity(
+            "message",
+            200,
+            None,
+            route_key=str(event) if event else "$default",
+            payload=text,
+            channel=channel if isinstance(channel, str) else None,
+        )
+
     def client_closed(self, code: int, reason: str) -> None:
-        return None
+        self.close_code = (code, reason)
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         self.gone = True
+        if self.started:
+            close = failure or self.close_code or (1006, "")
+            self._activity(
+                "disconnect", 200, None, {"close_code": close[0], "close_reason": close[1]}
+            )
         self._track(self._end())
 
     async def _end(self) -> None:
@@ -292,12 +371,21 @@ class _UnknownApp:
     """An upgrade to ``/app/{key}`` of no app: ``pusher:error`` 4001 and close 4001, which
     pusher-js treats as "do not reconnect" (pusher spec §1.4)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_ip", "_key", "_tap")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, tap: Tap, source_ip: str) -> None:
         self._key = key[:64]
+        self._tap = tap
+        self._ip = source_ip
 
     def opened(self, sink: Sink, hold: Hold) -> None:
+        if self._tap.active:  # a refused handshake: no app, so no API name ("-")
+            detail = {"app_key": self._key, "close_code": wire.APP_NOT_FOUND}
+            self._tap.emit(
+                Activity(
+                    "connect", "-", route_key="$connect", status=404, ip=self._ip, detail=detail
+                )
+            )
         text = wire.error(wire.APP_NOT_FOUND, f"App key {self._key} does not exist.")
         sink.write_frame(encode_text_frame(text))
         sink.close(wire.APP_NOT_FOUND, "")
@@ -325,7 +413,8 @@ async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.Stream
         return ws
     handler: MessageHandler
     if door is None:
-        handler = _UnknownApp(request.match_info["key"])
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        handler = _UnknownApp(request.match_info["key"], registry.tap, str(peer[0]) if peer else "")
     else:
         handler = _PusherConnection(
             door, str(request.remote or ""), request.headers.get("User-Agent")
@@ -355,5 +444,6 @@ def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoo
     targets = [(spec, build_target(spec)) for spec in settings.webhooks]
     hooks = Webhooks(settings, targets, ctx.metrics, ctx.node.now_ms)
     app = PusherAppState(settings, ctx.node, ctx.metrics, hooks)
+    app.tap = ctx.tap
     app.cluster = PusherCluster(app, ctx.cluster)  # one app across the nodes (issue 6)
     return PusherFrontDoor(app)

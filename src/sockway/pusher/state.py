@@ -26,6 +26,7 @@ from sockway.core.ids import ChannelName
 from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
 from sockway.core.presence import Presence
 from sockway.observability.metrics import Metrics
+from sockway.observability.tap import Activity, Tap
 from sockway.pusher import membership, wire
 from sockway.pusher.channels import Kind, is_cache, kind_of, server_to_user_id
 from sockway.pusher.cluster import CACHE, TERMINATE, PusherCluster, user_topic
@@ -63,6 +64,7 @@ class PusherAppState:
         self.cache: dict[str, tuple[int, bytes]] = {}  # channel → (expires_ms, frame payload)
         self.draining = False
         self.cluster: PusherCluster | None = None
+        self.tap = Tap()  # access log and console (observability/tap.py), set by the door
 
     @property
     def name(self) -> str:
@@ -82,6 +84,10 @@ class PusherAppState:
         result = sock.conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self.metrics.messages_out.labels(self.name).inc()
+            if self.tap.detailed:
+                self.tap.emit(
+                    Activity("out", self.name, connection_id=sock.conn.id, payload=payload.decode())
+                )
         elif result is SendResult.OUTBOX_FULL:
             self.metrics.slow_consumers.labels(self.name).inc()
             sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
@@ -94,6 +100,16 @@ class PusherAppState:
     def broadcast(self, channel: str, payload: bytes, exclude: Connection | None = None) -> int:
         """To this node's subscribers of ``channel``."""
         delivered, slow = self.node.publish(self.name, ChannelName(channel), payload, exclude)
+        if self.tap.detailed:
+            self.tap.emit(
+                Activity(
+                    "publish",
+                    self.name,
+                    channel=channel,
+                    payload=payload.decode(),
+                    detail={"delivered": delivered},
+                )
+            )
         if delivered:
             self.metrics.messages_out.labels(self.name).inc(delivered)
         if slow:

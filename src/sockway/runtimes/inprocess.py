@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import importlib
 import inspect
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sockway.runtimes import output
 from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
 from sockway.runtimes.deadlines import deadline
 
@@ -162,6 +164,9 @@ class PythonIntegration:
                 if self._is_async:
                     return await self._func(event, context)
                 call = functools.partial(self._func, event, context)
+                if output.current() is not None:
+                    # The thread sees the invocation's output capture (runtimes/output.py).
+                    call = functools.partial(contextvars.copy_context().run, call)
                 return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except TimeoutError as exc:
             raise InvocationTimeout(

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sockway
+from sockway.runtimes import output
 from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
 from sockway.runtimes.deadlines import deadline
 from sockway.runtimes.inprocess import HandlerLoadError, split_handler_ref
@@ -246,6 +247,7 @@ class ProcessIntegration:
         if request_id is None:
             log.info("[%s] %s", self.function_name, line)
         else:
+            output.record(request_id, line)  # the console's view of this invocation
             log.info("[%s] [%s] %s", self.function_name, request_id, line)
 
     def _report(

@@ -67,6 +67,13 @@ class WebSocketFrontDoor:
     def sweep(self, now_ms: int) -> None:
         self.runtime.sweep(now_ms)
 
+    async def publish_text(self, channel: str, data: str, event: str | None) -> int:
+        """``Operable``: publish as ``POST /{stage}/@channels/{channel}`` does."""
+        return await self.management.publish_text(channel, data, event)
+
+    def connection_details(self, connection_id: str) -> dict[str, Any]:
+        return {}  # channels and the authorizer context are on core.Connection
+
     def drain(self) -> None:
         self.runtime.draining = True
 
@@ -127,5 +134,6 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
         metrics=ctx.metrics,
         new_id=ctx.new_id,
         routes=routes,
+        tap=ctx.tap,
     )
     return WebSocketFrontDoor(runtime, Handshakes(runtime, authorizer), ctx.cluster)

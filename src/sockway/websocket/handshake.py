@@ -22,6 +22,7 @@ from yarl import URL
 
 from sockway.core.connection import Connection
 from sockway.core.ids import ConnectionId
+from sockway.observability.tap import Activity
 from sockway.runtimes.base import Integration, InvocationError, InvocationTimeout
 from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.transport.frame_guard import FrameGuard
@@ -78,21 +79,26 @@ class Handshakes:
 
     async def _upgrade(self, transport: asyncio.Transport, head: RequestHead, raw: bytes) -> None:
         runtime = self.runtime
+        facts: ConnectionFacts | None = None
         try:
-            if runtime.draining:
-                _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
-                return
-            if head.header("Sec-WebSocket-Version") != "13" or not head.header("Sec-WebSocket-Key"):
-                # RFC 6455 §4.2.2: answered before any handler runs, as aiohttp did
-                _refuse(transport, _Refusal(400, {"message": "Bad Request"}))
-                return
             query = tuple(URL.build(query_string=head.query_string, encoded=True).query.items())
             facts, upgrade = self._describe(
                 head.headers, query, transport, head.header("User-Agent")
             )
+            if runtime.draining:
+                self._connect_activity(facts, 503, None, None)
+                _refuse(transport, _Refusal(503, {"message": "Service Unavailable"}))
+                return
+            if head.header("Sec-WebSocket-Version") != "13" or not head.header("Sec-WebSocket-Key"):
+                # RFC 6455 §4.2.2: answered before any handler runs, as aiohttp did
+                self._connect_activity(facts, 400, None, None)
+                _refuse(transport, _Refusal(400, {"message": "Bad Request"}))
+                return
             admitted = await self._admit(facts, upgrade)
         except Exception:
             log.exception("upgrade failed", extra={"api": runtime.name})
+            if facts is not None:
+                self._connect_activity(facts, 500, None, None)
             _refuse(transport, _Refusal(500, {"message": "Internal server error"}))
             return
         if isinstance(admitted, _Refusal):
@@ -206,24 +212,57 @@ class Handshakes:
         runtime = self.runtime
         extra = {"api": runtime.name, "connection_id": facts.connection_id}
         authorizer_ctx: dict[str, Any] | None = None
+        started = time.monotonic()
+        request_id = runtime.new_id()  # the $connect invocation's, as its access-log line shows
         if self.authorizer is not None:
             status, authorizer_ctx = await self._authorize(self.authorizer, facts, upgrade, extra)
             if status != 200:
                 runtime.metrics.connect_rejects.labels(runtime.name, str(status)).inc()
+                self._connect_activity(facts, status, started, request_id, "$authorizer")
                 body = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Internal server error")
                 return _Refusal(status, {"message": body})
         conn = runtime.new_connection(facts, authorizer_ctx)
         runtime.node.add(conn)  # CONNECTING: @connections answers 410 until $connect succeeds
         try:
-            protocol, rejected = await self._run_connect(facts, upgrade, authorizer_ctx, extra)
+            protocol, rejected = await self._run_connect(
+                facts, upgrade, authorizer_ctx, extra, request_id
+            )
         except BaseException:
             runtime.node.remove(conn)
             raise
         if rejected is not None:
             runtime.node.remove(conn)
             runtime.metrics.connect_rejects.labels(runtime.name, str(rejected)).inc()
+            self._connect_activity(facts, rejected, started, request_id)
             return _Refusal(rejected, None)
+        self._connect_activity(facts, 200, started, request_id, authorizer=authorizer_ctx)
         return conn, protocol
+
+    def _connect_activity(
+        self,
+        facts: ConnectionFacts,
+        status: int,
+        started: float | None,
+        request_id: str | None,
+        route_key: str = "$connect",
+        authorizer: dict[str, Any] | None = None,
+    ) -> None:
+        """A CONNECT access-log line: admitted (200) or the refusal's HTTP status."""
+        tap = self.runtime.tap
+        if tap.active:
+            tap.emit(
+                Activity(
+                    "connect",
+                    self.runtime.name,
+                    connection_id=facts.connection_id,
+                    route_key=route_key,
+                    status=status,
+                    latency_ms=None if started is None else (time.monotonic() - started) * 1000,
+                    request_id=request_id,
+                    ip=facts.source_ip,
+                    detail={"user_agent": facts.user_agent, "authorizer": authorizer},
+                )
+            )
 
     async def _authorize(
         self,
@@ -271,13 +310,13 @@ class Handshakes:
         upgrade: UpgradeRequest,
         authorizer_ctx: dict[str, Any] | None,
         extra: dict[str, Any],
+        request_id: str,
     ) -> tuple[str | None, int | None]:
         """Run ``$connect``; return (subprotocol to select, rejection status or None)."""
         runtime = self.runtime
         route = runtime.routes.get("$connect")
         if route is None:
             return None, None  # §3.2: no $connect route → accept
-        request_id = runtime.new_id()
         event = connect_event(
             runtime.api,
             facts,

@@ -32,6 +32,7 @@ from sockway.core.ids import ChannelName
 from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.frontdoor.cluster import Cluster, topic
 from sockway.frontdoor.sigv4 import SigV4Failure, verify
+from sockway.observability.tap import Activity
 from sockway.websocket import wire
 from sockway.websocket.runtime import ApiRuntime
 
@@ -236,6 +237,17 @@ class ManagementApi:
                     "LimitExceededException",
                 )
             self.runtime.metrics.messages_out.labels(self.runtime.name).inc()
+            tap = self.runtime.tap
+            if tap.detailed:
+                tap.emit(
+                    Activity(
+                        "out",
+                        self.runtime.name,
+                        connection_id=conn.id,
+                        payload=body.decode("utf-8", "replace"),
+                        detail={"by": "@connections"},
+                    )
+                )
             return Outcome(200)
         if method == "GET":
             identity = {"sourceIp": conn.source_ip}
@@ -302,9 +314,32 @@ class ManagementApi:
     def members_op(self) -> str:
         return f"apigw.members:{self.runtime.name}"
 
+    async def publish_text(self, channel: str, data: str, event: str | None) -> int:
+        """The console's publish (``frontdoor.contract.Operable``): as ``POST @channels``."""
+        if not _CHANNEL.match(channel):
+            raise ValueError(
+                f"invalid channel name '{channel[:64]}': 1-256 characters of A-Z a-z 0-9 _-=@,.;:~"
+            )
+        response = await self._broadcast(channel, data.encode())
+        if response.status != 200:
+            raise ValueError(f"publish failed: HTTP {response.status}")
+        delivered = orjson.loads(response.body or b"{}").get("delivered", 0)  # type: ignore[arg-type]
+        return int(delivered)
+
     async def _broadcast(self, channel: str, body: bytes) -> web.Response:
         name = self.runtime.name
         delivered, dropped = self.runtime.node.publish(name, ChannelName(channel), body)
+        tap = self.runtime.tap
+        if tap.detailed:
+            tap.emit(
+                Activity(
+                    "publish",
+                    name,
+                    channel=channel,
+                    payload=body.decode("utf-8", "replace"),
+                    detail={"delivered": delivered},
+                )
+            )
         self.runtime.metrics.messages_out.labels(name).inc(delivered)
         if dropped:
             self.runtime.metrics.slow_consumers.labels(name).inc(dropped)

@@ -23,6 +23,8 @@ from sockway.core.connection import Connection, SendResult
 from sockway.core.ids import ConnectionId
 from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
 from sockway.observability.metrics import Metrics
+from sockway.observability.tap import Activity, Tap, invocation
+from sockway.runtimes import output
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 from sockway.transport.picows_ws import Hold, Sink, until_closed
 from sockway.websocket import wire
@@ -111,6 +113,7 @@ class ApiRuntime:
     handshakes: set[asyncio.Task[None]] = field(default_factory=set)  # the sniffer's upgrades
     disconnects: set[asyncio.Task[None]] = field(default_factory=set)
     open_count: int = 0  # open connections, both transports
+    tap: Tap = field(default_factory=Tap)  # access log and console (observability/tap.py)
 
     def __post_init__(self) -> None:
         self.expression = SelectionExpression.compile(self.settings.route_selection_expression)
@@ -176,6 +179,7 @@ class ApiRuntime:
         extra = {"api": self.name, "connection_id": conn.id, "request_id": request_id}
         route_key = select_route(self.expression, body, self.route_keys)
         if route_key is None:
+            self._message(conn, None, 403, None, request_id, body)
             self._send(conn, wire.forbidden_frame(conn.id, request_id))
             return
         route = self.routes[route_key]
@@ -189,16 +193,20 @@ class ApiRuntime:
             now_ms=self.node.now_ms(),
             authorizer=conn.authorizer,
         )
+        started = time.monotonic()
         try:
             result = await self.invoke(
                 route.integration, route_key, event, request_id, route.timeout_s, extra
             )
         except InvocationTimeout:
+            self._message(conn, route_key, 504, started, request_id, body)
             self._send(conn, wire.timeout_frame(conn.id, request_id))
             return
         except InvocationError:
+            self._message(conn, route_key, 500, started, request_id, body)
             self._send(conn, wire.internal_error_frame(conn.id, request_id))
             return
+        self._message(conn, route_key, 200, started, request_id, body)
         if not route.route_response or result is None:
             return  # §3.1: one-way routes discard the result
         if isinstance(result, dict):
@@ -214,10 +222,39 @@ class ApiRuntime:
         )
         self._send(conn, wire.internal_error_frame(conn.id, request_id))
 
+    def _message(
+        self,
+        conn: Connection,
+        route_key: str | None,
+        status: int,
+        started: float | None,
+        request_id: str,
+        body: str,
+    ) -> None:
+        """Tell the tap of a routed message (an access-log MESSAGE line)."""
+        if self.tap.active:
+            self.tap.emit(
+                Activity(
+                    "message",
+                    self.name,
+                    connection_id=conn.id,
+                    route_key=route_key,
+                    status=status,
+                    latency_ms=None if started is None else (time.monotonic() - started) * 1000,
+                    request_id=request_id,
+                    ip=conn.source_ip,
+                    payload=body,
+                )
+            )
+
     def _send(self, conn: Connection, payload: bytes) -> SendResult:
         result = conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self._messages_out.inc()
+            if self.tap.detailed:
+                self.tap.emit(
+                    Activity("out", self.name, connection_id=conn.id, payload=payload.decode())
+                )
         elif result is SendResult.OUTBOX_FULL:
             self.metrics.slow_consumers.labels(self.name).inc()
             conn.sink.close(*SLOW_CONSUMER_CLOSE)
@@ -235,9 +272,37 @@ class ApiRuntime:
         extra = {"api": self.name, "connection_id": conn.id}
         log.debug("disconnected %s %s", code, reason, extra=extra)
         route = self.routes.get("$disconnect")
-        if route is None:
-            return
         request_id = self.new_id()
+        started = time.monotonic()
+        try:
+            if route is not None:
+                await self._disconnect_handler(route, conn, facts, code, reason, request_id)
+        finally:
+            if self.tap.active:
+                self.tap.emit(
+                    Activity(
+                        "disconnect",
+                        self.name,
+                        connection_id=conn.id,
+                        route_key="$disconnect",
+                        status=200,
+                        latency_ms=(time.monotonic() - started) * 1000 if route else None,
+                        request_id=request_id,
+                        ip=conn.source_ip,
+                        detail={"close_code": code, "close_reason": reason},
+                    )
+                )
+
+    async def _disconnect_handler(
+        self,
+        route: Route,
+        conn: Connection,
+        facts: ConnectionFacts,
+        code: int,
+        reason: str,
+        request_id: str,
+    ) -> None:
+        extra = {"api": self.name, "connection_id": conn.id}
         event = disconnect_event(
             self.api,
             facts,
@@ -270,14 +335,20 @@ class ApiRuntime:
         extra: dict[str, Any],
     ) -> Any:
         started = time.monotonic()
+        outcome, stack = "ok", ""
+        # Always captured: print() gets Lambda's prefix even with no one watching.
+        capture = output.capture(request_id)
         try:
-            return await integration.invoke(event, Invocation(request_id, timeout_s))
+            with capture as out:
+                return await integration.invoke(event, Invocation(request_id, timeout_s))
         except InvocationTimeout as exc:
+            outcome = "timeout"
             extra = {**extra, "route": route, "request_id": request_id}
             self.metrics.handler_errors.labels(self.name, route, "timeout").inc()
             log.error("handler %s timed out: %s", integration.function_name, exc, extra=extra)
             raise
         except InvocationError as exc:
+            outcome, stack = "error", exc.stack
             extra = {**extra, "route": route, "request_id": request_id}
             self.metrics.handler_errors.labels(self.name, route, "error").inc()
             if exc.error_message == "Unauthorized" and route == "$authorizer":
@@ -298,6 +369,20 @@ class ApiRuntime:
                 histogram = self.metrics.handler_seconds.labels(self.name, route)
                 self._handler_seconds[route] = histogram
             histogram.observe(time.monotonic() - started)
+            if self.tap.detailed:
+                self.tap.emit(
+                    invocation(
+                        self.name,
+                        route,
+                        function=integration.function_name,
+                        request_id=request_id,
+                        connection_id=extra.get("connection_id"),
+                        duration_ms=(time.monotonic() - started) * 1000,
+                        outcome=outcome,
+                        lines=out.lines,
+                        stack=stack,
+                    )
+                )
 
     def sweep(self, now_ms: int) -> None:
         """Close idle and over-age connections (§6: both close with 1001 "Going away").

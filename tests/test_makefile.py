@@ -1,0 +1,42 @@
+"""The Makefile's promise (README): ``make serve`` installs only what serving needs — sockway
+and its runtime dependencies, no test tools, no npm — and ``make test`` adds the rest.
+Checked with ``make -n`` (what it would run), so nothing is installed by the test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _plan(target: str, tmp_path: Path) -> str:
+    make = shutil.which("make")
+    if make is None:
+        pytest.fail("make is not installed")
+    result = subprocess.run(
+        [make, "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_serve_installs_only_what_serving_needs(tmp_path: Path) -> None:
+    plan = _plan("serve", tmp_path)
+    assert "pip install --quiet -e .\n" in plan
+    assert "[dev]" not in plan
+    assert "npm" not in plan
+    assert plan.rstrip().endswith("sockway serve")
+
+
+def test_test_installs_the_test_tools_and_js_clients(tmp_path: Path) -> None:
+    plan = _plan("test", tmp_path)
+    assert "pip install --quiet -e '.[dev]'" in plan
+    assert "npm install" in plan
+    assert "pytest" in plan
