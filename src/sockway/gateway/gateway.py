@@ -52,6 +52,8 @@ class Gateway:
         self.integrations = IntegrationFactory(
             ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler"),
             reload=reload,  # --reload: restart process-runtime workers when their code changes
+            nodejs=settings.nodejs,
+            state_dir=settings.state_dir,
         )
         self.clock = clock or SystemClock()
         self.new_id = new_id or aws_style_id
@@ -141,6 +143,7 @@ class Gateway:
                 integrations=self.integrations,
             )
             self.front_doors = [build_front_door(api, ctx) for api in s.apis]
+            await self.integrations.prepare()  # Node.js handlers: Node found, AWS SDK installed
             tls_ctx = self.tls.server_context() if self.tls is not None else None
 
             self._runner = web.AppRunner(

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 InvocationType = Literal["RequestResponse", "Event"]
 
-# How a Python handler runs (README "Handler runtimes"): ``inprocess`` calls it in the gateway
-# process (fastest); ``process`` runs it in worker processes of its own (isolated, killable).
-Runtime = Literal["inprocess", "process"]
+# How a handler runs (README "Handler runtimes"): ``inprocess`` calls a Python function in the
+# gateway process (fastest); ``process`` runs it in worker processes of its own (isolated,
+# killable); ``nodejs`` runs a JavaScript handler in Node.js workers (``runtimes.nodejs``).
+Runtime = Literal["inprocess", "process", "nodejs"]
 DEFAULT_RUNTIME: Runtime = "inprocess"
 
 
