@@ -92,7 +92,10 @@ def test_missing_process_module_is_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"runtime": "thread"}, "apis[0].runtime: Input should be 'inprocess', 'process' or 'nodejs'"),
+        (
+            {"runtime": "thread"},
+            "apis[0].runtime: Input should be 'inprocess', 'process' or 'nodejs'",
+        ),
         (
             {"routes": {"$connect": {"handler": "m.h", "runtime": "lambda"}}},
             "apis[0].routes.$connect.runtime: Input should be 'inprocess', 'process' or 'nodejs'",
