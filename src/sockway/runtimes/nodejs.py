@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sockway.runtimes.environment import dev_ca_bundle_path
 from sockway.runtimes.inprocess import HandlerLoadError
 from sockway.runtimes.node_sdk import NodejsSettings, NodeNotFound, ensure_aws_sdk, find_executable
 from sockway.runtimes.process import ProcessIntegration, WorkerPools
@@ -140,7 +141,26 @@ class NodeRuntime:
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_nodejs{self.major}.x"
         sdk = str(self.sdk_dir.resolve() / "node_modules")
         env["NODE_PATH"] = os.pathsep.join(p for p in (sdk, env.get("NODE_PATH")) if p)
+        if env.get("AWS_CA_BUNDLE") == str(dev_ca_bundle_path(self.state_dir)):
+            # ``certificate: auto``: the SDK for JavaScript v3 ignores AWS_CA_BUNDLE, Node reads
+            # NODE_EXTRA_CA_CERTS (one file) at start, so https://{domainName}/{stage} verifies
+            # against sockway's development CA — next to any extra CAs inherited.
+            env["NODE_EXTRA_CA_CERTS"] = str(self._node_ca_file(env.get("NODE_EXTRA_CA_CERTS")))
         return env
+
+    def _node_ca_file(self, inherited: str | None) -> Path:
+        bundle = dev_ca_bundle_path(self.state_dir)
+        if not inherited or inherited == str(bundle):
+            return bundle
+        combined = bundle.with_name("node-ca-bundle.pem")
+        try:
+            extra = Path(inherited).read_text()
+        except OSError:
+            return bundle
+        text = bundle.read_text() + "\n" + extra
+        if not combined.is_file() or combined.read_text() != text:
+            combined.write_text(text)
+        return combined
 
 
 class NodeIntegration(ProcessIntegration):
