@@ -193,3 +193,18 @@ async def test_missing_handler_file_is_a_config_error(
     config["routes"]["echo"] = "nowhere.handler"
     with pytest.raises(ConfigError, match=r"routes\.echo: no nowhere\.js, nowhere\.mjs"):
         await start_gateway(base(config))
+
+
+async def test_missing_node_fails_the_start_with_a_clear_message(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    from sockway.gateway.config import ConfigError
+
+    config = base(node_api(funcs_dir(tmp_path)))
+    config["nodejs"]["node"] = "/nonexistent/bin/node"
+    with pytest.raises(ConfigError) as err:
+        await start_gateway(config)
+    assert err.value.problems == [
+        "nodejs.node: runtime: nodejs needs Node.js (18.19, 20.6 or newer), but '/nonexistent/bin/node' "
+        "was not found; install Node.js or set nodejs.node to the executable's path"
+    ]

@@ -309,3 +309,62 @@ async def test_missing_node_is_a_clear_error(tmp_path: Path) -> None:
     runtime.used = True
     with pytest.raises(NodeNotFound, match="'no-such-node-xyz' was not found on PATH"):
         await runtime.prepare()
+
+
+def test_lambda_node_runtime_names_mean_nodejs(tmp_path: Path) -> None:
+    from sockway.gateway.config import parse_config
+
+    code = write_code(tmp_path / "code")
+    raw = {
+        "apis": [
+            {
+                "name": "t",
+                "type": "websocket",
+                "code_dir": str(code),
+                "runtime": "nodejs20.x",
+                "routes": {
+                    "$default": "cjs.handler",
+                    "other": {"handler": "esm.handler", "runtime": "nodejs22.x"},
+                },
+            }
+        ]
+    }
+    settings = parse_config(raw, tmp_path)  # the Node files are found: checked as nodejs
+    api = settings.apis[0]
+    assert api.runtime == "nodejs"
+    assert api.routes["other"].runtime == "nodejs"  # type: ignore[union-attr]
+
+
+def test_the_bootstrap_files_are_package_data() -> None:
+    import fnmatch
+    import tomllib
+
+    from sockway.runtimes.nodejs import NODE_DIR
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["sockway"]
+    shipped = [f"runtimes/node/{p.name}" for p in NODE_DIR.iterdir() if p.is_file()]
+    assert shipped and all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in shipped)
+
+
+async def test_reload_restarts_node_workers_on_a_code_change(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.js").write_text("exports.handler = async () => 'v1';")
+    pools = WorkerPools(reload=True)
+    runtime = NodeRuntime(NodejsSettings(aws_sdk=[]), tmp_path / "state")
+    spec = FunctionSpec(ref="app.handler", function_name="app", code_dir=code, runtime="nodejs")
+    fn = NodeIntegration(spec, pools, runtime)
+    pools.add(spec, fn)
+    try:
+        assert await fn.invoke({}, call()) == "v1"
+        (code / "app.js").write_text("exports.handler = async () => 'v2';")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while await fn.invoke({}, call()) != "v2":
+            assert loop.time() < deadline, "the edited handler never ran"
+            await asyncio.sleep(0.1)
+    finally:
+        await pools.aclose()

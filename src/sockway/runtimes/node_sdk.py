@@ -75,7 +75,7 @@ def find_executable(name: str, key: str) -> str:
         if found is not None:
             return found
     raise NodeNotFound(
-        f"runtime: nodejs needs Node.js (18 or newer), but '{name}' was not found"
+        f"runtime: nodejs needs Node.js (18.19, 20.6 or newer), but '{name}' was not found"
         + ("" if "/" in name else " on PATH")
         + f"; install Node.js or set {key} to the executable's path"
     )
