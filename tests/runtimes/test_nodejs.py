@@ -368,3 +368,58 @@ async def test_reload_restarts_node_workers_on_a_code_change(tmp_path: Path) -> 
             await asyncio.sleep(0.1)
     finally:
         await pools.aclose()
+
+
+SDK_PACKAGE = {
+    "package.json": '{"name": "@aws-sdk/client-fake", "version": "3.0.0", "exports": '
+    '{"import": "./index.mjs", "require": "./index.cjs"}}',
+    "index.mjs": "export const where = 'sdk (esm)';",
+    "index.cjs": "exports.where = 'sdk (cjs)';",
+}
+
+
+async def test_the_installed_sdk_resolves_behind_the_handlers_own_modules(tmp_path: Path) -> None:
+    sdk = tmp_path / "sdk"
+    for name, text in SDK_PACKAGE.items():
+        path = sdk / "node_modules" / "@aws-sdk" / "client-fake" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    code = tmp_path / "code"
+    files = {
+        "esm.mjs": "import { where } from '@aws-sdk/client-fake';\n"
+        "export const handler = async () => where;",
+        "nested.mjs": "import { where } from './lib/deep.mjs';\n"
+        "export const handler = async () => 'nested ' + where;",
+        "lib/deep.mjs": "export { where } from '@aws-sdk/client-fake';",
+        "cjs.js": "exports.handler = async () => require('@aws-sdk/client-fake').where;",
+        "own/app.mjs": "import { where } from '@aws-sdk/client-fake';\n"
+        "export const handler = async () => where;",
+        "own/node_modules/@aws-sdk/client-fake/package.json": '{"name": "@aws-sdk/client-fake", '
+        '"exports": "./mine.mjs"}',
+        "own/node_modules/@aws-sdk/client-fake/mine.mjs": "export const where = 'bundled';",
+        "missing.mjs": "import 'not-anywhere-xyz';\nexport const handler = async () => 1;",
+    }
+    for name, text in files.items():
+        path = code / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    pools = WorkerPools(reload=False)
+    runtime = NodeRuntime(NodejsSettings(aws_sdk=[], sdk_dir=sdk), tmp_path / "state")
+
+    def make(ref: str) -> NodeIntegration:
+        spec = FunctionSpec(ref=ref, function_name="f", code_dir=code, runtime="nodejs")
+        integration = NodeIntegration(spec, pools, runtime)
+        pools.add(spec, integration)
+        return integration
+
+    try:
+        assert await make("esm.handler").invoke({}, call()) == "sdk (esm)"
+        assert await make("nested.handler").invoke({}, call()) == "nested sdk (esm)"
+        assert await make("cjs.handler").invoke({}, call()) == "sdk (cjs)"
+        assert await make("own/app.handler").invoke({}, call()) == "bundled"
+        with pytest.raises(InvocationError) as err:
+            await make("missing.handler").invoke({}, call())
+        assert err.value.error_type == "Runtime.ImportModuleError"
+        assert "not-anywhere-xyz" in err.value.error_message
+    finally:
+        await pools.aclose()

@@ -177,7 +177,7 @@ class NodeIntegration(ProcessIntegration):
         spec = self._spec
         node = await self._runtime._find_node()
         env = self._runtime.environment(self._pools.environment(spec))
-        return await NodeWorker.spawn(
+        return await NodeWorker.start(
             node=node,
             code_dir=spec.code_dir,
             ref=spec.ref,
@@ -198,7 +198,7 @@ class NodeWorker(Worker):
     _transport: asyncio.BaseTransport | None = None
 
     @classmethod
-    async def spawn(  # type: ignore[override]
+    async def start(
         cls,
         *,
         node: str,

@@ -13,11 +13,22 @@
 let sdkParent = null;
 let utilsUrl = null;
 let appsyncCode = null;
+let retryRoot = null;
 
 export async function initialize(data) {
   sdkParent = data?.sdkParent ?? null;
   utilsUrl = data?.utilsUrl ?? null;
   appsyncCode = data?.appsyncCode ?? null;
+  retryRoot = data?.retryRoot ?? null;
+}
+
+function fresh(result) {
+  // A handler whose first import failed (bootstrap.mjs importFile): its own files get new
+  // URLs, so the failed module records cached under the old ones are not reused.
+  if (retryRoot !== null && result.url.startsWith(retryRoot) && !result.url.includes('?')) {
+    return { ...result, url: `${result.url}?sockway-sdk` };
+  }
+  return result;
 }
 
 function isBare(specifier) {
@@ -35,7 +46,7 @@ export async function resolve(specifier, context, nextResolve) {
     );
   }
   try {
-    return await nextResolve(specifier, context);
+    return fresh(await nextResolve(specifier, context));
   } catch (err) {
     if (err?.code !== 'ERR_MODULE_NOT_FOUND' || !isBare(specifier) || sdkParent === null) throw err;
     try {
