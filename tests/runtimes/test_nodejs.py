@@ -423,3 +423,46 @@ async def test_the_installed_sdk_resolves_behind_the_handlers_own_modules(tmp_pa
         assert "not-anywhere-xyz" in err.value.error_message
     finally:
         await pools.aclose()
+
+
+async def test_aws_host_names_reach_the_gateway_when_asked(tmp_path: Path) -> None:
+    """``SOCKWAY_AWS_HOSTS`` (issue 14's switch): a handler that builds
+    ``{apiId}.execute-api.{region}.amazonaws.com`` itself reaches that address."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text=f"local {request.host} {request.path}")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.js").write_text(
+        "const http = require('http');\n"
+        "const get = (url) => new Promise((resolve, reject) => http.get(url, (res) => {\n"
+        "  let body = ''; res.on('data', (c) => (body += c)); res.on('end', () => resolve(body));\n"
+        "}).on('error', (e) => reject(e)));\n"
+        "exports.handler = async () => get('http://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod/x');\n"
+    )
+    pools = WorkerPools(reload=False)
+    runtime = NodeRuntime(NodejsSettings(aws_sdk=[]), tmp_path / "state")
+    spec = FunctionSpec(
+        ref="app.handler",
+        function_name="f",
+        code_dir=code,
+        runtime="nodejs",
+        environment={"SOCKWAY_AWS_HOSTS": f"127.0.0.1:{port}"},
+    )
+    fn = NodeIntegration(spec, pools, runtime)
+    pools.add(spec, fn)
+    try:
+        answer_text = await fn.invoke({}, call())
+        assert answer_text == "local a1b2c3d4e5.execute-api.us-east-1.amazonaws.com /prod/x"
+    finally:
+        await pools.aclose()
+        await runner.cleanup()

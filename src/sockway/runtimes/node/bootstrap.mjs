@@ -374,9 +374,46 @@ function errorReplyQuiet(err, type) {
 process.on('uncaughtException', (err) => fatal(err, null, 129));
 process.on('unhandledRejection', (reason) => fatal(reason, 'Runtime.UnhandledPromiseRejection', 128));
 
+// -- AWS host names the handler builds itself ---------------------------------------------
+
+// AWS's chat sample posts to https://{apiId}.execute-api.{region}.amazonaws.com/{stage}. With
+// SOCKWAY_AWS_HOSTS=host:port (set by sockway for template projects, runtimes/aws_hosts.py in
+// Python workers), connections to *.execute-api / *.appsync-api / *.appsync-realtime-api
+// .{region}.amazonaws.com go to the gateway, whatever port was asked; TLS still verifies the
+// name asked for (the development certificate carries those names). Every socket Node opens
+// (http, https, the AWS SDK, ws) connects through net.Socket.prototype.connect.
+const AWS_HOST = /^[a-z0-9]+\.(?:execute-api|appsync-api|appsync-realtime-api)\.[a-z0-9-]+\.amazonaws\.com\.?$/i;
+
+async function redirectAwsHosts() {
+  const target = process.env.SOCKWAY_AWS_HOSTS;
+  if (!target) return;
+  const at = target.lastIndexOf(':');
+  const host = target.slice(0, at).replace(/^\[|\]$/g, '');
+  const port = Number(target.slice(at + 1));
+  const net = await import('node:net');
+  const connect = net.Socket.prototype.connect;
+  const aimed = (options) => options !== null && typeof options === 'object' &&
+    typeof options.host === 'string' && AWS_HOST.test(options.host);
+  net.Socket.prototype.connect = function (...args) {
+    const first = args[0];
+    if (Array.isArray(first)) {
+      // net.createConnection's normalized [options, callback] (marked by a private symbol,
+      // so changed in place).
+      if (aimed(first[0])) first[0] = { ...first[0], host, port };
+    } else if (aimed(first)) {
+      args[0] = { ...first, host, port };
+    } else if ((typeof first === 'number' || typeof first === 'string') && typeof args[1] === 'string' && AWS_HOST.test(args[1])) {
+      args[0] = port;
+      args[1] = host;
+    }
+    return connect.apply(this, args);
+  };
+}
+
 // -- init --------------------------------------------------------------------------------
 
 async function init() {
+  await redirectAwsHosts(); // before the handler's module creates its clients
   try {
     if (mode.startsWith('appsync:')) {
       const { loadAppsyncHandler } = await import('./appsync.mjs');
