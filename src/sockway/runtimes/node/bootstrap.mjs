@@ -346,29 +346,21 @@ process.on('beforeExit', () => {
 });
 
 function fatal(err, type, status) {
-  // Lambda's Node.js runtime fails the invocation with the error, then the process exits.
+  // Lambda's Node.js runtime logs the error, fails the running invocation with it (a
+  // rejection as Runtime.UnhandledPromiseRejection "Name: message"), then the process exits.
   writeLog('ERROR', `${type ?? 'Uncaught Exception'} \t${JSON.stringify(errorShape(err))}`);
   if (active !== null && !active.done) {
     active.done = true;
-    answer(type ? errorReplyQuiet(err, type) : errorReplyQuiet(err), true);
+    const shape = errorShape(err);
+    const message = type && isError(err) ? `${err.name}: ${err.message}` : shape.errorMessage;
+    answer({
+      type: 'error',
+      errorType: type ?? shape.errorType,
+      errorMessage: message,
+      stackTrace: shape.trace.map((line) => line + '\n'),
+    }, true);
   }
   process.exit(status);
-}
-
-function errorReplyQuiet(err, type) {
-  const shape = errorShape(err);
-  if (type) {
-    return {
-      type: 'error',
-      errorType: type,
-      errorMessage: isError(err) ? `${err.name}: ${err.message}` : String(err),
-      stackTrace: shape.trace.map((line) => line + '\n'),
-    };
-  }
-  return {
-    type: 'error', errorType: shape.errorType, errorMessage: shape.errorMessage,
-    stackTrace: shape.trace.map((line) => line + '\n'),
-  };
 }
 
 process.on('uncaughtException', (err) => fatal(err, null, 129));
