@@ -63,6 +63,10 @@ exports.uncaught = async () => { setTimeout(() => { throw new Error('later boom'
 exports.rejects = async () => { Promise.reject(new Error('nobody waits')); return new Promise(() => {}); };
 exports.stdout = async () => { process.stdout.write('raw stdout line\\n'); process.stderr.write('raw stderr line\\n'); return 'ok'; };
 exports.circular = async () => { const a = {}; a.self = a; return a; };
+exports.stdin = async () => new Promise((resolve) => {
+  let data = '';
+  process.stdin.on('data', (c) => (data += c)).on('end', () => resolve('stdin:' + data));
+});
 """
 
 ESM = """
@@ -276,6 +280,11 @@ async def test_output_never_corrupts_the_protocol(
     with pytest.raises(InvocationError) as err:
         await build("cjs.circular").invoke({}, call())
     assert err.value.error_type == "Runtime.MarshalError"
+    # Reading stdin finds it empty and cannot take the next request.
+    reader = build("cjs.stdin")
+    assert await reader.invoke({}, call()) == "stdin:"
+    # The warm worker's stdin has ended: the promise never settles, null once the loop is empty.
+    assert await reader.invoke({}, call()) is None
 
 
 async def test_reserved_concurrency_throttles(build: Build) -> None:

@@ -126,6 +126,17 @@ console.trace = (...args) => {
   writeLog('TRACE', `Trace: ${err.message}\n${err.stack.split('\n').slice(2).join('\n')}`);
 };
 
+// The handler's stdin is empty, as on Lambda: fd 0 carries sockway's requests, read above.
+let emptyStdin;
+Object.defineProperty(process, 'stdin', {
+  configurable: true,
+  enumerable: true,
+  get() {
+    emptyStdin ??= fs.createReadStream('/dev/null');
+    return emptyStdin;
+  },
+});
+
 // -- errors as Lambda reports them -------------------------------------------------------
 
 function isError(value) {
