@@ -63,6 +63,12 @@ exports.uncaught = async () => { setTimeout(() => { throw new Error('later boom'
 exports.rejects = async () => { Promise.reject(new Error('nobody waits')); return new Promise(() => {}); };
 exports.stdout = async () => { process.stdout.write('raw stdout line\\n'); process.stderr.write('raw stderr line\\n'); return 'ok'; };
 exports.circular = async () => { const a = {}; a.self = a; return a; };
+exports.jsonLogs = async () => {
+  console.debug('too detailed');
+  console.info('as json', 42);
+  console.error(new TypeError('logged error'));
+  return 'logged';
+};
 exports.stdin = async () => new Promise((resolve) => {
   let data = '';
   process.stdin.on('data', (c) => (data += c)).on('end', () => resolve('stdin:' + data));
@@ -475,3 +481,22 @@ async def test_aws_host_names_reach_the_gateway_when_asked(tmp_path: Path) -> No
     finally:
         await pools.aclose()
         await runner.cleanup()
+
+
+async def test_json_log_format_and_level(build: Build, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "sockway.function")
+    env = {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"}
+    fn = build("cjs.jsonLogs", environment=env)
+    assert await fn.invoke({}, call(rid="rid-json")) == "logged"
+    records = [
+        json.loads(r.getMessage().split("[rid-json] ", 1)[1])
+        for r in caplog.records
+        if "[rid-json] {" in r.getMessage()
+    ]
+    assert [(r["level"], r["message"]) for r in records[:2]] == [
+        ("INFO", "as json 42"),
+        ("ERROR", records[1]["message"]),
+    ]
+    assert records[0]["requestId"] == "rid-json" and records[0]["timestamp"].endswith("Z")
+    assert records[1]["errorType"] == "TypeError" and records[1]["errorMessage"] == "logged error"
+    assert "too detailed" not in caplog.text  # below AWS_LAMBDA_LOG_LEVEL

@@ -107,9 +107,35 @@ function peakRssKb() {
 
 let currentRequestId; // undefined during init, as on Lambda
 
-function writeLog(level, message) {
-  const line = `${new Date().toISOString()}\t${currentRequestId}\t${level}\t${message}\n`;
+// AWS_LAMBDA_LOG_FORMAT=JSON (a function's LoggingConfig): one JSON object per call, and
+// AWS_LAMBDA_LOG_LEVEL drops the lower levels, as Lambda's Node.js runtime does in that mode.
+const JSON_LOGS = (process.env.AWS_LAMBDA_LOG_FORMAT ?? '').toUpperCase() === 'JSON';
+const LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
+const minLevel = JSON_LOGS
+  ? Math.max(0, LEVELS.indexOf((process.env.AWS_LAMBDA_LOG_LEVEL ?? 'TRACE').toUpperCase()))
+  : 0;
+
+function writeLog(level, message, error) {
+  const time = new Date().toISOString();
+  let line;
+  if (JSON_LOGS) {
+    const record = { timestamp: time, level, requestId: currentRequestId, message };
+    if (error !== undefined) {
+      Object.assign(record, {
+        errorType: error.name, errorMessage: error.message, stackTrace: String(error.stack).split('\n'),
+      });
+    }
+    line = JSON.stringify(record) + '\n';
+  } else {
+    line = `${time}\t${currentRequestId}\t${level}\t${message}\n`;
+  }
   writeAll(2, Buffer.from(line, 'utf8'));
+}
+
+function logAt(level, args) {
+  if (LEVELS.indexOf(level) < minLevel) return;
+  const error = args.length === 1 && isError(args[0]) ? args[0] : undefined;
+  writeLog(level, format(...args), error);
 }
 
 for (const [name, level] of [
@@ -119,9 +145,11 @@ for (const [name, level] of [
   ['error', 'ERROR'],
   ['debug', 'DEBUG'],
 ]) {
-  console[name] = (...args) => writeLog(level, format(...args));
+  console[name] = (...args) => logAt(level, args);
 }
+console.fatal = (...args) => logAt('FATAL', args);
 console.trace = (...args) => {
+  if (LEVELS.indexOf('TRACE') < minLevel) return;
   const err = new Error(format(...args));
   writeLog('TRACE', `Trace: ${err.message}\n${err.stack.split('\n').slice(2).join('\n')}`);
 };
