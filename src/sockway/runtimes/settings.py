@@ -30,7 +30,7 @@ NODE_RUNTIME_ALIASES = frozenset({"nodejs18.x", "nodejs20.x", "nodejs22.x"})
 
 
 def normalize_runtime(value: Any) -> Any:
-    return "nodejs" if value in NODE_RUNTIME_ALIASES else value
+    return "nodejs" if isinstance(value, str) and value in NODE_RUNTIME_ALIASES else value
 
 
 Runtime = Annotated[Literal["inprocess", "process", "nodejs"], BeforeValidator(normalize_runtime)]
