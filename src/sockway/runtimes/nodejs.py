@@ -55,13 +55,11 @@ if TYPE_CHECKING:
 
 NODE_DIR = Path(__file__).with_name("node")
 BOOTSTRAP = NODE_DIR / "bootstrap.mjs"
-MIN_NODE_MAJOR = 18  # module.register (ES module resolve hooks) needs 18.19 / 20.6
 HEAP_SHARE = 0.9  # of memory_mb for V8's old generation; the young one and code take the rest
 NODE_OVERHEAD_MB = 160  # Node's baseline data (~50 MB) + young generation (3 x 16 MB) + slack
 # V8's words when it gives up (heap limit, or an allocation refused by the process limit).
 OOM_MARKERS = ("JavaScript heap out of memory", "Fatal process out of memory")
 EXTENSIONS = (".js", ".mjs", ".cjs")
-APPSYNC_OPERATIONS = ("onPublish", "onSubscribe")
 
 
 def check_node_handler_ref(ref: str, code_dir: Path | None) -> None:
@@ -83,14 +81,6 @@ def check_node_handler_ref(ref: str, code_dir: Path | None) -> None:
         return
     where = root / head if head else root
     raise HandlerLoadError(f"no {module}.js, {module}.mjs or {module}.cjs in {where}")
-
-
-def check_code_file(code: str, code_dir: Path | None) -> Path:
-    """An AppSync Events ``code`` file, relative to ``code_dir``; ``HandlerLoadError`` if absent."""
-    path = (code_dir or Path.cwd()) / code
-    if not path.is_file():
-        raise HandlerLoadError(f"code file '{code}' not found in {code_dir or Path.cwd()}")
-    return path
 
 
 @dataclass
@@ -128,6 +118,7 @@ class NodeRuntime:
             major, minor = (int(x) for x in version.split(".")[:2])
         except ValueError:
             raise NodeNotFound(f"'{node} --version' answered {version!r}") from None
+        # module.register (the ES module resolve hooks) came in 18.19 and 20.6.
         if (major, minor) < (18, 19) or (major == 20 and minor < 6):
             raise NodeNotFound(
                 f"runtime: nodejs needs Node.js 18.19, 20.6 or newer; {node} is v{version}"
@@ -287,11 +278,4 @@ class NodeWorker(Worker):
             self._transport.close()
 
 
-__all__ = [
-    "APPSYNC_OPERATIONS",
-    "NodeIntegration",
-    "NodeNotFound",
-    "NodeRuntime",
-    "check_code_file",
-    "check_node_handler_ref",
-]
+__all__ = ["NodeIntegration", "NodeNotFound", "NodeRuntime", "check_node_handler_ref"]
