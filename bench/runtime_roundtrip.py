@@ -1,12 +1,15 @@
-"""Round trip of a trivial handler, in-process vs process runtime (README "Handler runtimes").
+"""Round trip of a trivial handler, in-process vs process vs nodejs runtime (README "Handler
+runtimes").
 
-Starts one gateway (uvloop, 127.0.0.1, ephemeral port) with two identical APIs that differ only
-in ``runtime``, then for each one measures, sequentially over one websockets connection:
+Starts one gateway (uvloop, 127.0.0.1, ephemeral port) with three identical APIs that differ
+only in ``runtime`` (the nodejs one runs the same handler written in JavaScript), then for each
+one measures, sequentially over one websockets connection:
 
 - the WebSocket round trip: client sends ``{"action":"echo"}``, a two-way route answers;
 - the integration call alone (``Integration.invoke`` with the same event, no socket);
-- the cold start: the first invocation after start (process: spawn + import, Lambda's init);
-- the resident memory of one warm worker (process runtime).
+- the cold start: the first invocation after start (process/nodejs: spawn + import, Lambda's
+  init);
+- the resident memory of one warm worker (process and nodejs runtimes).
 
 Usage: PYTHONPATH=src python bench/runtime_roundtrip.py [--n 2000] [--rounds 3]
 Prints medians of the per-round medians/p99s, in microseconds.
@@ -29,6 +32,8 @@ from sockway.gateway.gateway import Gateway
 from sockway.runtimes.base import Invocation
 
 HANDLER = "def echo(event, context):\n    return {'statusCode': 200, 'body': event['body']}\n"
+JS_HANDLER = "exports.echo = async (event) => ({ statusCode: 200, body: event.body });\n"
+RUNTIMES = ("inprocess", "process", "nodejs")
 
 
 def _config(code: Path, state: Path) -> dict[str, Any]:
@@ -46,7 +51,8 @@ def _config(code: Path, state: Path) -> dict[str, Any]:
         "listen": "127.0.0.1:0",
         "state_dir": str(state),
         "log_level": "WARNING",
-        "apis": [api("inprocess", "inprocess"), api("process", "process")],
+        "nodejs": {"aws_sdk": []},
+        "apis": [api(runtime, runtime) for runtime in RUNTIMES],
     }
 
 
@@ -94,7 +100,7 @@ async def _round(tmp: Path, n: int) -> dict[str, dict[str, float]]:
     gw = Gateway(parse_config(_config(tmp / "code", tmp / "state"), tmp))
     await gw.start()
     try:
-        return {stage: await _measure(gw, stage, n) for stage in ("inprocess", "process")}
+        return {stage: await _measure(gw, stage, n) for stage in RUNTIMES}
     finally:
         await gw.stop(grace_s=1)
 
@@ -108,10 +114,11 @@ def main() -> None:
         tmp = Path(directory)
         (tmp / "code").mkdir()
         (tmp / "code" / "bench_echo.py").write_text(HANDLER)
+        (tmp / "code" / "bench_echo.js").write_text(JS_HANDLER)
         rounds = [uvloop.run(_round(tmp, args.n)) for _ in range(args.rounds)]
     keys = ("rtt_p50_us", "rtt_p99_us", "call_p50_us", "call_p99_us", "cold_ms", "worker_rss_mb")
     print(f"{'runtime':<10} " + " ".join(f"{k:>12}" for k in keys))
-    for runtime in ("inprocess", "process"):
+    for runtime in RUNTIMES:
         values = [statistics.median(r[runtime].get(k, 0.0) for r in rounds) for k in keys]
         print(f"{runtime:<10} " + " ".join(f"{v:>12.1f}" for v in values))
 

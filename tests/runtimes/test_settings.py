@@ -92,10 +92,13 @@ def test_missing_process_module_is_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"runtime": "thread"}, "apis[0].runtime: Input should be 'inprocess' or 'process'"),
+        (
+            {"runtime": "thread"},
+            "apis[0].runtime: Input should be 'inprocess', 'process' or 'nodejs'",
+        ),
         (
             {"routes": {"$connect": {"handler": "m.h", "runtime": "lambda"}}},
-            "apis[0].routes.$connect.runtime: Input should be 'inprocess' or 'process'",
+            "apis[0].routes.$connect.runtime: Input should be 'inprocess', 'process' or 'nodejs'",
         ),
         (
             {"routes": {"$connect": {"handler": "m.h", "reserved_concurrency": -1}}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -121,10 +122,37 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
         built = integration(spec.handler, label, spec, timeout, spec.invoke_type == "EVENT")
         return Handler(built, spec, timeout)
 
+    def code_handler(code: str, name: str, operation: str) -> Handler | None:
+        """An APPSYNC_JS operation (spec §6.2) in Node.js workers; none when the file never
+        names it (then events pass unchanged / subscriptions are allowed, as on AWS)."""
+        path = (api.code_dir or Path.cwd()) / code
+        if operation not in path.read_text(errors="replace"):
+            return None
+        spec = HandlerSpec(handler=code, runtime="nodejs")
+        timeout = api.limits.handler_timeout_s
+        function = FunctionSpec(
+            ref=code,
+            function_name=f"{api.name}-{name}-{operation}",
+            code_dir=api.code_dir,
+            region=api.region,
+            account_id=api.account_id,
+            memory_mb=api.memory_mb,
+            environment=api.environment,
+            runtime="nodejs",
+            timeout_s=timeout,
+        )
+        built = ctx.integrations.build_node(function, f"appsync:{operation}")
+        return Handler(built, spec, timeout)
+
     handlers = {
         name: NamespaceHandlers(
             on_publish=handler(ns.on_publish, f"{name}-onPublish"),
             on_subscribe=handler(ns.on_subscribe, f"{name}-onSubscribe"),
+        )
+        if ns.code is None
+        else NamespaceHandlers(
+            on_publish=code_handler(ns.code, name, "onPublish"),
+            on_subscribe=code_handler(ns.code, name, "onSubscribe"),
         )
         for name, ns in api.namespaces.items()
     }

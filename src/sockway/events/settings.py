@@ -132,6 +132,12 @@ def _short_handler(value: Any) -> Any:
 class Namespace(Strict):
     on_publish: HandlerSpec | None = None
     on_subscribe: HandlerSpec | None = None
+    code: str | None = Field(
+        None,
+        min_length=1,
+        description="APPSYNC_JS code handlers (spec §6.2): a JS file under code_dir exporting "
+        "onPublish(ctx) and/or onSubscribe(ctx), run in Node.js workers (runtime: nodejs)",
+    )
     publish_auth_modes: list[AuthType] | None = None
     subscribe_auth_modes: list[AuthType] | None = None
 
@@ -139,6 +145,15 @@ class Namespace(Strict):
     @classmethod
     def _short(cls, value: Any) -> Any:
         return _short_handler(value)
+
+    @model_validator(mode="after")
+    def _code_or_handlers(self) -> Namespace:
+        if self.code is not None and (self.on_publish or self.on_subscribe):
+            raise ValueError(
+                "give either 'code' (APPSYNC_JS handlers) or on_publish / on_subscribe "
+                "(direct Lambda handlers), not both"
+            )
+        return self
 
 
 class EventsLimits(Strict):
@@ -199,6 +214,14 @@ class EventsApi(ApiBase):
                     "with '-'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _code_files(self) -> EventsApi:
+        base = self.code_dir or Path.cwd()
+        for name, ns in self.namespaces.items():
+            if ns.code is not None and not (base / ns.code).is_file():
+                raise ValueError(f"namespaces.{name}.code: file '{ns.code}' not found in {base}")
+        return self
 
     @model_validator(mode="after")
     def _modes_configured(self) -> EventsApi:

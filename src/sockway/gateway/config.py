@@ -150,6 +150,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             container[key] = str((base / value).resolve())
 
     fix(raw, "state_dir")
+    if isinstance(raw.get("nodejs"), dict):
+        fix(raw["nodejs"], "sdk_dir")
     if isinstance(raw.get("tls"), dict):
         fix(raw["tls"], "certificate")
         fix(raw["tls"], "key")
@@ -253,7 +255,7 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
 def has_inprocess_handlers(i: int, api: dict[str, Any]) -> bool:
     """Whether a raw API runs any handler in the gateway process (its ``environment`` then
     applies to the gateway's own environment; process workers get theirs separately)."""
-    return any(runtime != "process" for _, _, runtime in _handler_refs(i, api))
+    return any(runtime not in ("process", "nodejs") for _, _, runtime in _handler_refs(i, api))
 
 
 def _handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:

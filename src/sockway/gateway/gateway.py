@@ -19,7 +19,7 @@ from sockway.core.ids import Clock, IdGenerator, SystemClock, aws_style_id
 from sockway.core.node import GOING_AWAY_CLOSE, Node
 from sockway.frontdoor.cluster import Cluster
 from sockway.frontdoor.contract import Endpoint, FrontDoor, GatewayContext, ListenInfo
-from sockway.gateway.config import has_inprocess_handlers
+from sockway.gateway.config import ConfigError, has_inprocess_handlers
 from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
@@ -28,6 +28,7 @@ from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Tap
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.runtimes.factory import IntegrationFactory
+from sockway.runtimes.node_sdk import NodeNotFound
 from sockway.transport.listener import Listener, bind_socket
 from sockway.transport.tls import TlsMaterial, auto_certificate, ca_bundle
 
@@ -55,6 +56,8 @@ class Gateway:
         self.integrations = IntegrationFactory(
             ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler"),
             reload=reload,  # --reload: restart process-runtime workers when their code changes
+            nodejs=settings.nodejs,
+            state_dir=settings.state_dir,
         )
         self.clock = clock or SystemClock()
         self.new_id = new_id or aws_style_id
@@ -170,6 +173,10 @@ class Gateway:
             self.front_doors = [build_front_door(api, ctx) for api in s.apis]
             if s.console.active(s.loopback_only()):
                 self.console = Console(s.console, self.node, self.tap, self._api_views)
+            try:  # Node.js handlers: Node.js found, the AWS SDK installed (once)
+                await self.integrations.prepare()
+            except NodeNotFound as exc:
+                raise ConfigError([f"nodejs.node: {exc}"]) from None
             tls_ctx = self.tls.server_context() if self.tls is not None else None
 
             self._runner = web.AppRunner(

@@ -19,6 +19,7 @@ from sockway.events.settings import EventsApi
 from sockway.frontdoor.settings import Strict
 from sockway.observability.access_log import PRESETS, VARIABLES, unknown_variables
 from sockway.pusher.settings import PusherApp
+from sockway.runtimes.node_sdk import NodejsSettings
 from sockway.websocket.settings import WebSocketApi
 
 
@@ -97,6 +98,9 @@ class Settings(Strict):
     )
     shutdown_grace_s: float = Field(
         10, ge=0, description="SIGTERM: time allowed for $disconnect handlers before exit"
+    )
+    nodejs: NodejsSettings = Field(
+        default_factory=lambda: NodejsSettings(), description="runtime: nodejs functions"
     )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -30,10 +30,12 @@ from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
 from sockway.pusher.http_api import PusherHttpApi
 from sockway.pusher.session import handle_frame, sweep
-from sockway.pusher.settings import PusherApp
+from sockway.pusher.settings import PusherApp, WebhookSpec
 from sockway.pusher.state import PusherAppState, PusherSocket
 from sockway.pusher.webhook_targets import build_target
 from sockway.pusher.webhooks import Webhooks
+from sockway.runtimes.base import Integration
+from sockway.runtimes.factory import FunctionSpec
 from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.transport.picows_ws import (
     Hold,
@@ -441,7 +443,25 @@ async def _by_key(registry: PusherRegistry, request: web.Request) -> web.StreamR
 
 
 def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoor:
-    targets = [(spec, build_target(spec)) for spec in settings.webhooks]
+    def handler(spec: WebhookSpec) -> Integration:
+        index = settings.webhooks.index(spec)
+        return ctx.integrations.build(
+            FunctionSpec(
+                ref=spec.handler or "",
+                function_name=f"{settings.name}-webhook-{index}",
+                code_dir=settings.code_dir,
+                region=settings.region,
+                account_id=settings.account_id,
+                memory_mb=spec.memory_mb or settings.memory_mb,
+                environment=settings.environment,
+                runtime=spec.runtime or settings.runtime,
+                timeout_s=settings.webhook_delivery.timeout_s,
+                http=settings.http,
+                aws_lambda=settings.lambda_,
+            )
+        )
+
+    targets = [(spec, build_target(spec, handler)) for spec in settings.webhooks]
     hooks = Webhooks(settings, targets, ctx.metrics, ctx.node.now_ms)
     app = PusherAppState(settings, ctx.node, ctx.metrics, hooks)
     app.tap = ctx.tap

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Strict
+from sockway.runtimes.settings import Runtime, handler_runtime
 
 WEBHOOK_EVENT_TYPES = (
     "channel_occupied",
@@ -52,10 +53,16 @@ class LambdaTarget(Strict):
 
 
 class WebhookSpec(Strict):
-    """One webhook: a URL or a Lambda function, the event types it wants, and a filter."""
+    """One webhook: a URL, a Lambda function or a local handler, the event types it wants, and
+    a filter. ``handler`` is any handler reference (``module.function``, with ``runtime:
+    nodejs`` a ``file.export`` such as soketi's ``exports.handler = async ({ payload,
+    headers }) => …``), invoked with the Lambda target's event ``{payload, headers}``."""
 
     url: str | None = None
     lambda_function: str | None = None
+    handler: str | None = None
+    runtime: Runtime | None = Field(None, description="the handler's runtime (default: the app's)")
+    memory_mb: int | None = Field(None, ge=128, le=10240)
     # soketi's docs put ``region`` at top level while its code reads ``lambda.region``: both work.
     region: str | None = None
     lambda_: LambdaTarget | None = Field(None, alias="lambda")
@@ -65,8 +72,10 @@ class WebhookSpec(Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> WebhookSpec:
-        if (self.url is None) == (self.lambda_function is None):
-            raise ValueError("a webhook needs exactly one of 'url' or 'lambda_function'")
+        if sum(t is not None for t in (self.url, self.lambda_function, self.handler)) != 1:
+            raise ValueError("a webhook needs exactly one of 'url', 'lambda_function' or 'handler'")
+        if self.handler is None and (self.runtime is not None or self.memory_mb is not None):
+            raise ValueError("'runtime' and 'memory_mb' apply to a 'handler' webhook only")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
         return self
@@ -167,3 +176,15 @@ def check_unique_pusher_apps(raw_apis: list[dict[str, Any]]) -> list[str]:
             if owner != str(api.get("name")):
                 problems.append(f"apis[{i}].{field}: app '{owner}' already uses {field} '{value}'")
     return problems
+
+
+def handler_refs(i: int, app: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key path, reference, runtime) of each ``handler`` webhook of a raw app (for
+    ``gateway.config``, which resolves them before serving)."""
+    refs: list[tuple[str, str, str]] = []
+    webhooks = app.get("webhooks")
+    for j, hook in enumerate(webhooks if isinstance(webhooks, list) else []):
+        if isinstance(hook, dict) and isinstance(hook.get("handler"), str):
+            loc = f"apis[{i}].webhooks[{j}].handler"
+            refs.append((loc, hook["handler"], handler_runtime(app, hook)))
+    return refs

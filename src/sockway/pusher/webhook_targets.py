@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,7 @@ import orjson
 
 from sockway.pusher.settings import WebhookSpec
 from sockway.pusher.webhooks import DeliveryFailed, WebhookTarget
+from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 
 USER_AGENT = "sockway-webhooks/1.0"
 
@@ -125,7 +128,37 @@ class LambdaTarget:
             self._client = None
 
 
-def build_target(spec: WebhookSpec) -> WebhookTarget:
+class HandlerTarget:
+    """A ``handler`` webhook: any runtime's function (Python, Node.js, HTTP, Lambda) invoked
+    with the Lambda target's event ``{"payload": {time_ms, events}, "headers": {...}}``
+    (spec §4.2); a function error or timeout is a failed delivery, retried as any other."""
+
+    def __init__(self, integration: Integration) -> None:
+        self.integration = integration
+
+    @property
+    def description(self) -> str:
+        return f"handler:{self.integration.function_name}"
+
+    async def deliver(self, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
+        event = {"payload": orjson.loads(body), "headers": headers}
+        try:
+            await self.integration.invoke(event, Invocation(str(uuid.uuid4()), timeout_s))
+        except InvocationError as exc:
+            raise DeliveryFailed(f"function error: {exc.error_type}", True) from exc
+        except InvocationTimeout as exc:
+            raise DeliveryFailed(f"no answer within {timeout_s} s", True) from exc
+
+    async def close(self) -> None:
+        """The integration belongs to the gateway's factory, which stops it."""
+
+
+def build_target(
+    spec: WebhookSpec, build_handler: Callable[[WebhookSpec], Integration] | None = None
+) -> WebhookTarget:
     if spec.url is not None:
         return HttpTarget(spec.url)
+    if spec.handler is not None:
+        assert build_handler is not None, "a handler webhook needs the gateway's runtimes"
+        return HandlerTarget(build_handler(spec))
     return LambdaTarget(spec)

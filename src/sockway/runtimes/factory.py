@@ -8,6 +8,8 @@ Forms (``runtimes.refs`` tells them apart):
 - ``module.function`` — a Python function loaded from the API's ``code_dir`` (in-process);
 - ``module.function`` with ``runtime: process`` — the same function run in isolated worker
   processes of its own (``runtimes.process``);
+- ``[dir/]file.export`` with ``runtime: nodejs`` — a JavaScript handler in Node.js workers
+  (``runtimes.nodejs``);
 - ``http://…`` / ``https://…`` — an HTTP endpoint (``runtimes.http``);
 - ``arn:aws:lambda:…:function:NAME[:Q]`` / ``lambda:NAME[:Q]`` — AWS Lambda
   (``runtimes.aws_lambda``).
@@ -29,6 +31,8 @@ from sockway.runtimes.aws_lambda import LambdaClients, LambdaIntegration
 from sockway.runtimes.base import Integration
 from sockway.runtimes.http import HttpIntegration, HttpTransport
 from sockway.runtimes.inprocess import HandlerLoadError, PythonIntegration, load_handler
+from sockway.runtimes.node_sdk import NodejsSettings
+from sockway.runtimes.nodejs import NodeIntegration, NodeRuntime, check_node_handler_ref
 from sockway.runtimes.process import WorkerPools, check_process_handler_ref
 from sockway.runtimes.refs import (
     HandlerForm,
@@ -54,7 +58,7 @@ class FunctionSpec:
     account_id: str = "123456789012"
     memory_mb: int = 128
     environment: Mapping[str, str] = field(default_factory=dict)
-    runtime: str = "inprocess"  # "inprocess" | "process" (runtimes.settings.Runtime)
+    runtime: str = "inprocess"  # "inprocess" | "process" | "nodejs" (runtimes.settings.Runtime)
     timeout_s: float | None = None  # as configured; each Invocation carries its deadline
     reserved_concurrency: int | None = None  # process runtime: over it → throttled
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -76,15 +80,26 @@ def check_handler_ref(ref: str, code_dir: Path | None, runtime: str = "inprocess
     if runtime == "process":
         check_process_handler_ref(ref, code_dir)  # never imported into the gateway
         return
+    if runtime == "nodejs":
+        check_node_handler_ref(ref, code_dir)
+        return
     load_handler(ref, code_dir)
 
 
 class IntegrationFactory:
     """Creates integrations; owns what runtimes share (the handler thread pool, ...)."""
 
-    def __init__(self, executor: Executor, *, reload: bool = False) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        reload: bool = False,
+        nodejs: NodejsSettings | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
         self.executor = executor
         self.workers = WorkerPools(reload=reload)
+        self.nodejs = NodeRuntime(nodejs or NodejsSettings(), state_dir or Path(".sockway"))
         self.http = HttpTransport()
         self.lambdas = LambdaClients()
 
@@ -96,6 +111,8 @@ class IntegrationFactory:
             return self._build_lambda(spec)
         if spec.runtime == "process":
             return self.workers.build(spec)
+        if spec.runtime == "nodejs":
+            return self.build_node(spec)
         self.workers.note_environment(spec.environment)
         if self.workers.reload:
             log.warning(
@@ -138,6 +155,17 @@ class IntegrationFactory:
             invocation_type=spec.aws_lambda.invocation_type,
             pool=self.lambdas.pool(target.region, spec.aws_lambda),
         )
+
+    def build_node(self, spec: FunctionSpec, mode: str = "lambda") -> Integration:
+        """A Node.js function; ``mode`` ``appsync:onPublish`` / ``appsync:onSubscribe`` runs the
+        APPSYNC_JS file ``spec.ref`` (AppSync Events code handlers)."""
+        self.nodejs.used = True
+        return self.workers.add(spec, NodeIntegration(spec, self.workers, self.nodejs, mode))
+
+    async def prepare(self) -> None:
+        """Before serving: find Node.js and install the AWS SDK for Node.js handlers, if any
+        (``runtimes.node_sdk``)."""
+        await self.nodejs.prepare()
 
     async def aclose(self) -> None:
         """Stop worker processes and the code watcher, then release shared clients (HTTP

@@ -199,15 +199,7 @@ class ProcessIntegration:
                 return worker, False
             self._retire(worker)
         try:
-            worker = await Worker.spawn(
-                code_dir=self._spec.code_dir,
-                ref=self._spec.ref,
-                memory_mb=self._spec.memory_mb,
-                fresh_source=self._pools.reload,
-                env=self._pools.environment(self._spec),
-                generation=self._generation,
-                log_line=self._log,
-            )
+            worker = await self._spawn()
         except OSError as exc:  # no processes or file descriptors left: Lambda's service error
             gateway_log.error("cannot start a worker for %s: %s", self.function_name, exc)
             raise InvocationError("ServiceException", f"cannot start a worker: {exc}") from exc
@@ -229,6 +221,18 @@ class ProcessIntegration:
                 ) from None
             raise
         return worker, True
+
+    async def _spawn(self) -> Worker:
+        """Start one worker of this function (the Node.js runtime starts its own kind)."""
+        return await Worker.spawn(
+            code_dir=self._spec.code_dir,
+            ref=self._spec.ref,
+            memory_mb=self._spec.memory_mb,
+            fresh_source=self._pools.reload,
+            env=self._pools.environment(self._spec),
+            generation=self._generation,
+            log_line=self._log,
+        )
 
     def _release(self, worker: Worker, *, keep: bool) -> None:
         worker.request_id = None
@@ -307,8 +311,12 @@ class WorkerPools:
         return function_environment(spec, os.environ, self._environment_keys)
 
     def build(self, spec: FunctionSpec) -> ProcessIntegration:
+        return self.add(spec, ProcessIntegration(spec, self))
+
+    def add(self, spec: FunctionSpec, integration: ProcessIntegration) -> ProcessIntegration:
+        """Own ``integration`` (of any worker kind): stopped at ``aclose``, reloaded when its
+        ``code_dir`` changes under ``--reload``."""
         self.note_environment(spec.environment)
-        integration = ProcessIntegration(spec, self)
         self._integrations.append(integration)
         if self._watcher is not None and spec.code_dir is not None:
             self._watcher.watch(spec.code_dir, integration.reload)

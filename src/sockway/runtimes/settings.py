@@ -9,15 +9,31 @@ Secrets (``http.secret``, ``http.headers`` values) are excluded from ``repr`` an
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 InvocationType = Literal["RequestResponse", "Event"]
 
-# How a Python handler runs (README "Handler runtimes"): ``inprocess`` calls it in the gateway
-# process (fastest); ``process`` runs it in worker processes of its own (isolated, killable).
-Runtime = Literal["inprocess", "process"]
+# How a handler runs (README "Handler runtimes"): ``inprocess`` calls a Python function in the
+# gateway process (fastest); ``process`` runs it in worker processes of its own (isolated,
+# killable); ``nodejs`` runs a JavaScript handler in Node.js workers (``runtimes.nodejs``).
+# Lambda's runtime identifiers (as templates name them) stand for ``nodejs``.
+NODE_RUNTIME_ALIASES = frozenset({"nodejs18.x", "nodejs20.x", "nodejs22.x"})
+
+
+def normalize_runtime(value: Any) -> Any:
+    return "nodejs" if isinstance(value, str) and value in NODE_RUNTIME_ALIASES else value
+
+
+Runtime = Annotated[Literal["inprocess", "process", "nodejs"], BeforeValidator(normalize_runtime)]
 DEFAULT_RUNTIME: Runtime = "inprocess"
 
 
@@ -26,7 +42,7 @@ def handler_runtime(api: dict[str, Any], spec: Any) -> str:
     for source in (spec, api):
         value = source.get("runtime") if isinstance(source, dict) else None
         if isinstance(value, str):
-            return value
+            return str(normalize_runtime(value))
     return DEFAULT_RUNTIME
 
 

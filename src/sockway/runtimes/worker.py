@@ -69,8 +69,20 @@ def exit_reason(returncode: int | None) -> str:
 class Worker:
     """A started worker process. One invocation at a time (the pool guarantees it)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, generation: int, log_line: LogLine):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        generation: int,
+        log_line: LogLine,
+        *,
+        replies: asyncio.StreamReader | None = None,
+        output: asyncio.StreamReader | None = None,
+    ):
+        """``replies`` / ``output``: where the worker's answers and its log output arrive
+        (default: its stdout and stderr; the Node.js runtime uses other pipes)."""
         self.proc = proc
+        self._replies = replies if replies is not None else proc.stdout
+        self._output = output if output is not None else proc.stderr
         self.generation = generation
         self.request_id: str | None = None
         self.init_ms = 0.0
@@ -138,9 +150,10 @@ class Worker:
         return await self._receive()
 
     async def _receive(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
+        replies = self._replies
+        assert replies is not None
         try:
-            (size,) = HEADER.unpack(await self.proc.stdout.readexactly(HEADER.size))
+            (size,) = HEADER.unpack(await replies.readexactly(HEADER.size))
             if size > MAX_RESPONSE_BYTES:
                 self.kill()
                 raise WorkerExited(
@@ -148,7 +161,7 @@ class Worker:
                     f"size ({MAX_RESPONSE_BYTES} bytes).",
                     "Function.ResponseSizeTooLarge",
                 )
-            body = await self.proc.stdout.readexactly(size)
+            body = await replies.readexactly(size)
         except (asyncio.IncompleteReadError, ConnectionResetError):
             returncode = await self.proc.wait()
             raise WorkerExited(exit_reason(returncode)) from None
@@ -174,7 +187,7 @@ class Worker:
                 await waiter
 
     async def _capture_logs(self) -> None:
-        stream = self.proc.stderr
+        stream = self._output
         assert stream is not None
         while True:
             try:
