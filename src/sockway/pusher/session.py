@@ -53,13 +53,17 @@ def handle_frame(
         elif msg.event == "pusher:signin":
             return _signin(app, sock, msg.data)
         elif msg.event.startswith("client-"):
-            _client_event(app, sock, msg)
+            try:
+                _client_event(app, sock, msg)
+            except ProtocolError as exc:
+                exc.channel = msg.channel  # scoped to the channel, as soketi does (case 1)
+                raise
         # Other events (unknown pusher:*) are ignored, as soketi does.
     except ProtocolError as exc:
         if exc.close:
             app.close_with_error(sock, exc.code or wire.UNAUTHORIZED, exc.message)
         else:
-            app.send(sock, wire.error(exc.code, exc.message))
+            app.send(sock, wire.error(exc.code, exc.message, exc.channel))
     return None
 
 
