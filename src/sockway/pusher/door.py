@@ -25,7 +25,7 @@ from sockway.core.ids import ConnectionId
 from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
 from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
-from sockway.pusher.http_api import PusherHttpApi
+from sockway.pusher.http_api import CORS, PusherHttpApi
 from sockway.pusher.session import handle_frame, sweep
 from sockway.pusher.settings import PusherApp
 from sockway.pusher.state import PusherAppState, PusherSocket
@@ -105,6 +105,9 @@ class PusherFrontDoor:
             registry = PusherRegistry()
             app[REGISTRY] = registry
             app.router.add_get("/app/{key}", registry.upgrade)
+            # soketi's health answer (issue 17 case 5): 200 "OK", with CORS as every answer.
+            app.router.add_route("GET", "/", _root)
+            app.router.add_route("OPTIONS", "/", _root)
             app.router.add_route("*", "/apps/{app_id}/{tail:.*}", registry.by_app_id)
             app.router.add_route(
                 "*", "/users/{user_id}/terminate_connections", registry.by_auth_key
@@ -316,6 +319,12 @@ class _UnknownApp:
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         return None
+
+
+async def _root(request: web.Request) -> web.Response:
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=CORS)
+    return web.Response(text="OK", headers=CORS)
 
 
 async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.StreamResponse:

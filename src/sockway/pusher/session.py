@@ -223,12 +223,15 @@ def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -
             "name": "client_event",
             "channel": channel,
             "event": msg.event,
-            # Pusher sends the data as a JSON string (soketi's object is not copied, §4.1).
-            "data": msg.data if isinstance(msg.data, str) else encoded_data.decode(),
+            # Pusher sends the data as a JSON string, soketi the client's object (§4.1): the
+            # app's ``webhook_client_event_data`` decides (issue 17 case 4).
+            "data": msg.data
+            if isinstance(msg.data, str) or s.webhook_client_event_data == "object"
+            else encoded_data.decode(),
             "socket_id": sock.socket_id,
         }
         if user_id is not None:
-            event["user_id"] = str(user_id)
+            event["user_id"] = user_id  # as the member gave it (case 3)
         app.webhooks.emit(event)
 
 

@@ -113,11 +113,13 @@ class PusherAppState:
         """The user is new cluster-wide (this node saw the transition): tell every subscriber
         but the joining socket, and the webhooks once."""
         self._members_event(channel, wire.member_added(channel, user_id, user_info), joined)
-        self.webhooks.emit({"name": "member_added", "channel": channel, "user_id": str(user_id)})
+        # ``user_id`` as the member gave it (a number stays a number), as in the presence
+        # frames (issue 17 case 3).
+        self.webhooks.emit({"name": "member_added", "channel": channel, "user_id": user_id})
 
     def member_removed(self, channel: str, user_id: Any, left: PusherSocket | None) -> None:
         self._members_event(channel, wire.member_removed(channel, user_id), left)
-        self.webhooks.emit({"name": "member_removed", "channel": channel, "user_id": str(user_id)})
+        self.webhooks.emit({"name": "member_removed", "channel": channel, "user_id": user_id})
 
     def _members_event(self, channel: str, payload: bytes, sock: PusherSocket | None) -> None:
         self.broadcast(channel, payload, sock.conn if sock is not None else None)
