@@ -110,6 +110,13 @@ class WebhookDelivery(Strict):
     max_pending_events: int = Field(
         10_000, gt=0, description="queued per webhook; beyond it new events are counted as lost"
     )
+    batch_window_ms: float = Field(
+        0,
+        ge=0,
+        le=60_000,
+        description="soketi's webhook batching: 0 off; else the first event waits this long "
+        "and every event of the app queued meanwhile (any channel) goes in the same request",
+    )
 
 
 class PusherApp(ApiBase):
