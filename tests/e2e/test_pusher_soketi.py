@@ -273,3 +273,41 @@ async def test_presence_webhooks_keep_a_numeric_user_id(start_gateway):
         ]
     finally:
         await receiver.stop()
+
+
+# -- soketi's per-app usage counts, as Prometheus metrics --------------------------------------
+
+
+async def test_per_app_usage_metrics(start_gateway):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gw = await start_gateway({"apis": [pusher_app()]})
+    c = await Client.connect(gw)
+    await c.subscribe("news")
+    await sdk(gw).trigger("news", "ev", {"x": 1})
+    await c.expect("ev")
+    await c.close()
+    app = gw.front_doors[0].app  # type: ignore[attr-defined]
+    await wait_until(lambda: not app.sockets)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{gw.port}/metrics") as response,
+    ):
+        text = await response.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted({"api": "p", "app_id": APP_ID, **labels}.items())))]
+
+    assert value("sockway_pusher_disconnections_total") == 1
+    subscribe = len(json.dumps({"event": "pusher:subscribe", "data": {"channel": "news"}}))
+    assert value("sockway_pusher_ws_bytes_total", direction="received") == subscribe
+    # connection_established + subscription_succeeded + the event
+    assert value("sockway_pusher_ws_bytes_total", direction="sent") > 150
+    assert value("sockway_pusher_http_calls_total", status="200") == 1
+    assert value("sockway_pusher_http_bytes_total", direction="received") > 40
+    assert value("sockway_pusher_http_bytes_total", direction="sent") == 2  # {}

@@ -257,6 +257,7 @@ class _PusherConnection:
             return None  # refused: closing
         app = self._door.app
         app.metrics.messages_in.labels(app.name).inc()
+        app.bytes_in.inc(len(data) if isinstance(data, bytes) else len(data.encode()))
         try:
             pending = handle_frame(app, sock, data)
         except Exception:  # our bug: log it, keep serving the socket
@@ -291,6 +292,7 @@ class _PusherConnection:
         try:
             if self.started:
                 app.metrics.connections.labels(app.name).dec()
+                app.metrics.pusher_disconnections.labels(app.name, app.settings.app_id).inc()
                 await app.remove(sock)
         finally:
             app.node.remove(sock.conn)

@@ -90,6 +90,19 @@ class PusherHttpApi:
         )
 
     async def handle(self, request: web.Request, tail: str) -> web.StreamResponse:
+        """One HTTP API request, counted per app as soketi counts them (calls, bytes)."""
+        response = await self._handle(request, tail)
+        s, m = self.app.settings, self.app.metrics
+        m.pusher_http_calls.labels(s.name, s.app_id, str(response.status)).inc()
+        m.pusher_http_bytes.labels(s.name, s.app_id, "received").inc(request.content.total_bytes)
+        if isinstance(response, web.Response) and response.body is not None:
+            sent = response.body
+            m.pusher_http_bytes.labels(s.name, s.app_id, "sent").inc(
+                len(sent) if isinstance(sent, bytes | bytearray) else 0
+            )
+        return response
+
+    async def _handle(self, request: web.Request, tail: str) -> web.StreamResponse:
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=CORS)
         body = await self._body(request)

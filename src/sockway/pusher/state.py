@@ -63,6 +63,10 @@ class PusherAppState:
         self.cache: dict[str, tuple[int, bytes]] = {}  # channel → (expires_ms, frame payload)
         self.draining = False
         self.cluster: PusherCluster | None = None
+        # soketi's per-app usage counts (issue 17), resolved once: no label lookup per frame.
+        labels = (settings.name, settings.app_id)
+        self.bytes_in = metrics.pusher_ws_bytes.labels(*labels, "received")
+        self.bytes_out = metrics.pusher_ws_bytes.labels(*labels, "sent")
 
     @property
     def name(self) -> str:
@@ -82,6 +86,7 @@ class PusherAppState:
         result = sock.conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self.metrics.messages_out.labels(self.name).inc()
+            self.bytes_out.inc(len(payload))
         elif result is SendResult.OUTBOX_FULL:
             self.metrics.slow_consumers.labels(self.name).inc()
             sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
@@ -96,6 +101,7 @@ class PusherAppState:
         delivered, slow = self.node.publish(self.name, ChannelName(channel), payload, exclude)
         if delivered:
             self.metrics.messages_out.labels(self.name).inc(delivered)
+            self.bytes_out.inc(delivered * len(payload))
         if slow:
             self.metrics.slow_consumers.labels(self.name).inc(slow)
         return delivered
@@ -294,6 +300,7 @@ class PusherAppState:
             result = sock.conn.send_frame(frame, now)
             if result is SendResult.SENT:
                 self.metrics.messages_out.labels(self.name).inc()
+                self.bytes_out.inc(len(payload))
             elif result is SendResult.OUTBOX_FULL:
                 sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
 
