@@ -160,6 +160,8 @@ class PusherFrontDoor:
         await until_closed(lambda: self.open_count)
         while self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
+        while self.app.watchlists.tasks:  # the offline announcements of the last sockets
+            await asyncio.gather(*self.app.watchlists.tasks, return_exceptions=True)
         if self.app.cluster is not None:
             await self.app.cluster.cluster.flush()  # channel_vacated of the last leaves
         await self.app.webhooks.finish()

@@ -25,6 +25,7 @@ from sockway.pusher.channels import (
 from sockway.pusher.membership import presence_full
 from sockway.pusher.signatures import channel_auth_ok, user_auth_ok
 from sockway.pusher.state import PusherAppState, PusherSocket
+from sockway.pusher.watchlist import parse_watchlist
 from sockway.pusher.wire import ProtocolError, SubscriptionError
 
 log = logging.getLogger("sockway.pusher")
@@ -162,19 +163,28 @@ def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> Awaitable[Non
     user_id = user.get("id") if isinstance(user, dict) else None
     if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
         raise ProtocolError(wire.UNAUTHORIZED, "The user data must have an id.", True)
+    assert isinstance(user, dict)
+    watchlist: tuple[str, ...] = ()
+    if app.watchlists.enabled:
+        parsed = parse_watchlist(user)
+        if isinstance(parsed, str):
+            raise ProtocolError(wire.UNAUTHORIZED, parsed, True)
+        watchlist = parsed
     success = wire.signin_success(auth, user_data)
-    pending = app.sign_in(sock, str(user_id))
-    if pending is None:
+    pending = app.sign_in(sock, str(user_id), watchlist)
+    if pending is None and not watchlist:
         app.send(sock, success)
         return None
     return _send_after(app, sock, pending, success)
 
 
 async def _send_after(
-    app: PusherAppState, sock: PusherSocket, pending: Awaitable[None], payload: bytes
+    app: PusherAppState, sock: PusherSocket, pending: Awaitable[None] | None, payload: bytes
 ) -> None:
-    await pending
+    if pending is not None:
+        await pending
     app.send(sock, payload)
+    await app.watchlists.initial(sock)  # the watched users online now (watchlist events)
 
 
 def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -> None:

@@ -152,6 +152,11 @@ class PusherApp(ApiBase):
         256 * 1024, gt=0, description="largest client frame; larger closes with 1009"
     )
     outbox_max_bytes: int = Field(1024 * 1024, gt=0)
+    watchlist_events: bool = Field(
+        False,
+        description="online/offline of the users in a signed-in user's watchlist (Pusher's "
+        "Watchlist events, off by default as on Pusher)",
+    )
     max_http_request_mb: float = Field(
         4, gt=0, le=1024, description="HTTP API request body (soketi httpApi.requestLimitInMb)"
     )

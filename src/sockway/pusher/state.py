@@ -30,6 +30,7 @@ from sockway.pusher import membership, wire
 from sockway.pusher.channels import Kind, is_cache, kind_of, server_to_user_id
 from sockway.pusher.cluster import CACHE, TERMINATE, PusherCluster, user_topic
 from sockway.pusher.settings import PusherApp
+from sockway.pusher.watchlist import Watchlists
 from sockway.pusher.webhooks import Webhooks
 
 
@@ -45,6 +46,7 @@ class PusherSocket:
     auth_deadline_ms: int | None = None
     rate_window_ms: int = 0
     rate_count: int = 0
+    watchlist: tuple[str, ...] = ()  # the user ids this signed-in socket watches
 
     @property
     def socket_id(self) -> str:
@@ -63,6 +65,7 @@ class PusherAppState:
         self.cache: dict[str, tuple[int, bytes]] = {}  # channel → (expires_ms, frame payload)
         self.draining = False
         self.cluster: PusherCluster | None = None
+        self.watchlists = Watchlists(self)
         # soketi's per-app usage counts (issue 17), resolved once: no label lookup per frame.
         labels = (settings.name, settings.app_id)
         self.bytes_in = metrics.pusher_ws_bytes.labels(*labels, "received")
@@ -229,22 +232,32 @@ class PusherAppState:
         finally:
             if self.sockets.pop(sock.socket_id, None) is not None and self.cluster is not None:
                 self.cluster.sockets_changed(len(self.sockets))
+            self.watchlists.unwatch(sock)
             if sock.user_id is not None:
                 self._forget_user(sock, sock.user_id)
 
-    def sign_in(self, sock: PusherSocket, user_id: str) -> Awaitable[None] | None:
+    def sign_in(
+        self, sock: PusherSocket, user_id: str, watchlist: tuple[str, ...] = ()
+    ) -> Awaitable[None] | None:
         """On a cluster: what to await before telling the client it is signed in (the user's
-        topic reaches this node from then on)."""
+        topic reaches this node from then on; watchers everywhere were told it is online)."""
+        arrived: Awaitable[None] | None = None
         if sock.user_id != user_id:
             if sock.user_id is not None:
                 self._forget_user(sock, sock.user_id)
             sock.user_id = user_id
             owned = self.users.setdefault(user_id, set())
-            if not owned and self.cluster is not None:
-                self.cluster.hold_user(user_id)  # server-to-user and terminate from any node
+            if not owned:
+                if self.cluster is not None:
+                    self.cluster.hold_user(user_id)  # server-to-user, terminate from any node
+                arrived = self.watchlists.user_arrived(user_id)
             owned.add(sock)
+        if self.watchlists.enabled:
+            self.watchlists.watch(sock, watchlist)
         sock.auth_deadline_ms = None
-        return self.cluster.ready(user_topic(user_id)) if self.cluster is not None else None
+        if self.cluster is None:
+            return arrived
+        return _both(arrived, self.cluster.ready(user_topic(user_id)))
 
     def _forget_user(self, sock: PusherSocket, user_id: str) -> None:
         owned = self.users.get(user_id)
@@ -255,6 +268,7 @@ class PusherAppState:
             del self.users[user_id]
             if self.cluster is not None:
                 self.cluster.release_user(user_id)
+            self.watchlists.user_left(user_id)
 
     # -- HTTP API side ----------------------------------------------------------------------
 
@@ -319,3 +333,9 @@ class PusherAppState:
     def purge_cache(self, now_ms: int) -> None:
         for channel in [c for c, (expires, _) in self.cache.items() if expires <= now_ms]:
             del self.cache[channel]
+
+
+async def _both(first: Awaitable[None] | None, second: Awaitable[None]) -> None:
+    if first is not None:
+        await first
+    await second

@@ -55,6 +55,10 @@ function signin(id) {
   pusher.signin();
   pusher.user.signinDonePromise.then(() => out({ id, type: "signed_in", user: pusher.user.user_data }));
   pusher.user.bind_global((event, data) => out({ id, type: "user_event", event, data }));
+  // Watchlist events (pusher_internal:watchlist_events), through pusher-js's own facade.
+  for (const name of ["online", "offline"]) {
+    pusher.user.watchlist.bind(name, (e) => out({ id, type: "watchlist", name: e.name, user_ids: e.user_ids }));
+  }
 }
 
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
