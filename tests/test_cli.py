@@ -184,3 +184,13 @@ def test_version_and_help() -> None:
     )
     assert result.returncode == 0
     assert "serve" in result.stdout and "check-config" in result.stdout
+
+
+def test_soketi_config_refuses_what_would_change_clients(tmp_path: Path) -> None:
+    (tmp_path / "soketi.json").write_text('{"pathPrefix": "/ws", "appManager.driver": "mysql"}')
+    result = _run(tmp_path, "serve", "--soketi-config", "soketi.json")
+    assert result.returncode == 1
+    assert "soketi.json: pathPrefix: not supported" in result.stderr
+    assert "soketi.json: appManager.driver: 'mysql' is not supported" in result.stderr
+    both = _run(tmp_path, "serve", "--soketi-config", "soketi.json", "--config", "x.yaml")
+    assert both.returncode == 1 and "give one of them" in both.stderr

@@ -115,3 +115,23 @@ async def test_watchlist_across_nodes(tmp_path, broker):
         finally:
             await js.stop()
             await auth.stop()
+
+
+async def test_a_dead_nodes_users_go_offline(tmp_path):
+    from sockway.brokers.memory import MemoryBroker
+
+    async with pusher_nodes(tmp_path, 2, watchlist_events=True, broker=MemoryBroker) as (a, b):
+        auth, js = await _watcher(a.port)
+        try:
+            await _sign_in(js)
+            await signed_in(b, "2")
+            got = await js.wait_for(id="ann", type="watchlist")
+            assert (got["name"], got["user_ids"]) == ("online", ["2"])
+            b.cluster.broker.crash()  # type: ignore[attr-defined]
+            got = await js.wait_for(id="ann", type="watchlist", timeout=20)
+            assert (got["name"], got["user_ids"]) == ("offline", ["2"])
+            await b.stop(grace_s=5)
+            assert _watchlist_reports(js) == []  # once, not again when b's socket ends
+        finally:
+            await js.stop()
+            await auth.stop()
