@@ -224,3 +224,13 @@ def test_check_config_checks_several_files(tmp_path: Path) -> None:
     assert "bad.yaml: invalid configuration:\n  listen: 'nowhere' is not host:port" in result.stderr
     ok = _run(tmp_path, "check-config", "one/sockway.yaml", "two/sockway.yaml")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_soketi_config_refuses_what_would_change_clients(tmp_path: Path) -> None:
+    (tmp_path / "soketi.json").write_text('{"pathPrefix": "/ws", "appManager.driver": "mysql"}')
+    result = _run(tmp_path, "serve", "--soketi-config", "soketi.json")
+    assert result.returncode == 1
+    assert "soketi.json: pathPrefix: not supported" in result.stderr
+    assert "soketi.json: appManager.driver: 'mysql' is not supported" in result.stderr
+    both = _run(tmp_path, "serve", "--soketi-config", "soketi.json", "--config", "x.yaml")
+    assert both.returncode == 1 and "give one of them" in both.stderr

@@ -48,6 +48,12 @@ def _fail(problems: list[str]) -> None:
     type=click.Path(path_type=Path),
     help="YAML configuration file. Without it, an embedded demo API is served.",
 )
+@click.option(
+    "--soketi-config",
+    "soketi_path",
+    type=click.Path(path_type=Path),
+    help="A soketi JSON configuration, read as soketi reads it (with SOKETI_* variables).",
+)
 @click.option("--host", help="Override the host of 'listen'.")
 @click.option("--port", type=int, help="Override the port of 'listen' (0 picks a free port).")
 @click.option(
@@ -65,6 +71,7 @@ def _fail(problems: list[str]) -> None:
 @click.option("--tls-port", type=int, hidden=True)
 def serve(
     config_path: Path | None,
+    soketi_path: Path | None,
     host: str | None,
     port: int | None,
     reload: bool,
@@ -74,7 +81,12 @@ def serve(
 ) -> None:
     """Start the gateway (the embedded demo when no --config is given)."""
     try:
-        if config_path is None:
+        if soketi_path is not None:
+            if config_path is not None:
+                _fail(["--config and --soketi-config: give one of them"])
+            settings = _soketi_settings(soketi_path)
+            config_path = soketi_path  # not the demo
+        elif config_path is None:
             settings = parse_config(demo_config("127.0.0.1:8080", Path(".sockway")), Path.cwd())
         else:
             settings = load_config(config_path)
@@ -97,6 +109,8 @@ def serve(
         _fail([f"--workers: {problem}"])
     setup_logging(settings.log_format, settings.log_level)
     try:
+        if worker_fd is None and count > 1 and soketi_path is not None:
+            _fail(["--workers: not available with --soketi-config (write a sockway config)"])
         if worker_fd is None and count > 1:
             from sockway.gateway.supervisor import supervise
 
@@ -111,6 +125,30 @@ def serve(
         sys.exit(1)
     except ConfigError as exc:
         _fail(exc.problems)
+
+
+def _soketi_settings(path: Path) -> Settings:
+    """``--soketi-config``: soketi's JSON file and ``SOKETI_*`` variables (``pusher.soketi``);
+    what does not carry over is printed, what would change clients' view refuses to start."""
+    import json
+    import os
+
+    from sockway.pusher.soketi import soketi_settings
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except ValueError as exc:
+        raise ConfigError([f"{path}: not a JSON document: {exc}"]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{path}: a soketi configuration is a JSON object"])
+    result = soketi_settings(doc, os.environ)
+    if result.problems:
+        raise ConfigError([f"{path}: {line}" for line in result.problems])
+    for note in result.notes:
+        click.echo(f"soketi config: {note}", err=True)
+    return parse_config(result.document, path.resolve().parent)
 
 
 def _worker_argv(

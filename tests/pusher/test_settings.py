@@ -41,16 +41,14 @@ def test_errors_have_key_paths(tmp_path: Path) -> None:
     raw = {
         "apis": [
             app(
-                app_id="app-id",
+                app_id="app/id",
                 max_connections=-2,
                 webhooks=[{"event_types": ["channel_occupied"]}],
             ),
             app(
                 name="q",
                 key="k",
-                webhooks=[
-                    {"url": "http://x", "event_types": ["nope"], "headers": {"X-Pusher-Key": "x"}}
-                ],
+                webhooks=[{"url": "http://x", "event_types": ["nope"]}],
             ),
         ]
     }
@@ -62,9 +60,6 @@ def test_errors_have_key_paths(tmp_path: Path) -> None:
         in lines
     )
     assert any(line.startswith("apis[1].webhooks[0].event_types[0]:") for line in lines)
-    assert any(
-        "X-Pusher-Key" in line and line.startswith("apis[1].webhooks[0].headers") for line in lines
-    )
     assert "apis[1].key: app 'p' already uses key 'k'" in lines
     assert "apis[1].app_id: app 'a' already uses app_id '1'" in problems(
         {"apis": [app(name="a", key="a"), app(name="b", key="b")]}, tmp_path
@@ -111,3 +106,15 @@ def test_filter_matching() -> None:
     assert not matches(spec, {"name": "channel_occupied", "channel": "beta-x"})
     assert not matches(spec, {"name": "channel_occupied", "channel": "alpha-app"})
     assert not matches(spec, {"name": "channel_vacated", "channel": "beta-my-app"})
+
+
+def test_a_soketi_app_definition_carries_over(tmp_path: Path) -> None:
+    """issue 17 case 7: string app ids, and the X-Pusher-* headers soketi accepts and ignores."""
+    hook = {
+        "url": "http://x",
+        "event_types": ["channel_occupied"],
+        "headers": {"X-Pusher-Key": "k", "X-Pusher-Signature": "s", "X-Custom": "v"},
+    }
+    (settings,) = parse_config({"apis": [app(app_id="app-id", webhooks=[hook])]}, tmp_path).apis
+    assert settings.app_id == "app-id"
+    assert settings.webhooks[0].headers == {"X-Custom": "v"}

@@ -26,6 +26,7 @@ from sockway.gateway.settings import Settings, parse_hostport
 from sockway.observability.access_log import ACCESS_LOGGER, AccessLog
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Tap
+from sockway.pusher.http_api import CORS as PUSHER_CORS
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.runtimes.factory import IntegrationFactory
 from sockway.runtimes.node_sdk import NodeNotFound
@@ -122,7 +123,14 @@ class Gateway:
                 headers={"x-amzn-ErrorType": "ForbiddenException"},
             )
 
-        app.router.add_route("*", "/{tail:.*}", forbidden)
+        async def not_found(_: web.Request) -> web.Response:
+            # A gateway of Pusher apps only answers as soketi (issue 17 case 5): 404, CORS.
+            return web.Response(status=404, headers=PUSHER_CORS)
+
+        pusher_only = bool(self.settings.apis) and all(
+            api.type == "pusher" for api in self.settings.apis
+        )
+        app.router.add_route("*", "/{tail:.*}", not_found if pusher_only else forbidden)
         return app
 
     def _api_views(self) -> list[ApiView]:

@@ -140,6 +140,31 @@ class Metrics:
             ["api", "outcome"],
             registry=r,
         )
+        # -- Pusher apps' usage, soketi's per-app metrics (issue 17; README "Operations") ---------
+        self.pusher_disconnections = Counter(
+            "sockway_pusher_disconnections",
+            "Pusher sockets that ended (after connection_established)",
+            ["api", "app_id"],
+            registry=r,
+        )
+        self.pusher_ws_bytes = FastCounter(
+            "sockway_pusher_ws_bytes",
+            "Pusher WebSocket message bytes (direction: received, sent; sent once per recipient)",
+            ["api", "app_id", "direction"],
+            r,
+        )
+        self.pusher_http_calls = Counter(
+            "sockway_pusher_http_calls",
+            "Pusher HTTP API requests by status",
+            ["api", "app_id", "status"],
+            registry=r,
+        )
+        self.pusher_http_bytes = FastCounter(
+            "sockway_pusher_http_bytes",
+            "Pusher HTTP API body bytes (direction: received, sent)",
+            ["api", "app_id", "direction"],
+            r,
+        )
         # -- scale-out (issue 6): shared by every API type ------------------------------------
         self.cluster_publications = Counter(
             "sockway_cluster_publications",

@@ -42,6 +42,7 @@ import orjson
 from sockway.brokers.base import BrokerUnavailable, Change, Transition
 from sockway.core.presence import Presence
 from sockway.frontdoor.cluster import Cluster, OutageLog, topic
+from sockway.pusher.watchlist import ONLINE, WATCH
 
 if TYPE_CHECKING:
     from sockway.pusher.state import PusherAppState
@@ -180,6 +181,9 @@ class PusherCluster:
     def _deliver(self, rest: str, payload: bytes, exclude: str | None) -> None:
         app = self.app
         excluded = app.sockets.get(exclude) if exclude else None
+        if rest.startswith(WATCH):
+            app.watchlists.deliver(unquote(rest[len(WATCH) :]), payload)
+            return
         if rest.startswith(USER):
             user_id = unquote(rest[len(USER) :])
             if payload == TERMINATE:
@@ -196,6 +200,13 @@ class PusherCluster:
     def on_change(self, change: Change) -> None:
         """A cluster-wide transition seen by this node only: its webhook fires here, once."""
         app, channel = self.app, change.channel
+        if channel == ONLINE:  # a signed-in user's last node died, or the resync found them
+            user_id, _ = parse_member(change.user_key or "", change.member)
+            if change.transition is Transition.MEMBER_REMOVED and str(user_id) not in app.users:
+                app.watchlists.announce("offline", str(user_id))
+            elif change.transition is Transition.MEMBER_ADDED:
+                app.watchlists.announce("online", str(user_id))
+            return
         if change.transition is Transition.OCCUPIED:
             app.webhooks.emit({"name": "channel_occupied", "channel": channel})
         elif change.transition is Transition.VACATED:

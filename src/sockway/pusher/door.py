@@ -28,7 +28,7 @@ from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
 from sockway.observability.tap import Activity, Tap
 from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
-from sockway.pusher.http_api import PusherHttpApi
+from sockway.pusher.http_api import CORS, PusherHttpApi
 from sockway.pusher.session import handle_frame, sweep
 from sockway.pusher.settings import PusherApp, WebhookSpec
 from sockway.pusher.state import PusherAppState, PusherSocket
@@ -111,6 +111,9 @@ class PusherFrontDoor:
             registry = PusherRegistry(tap=self.app.tap)
             app[REGISTRY] = registry
             app.router.add_get("/app/{key}", registry.upgrade)
+            # soketi's health answer (issue 17 case 5): 200 "OK", with CORS as every answer.
+            app.router.add_route("GET", "/", _root)
+            app.router.add_route("OPTIONS", "/", _root)
             app.router.add_route("*", "/apps/{app_id}/{tail:.*}", registry.by_app_id)
             app.router.add_route(
                 "*", "/users/{user_id}/terminate_connections", registry.by_auth_key
@@ -152,9 +155,15 @@ class PusherFrontDoor:
         """Refuse new sockets and tell every client to reconnect elsewhere (4200, spec §5.9)."""
         self.app.draining = True
         for sock in list(self.app.sockets.values()):
-            self.app.close_with_error(
-                sock, wire.RECONNECT, "Server closed. Please reconnect shortly."
-            )
+            try:
+                self.app.close_with_error(
+                    sock, wire.RECONNECT, "Server closed. Please reconnect shortly."
+                )
+            except RuntimeError:
+                # uvloop: the peer reset this transport and the socket's end has not run yet
+                # (issue 17 case 8: it stopped ``sockway serve`` with a traceback). Nothing
+                # can reach it; its end follows and the drain goes on with the others.
+                log.debug("drain: socket %s already gone", sock.socket_id, extra={"api": self.name})
 
     def upgrades(self) -> Mapping[str, UpgradeHandler]:
         # A new connection's upgrade to /app/{key} is served by picows (transport/picows_ws.py).
@@ -171,6 +180,8 @@ class PusherFrontDoor:
         await until_closed(lambda: self.open_count)
         while self.sessions:
             await asyncio.gather(*self.sessions, return_exceptions=True)
+        while self.app.watchlists.tasks:  # the offline announcements of the last sockets
+            await asyncio.gather(*self.app.watchlists.tasks, return_exceptions=True)
         if self.app.cluster is not None:
             await self.app.cluster.cluster.flush()  # channel_vacated of the last leaves
         await self.app.webhooks.finish()
@@ -301,6 +312,7 @@ class _PusherConnection:
         app.metrics.messages_in.labels(app.name).inc()
         if app.tap.active:
             self._message(data)
+        app.bytes_in.inc(len(data) if isinstance(data, bytes) else len(data.encode()))
         try:
             pending = handle_frame(app, sock, data)
         except Exception:  # our bug: log it, keep serving the socket
@@ -363,6 +375,7 @@ class _PusherConnection:
         try:
             if self.started:
                 app.metrics.connections.labels(app.name).dec()
+                app.metrics.pusher_disconnections.labels(app.name, app.settings.app_id).inc()
                 await app.remove(sock)
         finally:
             app.node.remove(sock.conn)
@@ -400,6 +413,12 @@ class _UnknownApp:
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         return None
+
+
+async def _root(request: web.Request) -> web.Response:
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=CORS)
+    return web.Response(text="OK", headers=CORS)
 
 
 async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.StreamResponse:

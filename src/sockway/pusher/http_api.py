@@ -32,7 +32,6 @@ CORS = {
     "Access-Control-Allow-Headers": "Origin, Content-Type, X-Auth-Token, X-Requested-With, "
     "Accept, Authorization, X-CSRF-TOKEN, XSRF-TOKEN, X-Socket-Id",
 }
-MAX_BODY_BYTES = 4 * 1024 * 1024  # the gateway's client_max_size; larger bodies get 413
 RETRY_AFTER_S = "1"
 
 log = logging.getLogger("sockway.pusher.http")
@@ -91,11 +90,23 @@ class PusherHttpApi:
         )
 
     async def handle(self, request: web.Request, tail: str) -> web.StreamResponse:
+        """One HTTP API request, counted per app as soketi counts them (calls, bytes)."""
+        response = await self._handle(request, tail)
+        s, m = self.app.settings, self.app.metrics
+        m.pusher_http_calls.labels(s.name, s.app_id, str(response.status)).inc()
+        m.pusher_http_bytes.labels(s.name, s.app_id, "received").inc(request.content.total_bytes)
+        if isinstance(response, web.Response) and response.body is not None:
+            sent = response.body
+            m.pusher_http_bytes.labels(s.name, s.app_id, "sent").inc(
+                len(sent) if isinstance(sent, bytes | bytearray) else 0
+            )
+        return response
+
+    async def _handle(self, request: web.Request, tail: str) -> web.StreamResponse:
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=CORS)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await self._body(request)
+        if body is None:
             return self.error(413, "The payload size is too big.")
         try:
             verify_request(
@@ -132,6 +143,22 @@ class PusherHttpApi:
             content_type="application/json",
             headers={**CORS, **headers},
         )
+
+    async def _body(self, request: web.Request) -> bytes | None:
+        """The request body, or None when it is over ``max_http_request_mb`` (soketi's
+        ``httpApi.requestLimitInMb``; issue 17 case 6): refused by its ``Content-Length``
+        before it is read, else once that much has arrived."""
+        limit = int(self.app.settings.max_http_request_mb * 1024 * 1024)
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _route(
         self, method: str, tail: str, request: web.Request, body: bytes
@@ -250,13 +277,25 @@ class PusherHttpApi:
             raise HttpError(400, "user_count may only be requested with filter_by_prefix=presence-")
         occupied = await self._occupied(prefix)
         names = sorted(occupied)
+        always = self.app.settings.channel_info_counts == "always"
+        if always:  # soketi: {"subscription_count": N, "occupied": true} for each
+            attributes = [a for a in attributes if a != "subscription_count"]
         info = ",".join(attributes)
         infos = await asyncio.gather(*(self._info(n, info, occupied[n]) for n in names))
+        if always:
+            infos = [
+                {"subscription_count": occupied[n], "occupied": True, **i}
+                for n, i in zip(names, infos, strict=True)
+            ]
         return {"channels": dict(zip(names, infos, strict=True))}
 
     async def _channel(self, channel: str, request: web.Request) -> dict[str, Any]:
         attributes = _attributes(request)
-        if "user_count" in attributes and kind_of(channel) is not Kind.PRESENCE:
+        if self.app.settings.channel_info_counts == "always":  # soketi: both, info= ignored
+            attributes = ["subscription_count"]
+            if kind_of(channel) is Kind.PRESENCE:
+                attributes.append("user_count")
+        elif "user_count" in attributes and kind_of(channel) is not Kind.PRESENCE:
             raise HttpError(400, "user_count is only available for presence channels.")
         count = await self._count(channel)
         return {"occupied": count > 0, **(await self._info(channel, ",".join(attributes), count))}

@@ -25,6 +25,7 @@ from sockway.pusher.channels import (
 from sockway.pusher.membership import presence_full
 from sockway.pusher.signatures import channel_auth_ok, user_auth_ok
 from sockway.pusher.state import PusherAppState, PusherSocket
+from sockway.pusher.watchlist import parse_watchlist
 from sockway.pusher.wire import ProtocolError, SubscriptionError
 
 log = logging.getLogger("sockway.pusher")
@@ -53,13 +54,17 @@ def handle_frame(
         elif msg.event == "pusher:signin":
             return _signin(app, sock, msg.data)
         elif msg.event.startswith("client-"):
-            _client_event(app, sock, msg)
+            try:
+                _client_event(app, sock, msg)
+            except ProtocolError as exc:
+                exc.channel = msg.channel  # scoped to the channel, as soketi does (case 1)
+                raise
         # Other events (unknown pusher:*) are ignored, as soketi does.
     except ProtocolError as exc:
         if exc.close:
             app.close_with_error(sock, exc.code or wire.UNAUTHORIZED, exc.message)
         else:
-            app.send(sock, wire.error(exc.code, exc.message))
+            app.send(sock, wire.error(exc.code, exc.message, exc.channel))
     return None
 
 
@@ -158,19 +163,28 @@ def _signin(app: PusherAppState, sock: PusherSocket, data: Any) -> Awaitable[Non
     user_id = user.get("id") if isinstance(user, dict) else None
     if not isinstance(user_id, str | int) or isinstance(user_id, bool) or user_id == "":
         raise ProtocolError(wire.UNAUTHORIZED, "The user data must have an id.", True)
+    assert isinstance(user, dict)
+    watchlist: tuple[str, ...] = ()
+    if app.watchlists.enabled:
+        parsed = parse_watchlist(user)
+        if isinstance(parsed, str):
+            raise ProtocolError(wire.UNAUTHORIZED, parsed, True)
+        watchlist = parsed
     success = wire.signin_success(auth, user_data)
-    pending = app.sign_in(sock, str(user_id))
-    if pending is None:
+    pending = app.sign_in(sock, str(user_id), watchlist)
+    if pending is None and not watchlist:
         app.send(sock, success)
         return None
     return _send_after(app, sock, pending, success)
 
 
 async def _send_after(
-    app: PusherAppState, sock: PusherSocket, pending: Awaitable[None], payload: bytes
+    app: PusherAppState, sock: PusherSocket, pending: Awaitable[None] | None, payload: bytes
 ) -> None:
-    await pending
+    if pending is not None:
+        await pending
     app.send(sock, payload)
+    await app.watchlists.initial(sock)  # the watched users online now (watchlist events)
 
 
 def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -> None:
@@ -219,12 +233,15 @@ def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -
             "name": "client_event",
             "channel": channel,
             "event": msg.event,
-            # Pusher sends the data as a JSON string (soketi's object is not copied, §4.1).
-            "data": msg.data if isinstance(msg.data, str) else encoded_data.decode(),
+            # Pusher sends the data as a JSON string, soketi the client's object (§4.1): the
+            # app's ``webhook_client_event_data`` decides (issue 17 case 4).
+            "data": msg.data
+            if isinstance(msg.data, str) or s.webhook_client_event_data == "object"
+            else encoded_data.decode(),
             "socket_id": sock.socket_id,
         }
         if user_id is not None:
-            event["user_id"] = str(user_id)
+            event["user_id"] = user_id  # as the member gave it (case 3)
         app.webhooks.emit(event)
 
 

@@ -34,6 +34,10 @@ WebhookEventType = Literal[
 ]
 
 
+# Webhook request headers the gateway sets; a webhook's ``headers`` never override them.
+GATEWAY_HEADERS = frozenset({"x-pusher-key", "x-pusher-signature", "content-type"})
+
+
 class WebhookFilter(Strict):
     """Both conditions must hold (spec §4.2); an absent condition always holds."""
 
@@ -83,10 +87,10 @@ class WebhookSpec(Strict):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if name.lower() in ("x-pusher-key", "x-pusher-signature", "content-type"):
-                raise ValueError(f"header '{name}' is set by the gateway and cannot be overridden")
-        return value
+        """The gateway sets ``Content-Type``, ``X-Pusher-Key`` and ``X-Pusher-Signature``
+        itself; soketi configurations that list them carry over: they are accepted and
+        ignored, as soketi does (issue 17 case 7)."""
+        return {name: v for name, v in value.items() if name.lower() not in GATEWAY_HEADERS}
 
     @property
     def lambda_region(self) -> str:
@@ -115,13 +119,21 @@ class WebhookDelivery(Strict):
     max_pending_events: int = Field(
         10_000, gt=0, description="queued per webhook; beyond it new events are counted as lost"
     )
+    batch_window_ms: float = Field(
+        0,
+        ge=0,
+        le=60_000,
+        description="soketi's webhook batching: 0 off; else the first event waits this long "
+        "and every event of the app queued meanwhile (any channel) goes in the same request",
+    )
 
 
 class PusherApp(ApiBase):
     """A Pusher Channels / soketi compatible app (``type: pusher``)."""
 
     type: Literal["pusher"]
-    app_id: str = Field(pattern=r"^[0-9]{1,32}$", description="numeric: the py SDK requires it")
+    # soketi's ids are any string ("app-id"); the Python SDK accepts digits only (spec §3.2).
+    app_id: str = Field(pattern=r"^[A-Za-z0-9_\-.]{1,128}$", description="the /apps/{id} path")
     key: str = Field(pattern=r"^[A-Za-z0-9_\-.]{1,128}$")
     secret: str = Field(min_length=1, repr=False)
     enabled: bool = True
@@ -149,6 +161,25 @@ class PusherApp(ApiBase):
         256 * 1024, gt=0, description="largest client frame; larger closes with 1009"
     )
     outbox_max_bytes: int = Field(1024 * 1024, gt=0)
+    watchlist_events: bool = Field(
+        False,
+        description="online/offline of the users in a signed-in user's watchlist (Pusher's "
+        "Watchlist events, off by default as on Pusher)",
+    )
+    max_http_request_mb: float = Field(
+        4, gt=0, le=1024, description="HTTP API request body (soketi httpApi.requestLimitInMb)"
+    )
+    # Pusher's docs against soketi, one setting per difference (README "Pusher apps"):
+    channel_info_counts: Literal["requested", "always"] = Field(
+        "requested",
+        description="requested: channel queries carry subscription_count / user_count only when "
+        "info= asks for them (Pusher); always: as soketi, every time",
+    )
+    webhook_client_event_data: Literal["string", "object"] = Field(
+        "string",
+        description="client_event webhooks carry data as a JSON string (Pusher) or the "
+        "object the client sent (soketi)",
+    )
     webhooks: list[WebhookSpec] = Field(default_factory=list)
     webhook_delivery: WebhookDelivery = Field(default_factory=lambda: WebhookDelivery())
 

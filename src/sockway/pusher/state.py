@@ -31,6 +31,7 @@ from sockway.pusher import membership, wire
 from sockway.pusher.channels import Kind, is_cache, kind_of, server_to_user_id
 from sockway.pusher.cluster import CACHE, TERMINATE, PusherCluster, user_topic
 from sockway.pusher.settings import PusherApp
+from sockway.pusher.watchlist import Watchlists
 from sockway.pusher.webhooks import Webhooks
 
 
@@ -46,6 +47,7 @@ class PusherSocket:
     auth_deadline_ms: int | None = None
     rate_window_ms: int = 0
     rate_count: int = 0
+    watchlist: tuple[str, ...] = ()  # the user ids this signed-in socket watches
 
     @property
     def socket_id(self) -> str:
@@ -65,6 +67,11 @@ class PusherAppState:
         self.draining = False
         self.cluster: PusherCluster | None = None
         self.tap = Tap()  # access log and console (observability/tap.py), set by the door
+        self.watchlists = Watchlists(self)
+        # soketi's per-app usage counts (issue 17), resolved once: no label lookup per frame.
+        labels = (settings.name, settings.app_id)
+        self.bytes_in = metrics.pusher_ws_bytes.labels(*labels, "received")
+        self.bytes_out = metrics.pusher_ws_bytes.labels(*labels, "sent")
 
     @property
     def name(self) -> str:
@@ -88,6 +95,7 @@ class PusherAppState:
                 self.tap.emit(
                     Activity("out", self.name, connection_id=sock.conn.id, payload=payload.decode())
                 )
+            self.bytes_out.inc(len(payload))
         elif result is SendResult.OUTBOX_FULL:
             self.metrics.slow_consumers.labels(self.name).inc()
             sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
@@ -112,6 +120,7 @@ class PusherAppState:
             )
         if delivered:
             self.metrics.messages_out.labels(self.name).inc(delivered)
+            self.bytes_out.inc(delivered * len(payload))
         if slow:
             self.metrics.slow_consumers.labels(self.name).inc(slow)
         return delivered
@@ -129,11 +138,13 @@ class PusherAppState:
         """The user is new cluster-wide (this node saw the transition): tell every subscriber
         but the joining socket, and the webhooks once."""
         self._members_event(channel, wire.member_added(channel, user_id, user_info), joined)
-        self.webhooks.emit({"name": "member_added", "channel": channel, "user_id": str(user_id)})
+        # ``user_id`` as the member gave it (a number stays a number), as in the presence
+        # frames (issue 17 case 3).
+        self.webhooks.emit({"name": "member_added", "channel": channel, "user_id": user_id})
 
     def member_removed(self, channel: str, user_id: Any, left: PusherSocket | None) -> None:
         self._members_event(channel, wire.member_removed(channel, user_id), left)
-        self.webhooks.emit({"name": "member_removed", "channel": channel, "user_id": str(user_id)})
+        self.webhooks.emit({"name": "member_removed", "channel": channel, "user_id": user_id})
 
     def _members_event(self, channel: str, payload: bytes, sock: PusherSocket | None) -> None:
         self.broadcast(channel, payload, sock.conn if sock is not None else None)
@@ -237,22 +248,32 @@ class PusherAppState:
         finally:
             if self.sockets.pop(sock.socket_id, None) is not None and self.cluster is not None:
                 self.cluster.sockets_changed(len(self.sockets))
+            self.watchlists.unwatch(sock)
             if sock.user_id is not None:
                 self._forget_user(sock, sock.user_id)
 
-    def sign_in(self, sock: PusherSocket, user_id: str) -> Awaitable[None] | None:
+    def sign_in(
+        self, sock: PusherSocket, user_id: str, watchlist: tuple[str, ...] = ()
+    ) -> Awaitable[None] | None:
         """On a cluster: what to await before telling the client it is signed in (the user's
-        topic reaches this node from then on)."""
+        topic reaches this node from then on; watchers everywhere were told it is online)."""
+        arrived: Awaitable[None] | None = None
         if sock.user_id != user_id:
             if sock.user_id is not None:
                 self._forget_user(sock, sock.user_id)
             sock.user_id = user_id
             owned = self.users.setdefault(user_id, set())
-            if not owned and self.cluster is not None:
-                self.cluster.hold_user(user_id)  # server-to-user and terminate from any node
+            if not owned:
+                if self.cluster is not None:
+                    self.cluster.hold_user(user_id)  # server-to-user, terminate from any node
+                arrived = self.watchlists.user_arrived(user_id)
             owned.add(sock)
+        if self.watchlists.enabled:
+            self.watchlists.watch(sock, watchlist)
         sock.auth_deadline_ms = None
-        return self.cluster.ready(user_topic(user_id)) if self.cluster is not None else None
+        if self.cluster is None:
+            return arrived
+        return _both(arrived, self.cluster.ready(user_topic(user_id)))
 
     def _forget_user(self, sock: PusherSocket, user_id: str) -> None:
         owned = self.users.get(user_id)
@@ -263,6 +284,7 @@ class PusherAppState:
             del self.users[user_id]
             if self.cluster is not None:
                 self.cluster.release_user(user_id)
+            self.watchlists.user_left(user_id)
 
     # -- HTTP API side ----------------------------------------------------------------------
 
@@ -308,6 +330,7 @@ class PusherAppState:
             result = sock.conn.send_frame(frame, now)
             if result is SendResult.SENT:
                 self.metrics.messages_out.labels(self.name).inc()
+                self.bytes_out.inc(len(payload))
             elif result is SendResult.OUTBOX_FULL:
                 sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
 
@@ -326,3 +349,9 @@ class PusherAppState:
     def purge_cache(self, now_ms: int) -> None:
         for channel in [c for c, (expires, _) in self.cache.items() if expires <= now_ms]:
             del self.cache[channel]
+
+
+async def _both(first: Awaitable[None] | None, second: Awaitable[None]) -> None:
+    if first is not None:
+        await first
+    await second

@@ -87,7 +87,9 @@ class _HookQueue:
                 extra={"api": self.owner.app.name},
             )
             return
-        channel = str(event.get("channel", ""))
+        # Batching (soketi's ``webhooks.batching``): one queue for all channels, so a window's
+        # events of every channel share a request and still arrive in order.
+        channel = "" if limits.batch_window_ms else str(event.get("channel", ""))
         self.pending.setdefault(channel, deque()).append((time_ms, event))
         self.size += 1
         if channel not in self.workers:
@@ -96,8 +98,15 @@ class _HookQueue:
 
     async def _run(self, channel: str) -> None:
         queue = self.pending[channel]
-        limit = self.owner.app.webhook_delivery.max_batch_events
+        limits = self.owner.app.webhook_delivery
+        limit = limits.max_batch_events
         try:
+            if limits.batch_window_ms and not self.owner.draining.is_set():
+                # The first event opens the window; a drain closes it early (nothing is lost).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.owner.draining.wait(), limits.batch_window_ms / 1000
+                    )
             while queue:
                 batch = [queue.popleft() for _ in range(min(len(queue), limit))]
                 self.size -= len(batch)

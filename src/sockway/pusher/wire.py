@@ -27,11 +27,16 @@ SERVER_ERROR = 4302
 class ProtocolError(Exception):
     """The client broke a rule; answered with ``pusher:error`` ``code``, maybe a close."""
 
-    def __init__(self, code: int | None, message: str, close: bool = False) -> None:
+    def __init__(
+        self, code: int | None, message: str, close: bool = False, channel: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.close = close
+        # A refused client event names its channel (soketi does), so pusher-js hands the
+        # error to that channel's handlers (``channel.bind("pusher:error")``), not only global.
+        self.channel = channel
 
 
 class SubscriptionError(Exception):
@@ -95,8 +100,9 @@ def connection_established(socket_id: str, activity_timeout_s: int) -> bytes:
     )
 
 
-def error(code: int | None, message: str) -> bytes:
-    return _frame("pusher:error", data={"code": code, "message": message})
+def error(code: int | None, message: str, channel: str | None = None) -> bytes:
+    """``pusher:error``; with ``channel`` pusher-js routes it to that channel too (§1.6)."""
+    return _frame("pusher:error", channel, data={"code": code, "message": message})
 
 
 def pong() -> bytes:

@@ -40,6 +40,8 @@ function subscribe(id, name, events) {
     out(report);
   });
   channel.bind("pusher:subscription_error", (e) => out({ id, type: "subscription_error", channel: name, status: e.status }));
+  // A pusher:error naming the channel reaches the channel's handlers (refused client events).
+  channel.bind("pusher:error", (e) => out({ id, type: "channel_error", channel: name, code: e.code, message: e.message }));
   channel.bind("pusher:member_added", (m) => out({ id, type: "member_added", channel: name, user_id: m.id, info: m.info }));
   channel.bind("pusher:member_removed", (m) => out({ id, type: "member_removed", channel: name, user_id: m.id }));
   channel.bind_global((event, data) => {
@@ -53,6 +55,10 @@ function signin(id) {
   pusher.signin();
   pusher.user.signinDonePromise.then(() => out({ id, type: "signed_in", user: pusher.user.user_data }));
   pusher.user.bind_global((event, data) => out({ id, type: "user_event", event, data }));
+  // Watchlist events (pusher_internal:watchlist_events), through pusher-js's own facade.
+  for (const name of ["online", "offline"]) {
+    pusher.user.watchlist.bind(name, (e) => out({ id, type: "watchlist", name: e.name, user_ids: e.user_ids }));
+  }
 }
 
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
