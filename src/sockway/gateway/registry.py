@@ -19,11 +19,13 @@ from sockway.pusher.settings import check_unique_pusher_apps
 from sockway.websocket import settings as websocket_settings
 from sockway.websocket.door import build_websocket_api
 
-# (key path, reference, runtime) of each handler a raw API names: ``(index, raw API) -> refs``.
-HandlerRefs = Callable[[int, dict[str, Any]], list[tuple[str, str, str]]]
+# (key path, reference, runtime, code_dir) of each handler a raw API names:
+# ``(index, raw API) -> refs``.
+HandlerRef = tuple[str, str, str, str | None]
+HandlerRefs = Callable[[int, dict[str, Any]], list[HandlerRef]]
 
 
-def _no_handlers(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _no_handlers(i: int, api: dict[str, Any]) -> list[HandlerRef]:
     return []
 
 

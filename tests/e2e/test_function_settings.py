@@ -1,0 +1,122 @@
+"""Per-function settings (issue 14, item 1): a route or authorizer sets its own
+``environment``, ``code_dir``, ``timeout_s``, ``memory_mb``; one function's variables are never
+visible to another, and in-process handlers refuse what they cannot keep.
+
+A real gateway, real websockets clients, real worker processes (``runtime: process``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from sockway.gateway.config import ConfigError, parse_config
+from tests.conftest import StartGateway, write_handlers
+
+ENV_PROBE = """
+import json
+import os
+
+MARK = {mark!r}
+
+
+def connect(event, context):
+    return {{"statusCode": 200}}
+
+
+def probe(event, context):
+    keys = ["SHARED", "ONLY_A", "ONLY_B", "TABLE"]
+    return {{"statusCode": 200, "body": json.dumps({{
+        "mark": MARK,
+        "env": {{k: os.environ.get(k) for k in keys}},
+        "memory": context.memory_limit_in_mb,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+    }})}}
+"""
+
+
+def _api(tmp_path: Path) -> dict[str, Any]:
+    a = write_handlers(tmp_path / "a", {"app.py": ENV_PROBE.format(mark="a")})
+    b = write_handlers(tmp_path / "b", {"app.py": ENV_PROBE.format(mark="b")})
+    return {
+        "name": "fs",
+        "type": "websocket",
+        "runtime": "process",
+        "code_dir": str(a),
+        "environment": {"SHARED": "api", "TABLE": "api-table"},
+        "routes": {
+            "$connect": "app.connect",
+            "a": {
+                "handler": "app.probe",
+                "route_response": True,
+                "environment": {"ONLY_A": "secret-a", "TABLE": "table-a"},
+                "memory_mb": 512,
+                "timeout_s": 7,
+            },
+            "b": {
+                "handler": "app.probe",
+                "route_response": True,
+                "code_dir": str(b),
+                "environment": {"ONLY_B": "secret-b"},
+            },
+            "plain": {"handler": "app.probe", "route_response": True},
+        },
+    }
+
+
+async def _ask(url: str, action: str) -> dict[str, Any]:
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"action": action}))
+        answer: dict[str, Any] = json.loads(await ws.recv())
+        return answer
+
+
+@pytest.mark.timeout(60)
+async def test_each_function_sees_only_its_own_variables(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    gateway = await start_gateway({"apis": [_api(tmp_path)]})
+    url = f"ws://127.0.0.1:{gateway.port}/dev"
+    a = await _ask(url, "a")
+    b = await _ask(url, "b")
+    plain = await _ask(url, "plain")
+    assert a["env"] == {"SHARED": "api", "ONLY_A": "secret-a", "ONLY_B": None, "TABLE": "table-a"}
+    assert b["env"] == {"SHARED": "api", "ONLY_A": None, "ONLY_B": "secret-b", "TABLE": "api-table"}
+    assert plain["env"] == {"SHARED": "api", "ONLY_A": None, "ONLY_B": None, "TABLE": "api-table"}
+    # Own code_dir: route b runs b/app.py although the API's code_dir holds another app.py.
+    assert (a["mark"], b["mark"], plain["mark"]) == ("a", "b", "a")
+    assert (a["memory"], b["memory"]) == (512, 128)
+    assert 5000 < a["remaining_ms"] <= 7000  # its own timeout_s
+    assert 7000 < b["remaining_ms"] <= 29000  # the API's integration_timeout_s
+
+
+def _problems(raw: dict[str, Any], base: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"apis": [raw]}, base)
+    return info.value.problems
+
+
+def test_inprocess_refuses_what_it_cannot_keep(tmp_path: Path) -> None:
+    raw = _api(tmp_path)
+    raw["runtime"] = "inprocess"
+    raw["routes"]["b"]["runtime"] = "process"  # b keeps its variables: it has workers
+    raw["routes"]["c"] = {"handler": "app.probe", "reserved_concurrency": 2}
+    (line,) = _problems(raw, tmp_path)
+    assert "routes.a.environment: a function's own variables need runtime: process" in line
+    assert "routes.c.reserved_concurrency: needs runtime: process" in line
+    assert "routes.b" not in line
+
+
+def test_function_code_dir_is_relative_to_the_config_and_must_exist(tmp_path: Path) -> None:
+    raw = _api(tmp_path)
+    raw["routes"]["b"]["code_dir"] = "b"  # relative: resolved against the config's directory
+    settings = parse_config({"apis": [raw]}, tmp_path)
+    assert settings.apis[0].routes["b"].code_dir == (tmp_path / "b").resolve()
+    raw["routes"]["b"]["code_dir"] = "missing"
+    (line,) = _problems(raw, tmp_path)
+    assert line.startswith("apis[0].routes.b: code_dir '")
+    assert "does not exist" in line
