@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,7 @@ from sockway.transport.listener import ListenError
 
 if TYPE_CHECKING:
     from sockway.gateway.gateway import Gateway
+    from sockway.projects.launch import PreparedProject
 
 log = logging.getLogger("sockway")
 
@@ -39,12 +40,57 @@ def _fail(problems: list[str]) -> None:
     sys.exit(1)
 
 
+def _project_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that read an existing project instead of sockway's own YAML."""
+    options = [
+        click.option(
+            "--template",
+            "template_path",
+            type=click.Path(path_type=Path, exists=True),
+            help="SAM / CloudFormation template (YAML or JSON), or a CDK cdk.out directory.",
+        ),
+        click.option(
+            "--serverless",
+            "serverless_path",
+            type=click.Path(path_type=Path, exists=True),
+            help="serverless.yml of a Serverless Framework project.",
+        ),
+        click.option(
+            "--parameter",
+            "parameters",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Template parameter value (repeatable); overrides its Default.",
+        ),
+        click.option(
+            "--api-key",
+            "api_keys",
+            multiple=True,
+            metavar="LOGICAL_ID=KEY",
+            help="Pin the key of an AWS::AppSync::ApiKey (default: generated at start).",
+        ),
+        click.option(
+            "--stage",
+            help="serverless.yml: the stage (${opt:stage}; default provider.stage or dev).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
     help="YAML configuration file. Without it, an embedded demo API is served.",
+)
+@_project_options
+@click.option(
+    "--dynamodb-endpoint",
+    metavar="URL",
+    help="DynamoDB the project's tables are created in (default: an embedded moto server).",
 )
 @click.option("--host", help="Override the host of 'listen'.")
 @click.option("--port", type=int, help="Override the port of 'listen' (0 picks a free port).")
@@ -63,6 +109,12 @@ def _fail(problems: list[str]) -> None:
 @click.option("--tls-port", type=int, hidden=True)
 def serve(
     config_path: Path | None,
+    template_path: Path | None,
+    serverless_path: Path | None,
+    parameters: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    stage: str | None,
+    dynamodb_endpoint: str | None,
     host: str | None,
     port: int | None,
     reload: bool,
@@ -70,7 +122,62 @@ def serve(
     worker_fd: int | None,
     tls_port: int | None,
 ) -> None:
-    """Start the gateway (the embedded demo when no --config is given)."""
+    """Start the gateway (the embedded demo when no --config, --template or --serverless)."""
+    prepared = None
+    if template_path is not None or serverless_path is not None:
+        prepared = _prepare_project(
+            config_path,
+            template_path,
+            serverless_path,
+            parameters=parameters,
+            api_keys=api_keys,
+            stage=stage,
+            host=host,
+            port=port,
+            dynamodb_endpoint=dynamodb_endpoint,
+            start_services=True,
+        )
+        config_path = prepared.config_path
+        host = port = None  # the generated configuration has the listen address (port fixed)
+        click.echo("\n".join(prepared.banner()))
+    try:
+        _serve_config(config_path, host, port, reload, workers, worker_fd, tls_port)
+    finally:
+        if prepared is not None:
+            prepared.stop()
+
+
+def _prepare_project(
+    config_path: Path | None,
+    template_path: Path | None,
+    serverless_path: Path | None,
+    **options: Any,
+) -> PreparedProject:
+    from sockway.projects.launch import prepare
+
+    if sum(p is not None for p in (config_path, template_path, serverless_path)) > 1:
+        _fail(["give one of --config, --template and --serverless"])
+    try:
+        if template_path is not None:
+            return prepare(template_path, "template", **options)
+        assert serverless_path is not None
+        return prepare(serverless_path, "serverless", **options)
+    except ConfigError as exc:
+        _fail(exc.problems)
+    except RuntimeError as exc:
+        _fail([str(exc)])
+    raise AssertionError("unreachable")
+
+
+def _serve_config(
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    reload: bool,
+    workers: int | None,
+    worker_fd: int | None,
+    tls_port: int | None,
+) -> None:
     try:
         if config_path is None:
             settings = parse_config(demo_config("127.0.0.1:8080", Path(".sockway")), Path.cwd())
@@ -174,15 +281,41 @@ async def _serve(
 
 
 @main.command("check-config")
-@click.argument("config_path", type=click.Path(path_type=Path))
-def check_config(config_path: Path) -> None:
-    """Validate a configuration file; print every problem with its key path (exit 1)."""
+@click.argument("config_path", type=click.Path(path_type=Path), required=False)
+@_project_options
+def check_config(
+    config_path: Path | None,
+    template_path: Path | None,
+    serverless_path: Path | None,
+    parameters: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    stage: str | None,
+) -> None:
+    """Validate a configuration file, or a project (--template, --serverless); print every
+    problem with its key path or logical id and property (exit 1)."""
+    source = config_path
+    if template_path is not None or serverless_path is not None:
+        prepared = _prepare_project(
+            config_path,
+            template_path,
+            serverless_path,
+            parameters=parameters,
+            api_keys=api_keys,
+            stage=stage,
+            start_services=False,
+        )
+        click.echo("\n".join(prepared.project.summary()))
+        config_path = prepared.config_path
+        source = template_path or serverless_path
+    if config_path is None:
+        _fail(["give a configuration file, --template or --serverless"])
+        return
     try:
         settings = load_config(config_path)
     except ConfigError as exc:
         _fail(exc.problems)
         return
-    click.echo(f"{config_path}: OK ({len(settings.apis)} API(s))")
+    click.echo(f"{source}: OK ({len(settings.apis)} API(s))")
 
 
 if __name__ == "__main__":  # pragma: no cover
