@@ -74,7 +74,8 @@ _NOT_EMULATED = {
     "PropagateTags",
     "RecursiveLoop",
 }
-_DESCRIPTIVE = {"Description", "Tags", "VersionDescription", "PropagateTags"}
+# Accepted without a word: descriptive, or (Role) named by an IAM resource listed already.
+_DESCRIPTIVE = {"Description", "Tags", "VersionDescription", "PropagateTags", "Role"}
 _POWERTOOLS_LAYER = re.compile(
     r"^arn:aws[\w-]*:lambda:[\w-]+:\d{12}:layer:AWSLambdaPowertoolsPython"
 )
@@ -149,6 +150,7 @@ class FunctionReader:
     findings: Findings
     layers: dict[str, Any]  # layer logical id → resolved layer resource
     layer_refs: dict[str, str]  # layer Ref value → logical id
+    assets: dict[str, str] = field(default_factory=dict)  # CDK S3 object key → asset path
 
     def read(
         self,
@@ -262,6 +264,10 @@ class FunctionReader:
             module = str(props.get("Handler", "index.handler")).rpartition(".")[0] or "index"
             (directory / f"{module.replace('.', '/')}.py").write_text(inline, encoding="utf-8")
             return directory
+        if isinstance(code, dict) and self.assets.get(str(code.get("S3Key"))):
+            # CDK without asset metadata: the assets manifest names the directory.
+            where_key = f"{where}.Code.S3Key"
+            return self._local_dir(self.base_dir / self.assets[str(code["S3Key"])], where_key)
         key = "CodeUri" if kind == SERVERLESS_FUNCTION else "Code"
         uri = props.get("CodeUri") if kind == SERVERLESS_FUNCTION else code
         if uri is None and kind == SERVERLESS_FUNCTION:
@@ -322,6 +328,25 @@ class FunctionReader:
             for site in sorted(python.glob("lib/python3*/site-packages")):
                 paths.append(site)
         return paths
+
+
+def cdk_assets(directory: Path) -> dict[str, str]:
+    """S3 object key → asset directory, from a ``cdk.out``'s ``*.assets.json`` manifests."""
+    import json
+
+    out: dict[str, str] = {}
+    for manifest in sorted(directory.glob("*.assets.json")):
+        try:
+            files = json.loads(manifest.read_text()).get("files", {})
+        except (OSError, ValueError):
+            continue
+        for entry in files.values():
+            path = (entry.get("source") or {}).get("path")
+            for destination in (entry.get("destinations") or {}).values():
+                key = destination.get("objectKey")
+                if isinstance(path, str) and isinstance(key, str):
+                    out[key] = path
+    return out
 
 
 def _has_powertools() -> bool:

@@ -29,6 +29,7 @@ from sockway.projects.lambda_functions import (
     SERVERLESS_FUNCTION,
     FunctionDef,
     FunctionReader,
+    cdk_assets,
     default_function_name,
     merge_globals,
 )
@@ -162,17 +163,46 @@ def read_template(
         document = load_template(template_path)
     except TemplateReadError as exc:
         raise ProjectError([str(exc)]) from None
-    reader = _Reader(
+    return read_document(
         document,
+        template_path,
         base_dir=template_path.parent.resolve(),
+        parameters=parameters,
+        local_host=local_host,
         state_dir=state_dir,
         stack=Stack(region=region, account_id=account_id, stack_name=stack_name),
+        tls=tls,
+        api_keys=api_keys,
+    )
+
+
+def read_document(
+    document: dict[str, Any],
+    source: Path,
+    *,
+    base_dir: Path,
+    local_host: str,
+    state_dir: Path,
+    stack: Stack,
+    parameters: dict[str, str] | None = None,
+    tls: bool = True,
+    api_keys: dict[str, str] | None = None,
+    findings: Findings | None = None,
+) -> Project:
+    """``read_template`` on a parsed template (``projects.serverless`` compiles into one);
+    ``findings`` may already hold the caller's problems and notes."""
+    reader = _Reader(
+        document,
+        base_dir=base_dir,
+        state_dir=state_dir,
+        stack=stack,
         overrides=parameters or {},
         local_host=local_host,
         tls=tls,
         api_keys=api_keys or {},
+        findings=findings or Findings(),
     )
-    project = reader.read(template_path)
+    project = reader.read(source)
     if reader.findings.problems:
         raise ProjectError(reader.findings.problems)
     return project
@@ -190,6 +220,7 @@ class _Reader:
         local_host: str,
         tls: bool,
         api_keys: dict[str, str],
+        findings: Findings,
     ) -> None:
         self.document = document
         self.base_dir = base_dir
@@ -198,7 +229,7 @@ class _Reader:
         self.overrides = overrides
         self.local_host = local_host
         self.tls = tls
-        self.findings = Findings()
+        self.findings = findings
         raw = document.get("Resources")
         self.raw: dict[str, Any] = raw if isinstance(raw, dict) else {}
         self._names: dict[str, Any] = {}
@@ -304,13 +335,14 @@ class _Reader:
             if name in self.overrides:
                 value: Any = self.overrides[name]
             elif "Default" in spec:
-                if kind.startswith("AWS::SSM::Parameter::Value"):
-                    self.findings.problem(
-                        where,
-                        f"an SSM parameter ({spec['Default']}): give --parameter {name}=VALUE",
-                    )
-                    continue
                 value = spec["Default"]
+                if kind.startswith("AWS::SSM::Parameter::Value"):
+                    # CDK's BootstrapVersion: only its Rules read it. sockway reads no SSM, so
+                    # a resource using such a parameter needs --parameter.
+                    self.findings.ignore(
+                        f"{where}: an SSM parameter, not read (its value here is the name "
+                        f"{value!r}; give --parameter {name}=VALUE if a resource uses it)"
+                    )
             else:
                 self.findings.problem(where, f"no Default: give --parameter {name}=VALUE")
                 continue
@@ -373,6 +405,7 @@ class _Reader:
             findings=self.findings,
             layers=layers,
             layer_refs={self._safe_ref(lid): lid for lid in layers},
+            assets=cdk_assets(self.base_dir),
         )
         out: dict[str, FunctionDef] = {}
         for resource in resources.values():
