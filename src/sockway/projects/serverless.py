@@ -44,6 +44,18 @@ _FUNCTION_KEYS_READ = {
     "events",
     "name",
 }
+_PROVIDER_KEYS_READ = {
+    "name",
+    "runtime",
+    "stage",
+    "region",
+    "memorySize",
+    "timeout",
+    "environment",
+    "websocketsApiRouteSelectionExpression",
+    "websocketsApiName",
+    "websocketsDescription",
+}
 _FUNCTION_KEYS_NOT_EMULATED = {
     "description",
     "role",
@@ -213,6 +225,9 @@ def _compile(document: dict[str, Any], stage: str, findings: Findings) -> dict[s
     provider = document.get("provider") or {}
     if provider.get("name", "aws") != "aws":
         findings.problem("provider.name", f"{provider.get('name')!r}: only aws is supported")
+    for key in provider:
+        if key not in _PROVIDER_KEYS_READ:
+            findings.ignore(f"provider.{key}: not emulated")
     service = str(document.get("service", "service"))
     resources: dict[str, Any] = {}
     functions = document.get("functions") or {}
@@ -285,17 +300,15 @@ def _function(
             findings.ignore(f"{where}.{key}: not emulated")
         elif key not in _FUNCTION_KEYS_READ:
             findings.problem(f"{where}.{key}", "not supported by sockway")
+    # The service directory is the package (Lambda's task root): ``src/chat.say`` imports
+    # ``src.chat`` from it, as on Lambda.
     handler = str(spec.get("handler", ""))
-    module, _, func = handler.rpartition(".")
-    code_dir = "."
-    if "/" in module:
-        code_dir, _, module = module.rpartition("/")
     environment = {**(provider.get("environment") or {}), **(spec.get("environment") or {})}
     props: dict[str, Any] = {
         "FunctionName": spec.get("name") or f"{service}-{stage}-{name}",
-        "Handler": f"{module}.{func}" if module else handler,
+        "Handler": handler,
         "Runtime": spec.get("runtime") or provider.get("runtime") or "",
-        "Code": code_dir,
+        "Code": ".",
         "Timeout": spec.get("timeout", provider.get("timeout", DEFAULT_TIMEOUT_S)),
         "MemorySize": spec.get("memorySize", provider.get("memorySize", DEFAULT_MEMORY_MB)),
     }

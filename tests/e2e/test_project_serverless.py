@@ -1,0 +1,55 @@
+"""``sockway serve --serverless serverless.yml`` on a Serverless Framework chat with Python
+handlers (issue 14): websocket events with an authorizer and a two-way route, provider and
+function environment, ``${self:}``/``${env:}``/``${sls:stage}`` variables, the table under
+``resources:``.
+
+A real ``sockway`` process, websockets clients, boto3 reading the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from tests.e2e.projects_support import copy_project, serve_project
+from tests.e2e.test_project_sam import _table, _until_count
+
+
+@pytest.mark.timeout(180)
+async def test_serverless_chat_runs_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = copy_project("sls_chat", tmp_path)
+    monkeypatch.setitem(os.environ, "SLS_CHAT_PREFIX", "bot says")  # ${env:SLS_CHAT_PREFIX}
+    async with serve_project(
+        project, "--serverless", "serverless.yml", "--stage", "prod"
+    ) as served:
+        assert "provider.iam: not emulated" in served.banner
+        table = _table(served.dynamodb_endpoint, "sls-chat-prod-connections")
+        url = f"ws://127.0.0.1:{served.port}/prod"
+        with pytest.raises(InvalidStatus) as denied:
+            await websockets.connect(f"{url}?token=nope")
+        assert denied.value.response.status_code == 403
+        async with (
+            websockets.connect(f"{url}?token=letmein") as ana,
+            websockets.connect(f"{url}?token=letmein") as ben,
+        ):
+            await _until_count(table, 2)
+            # Two-way route chosen by $request.body.type; handler path src/chat.say.
+            await ana.send(json.dumps({"type": "say", "text": "hi"}))
+            reply = json.loads(await asyncio.wait_for(ana.recv(), 30))
+            assert reply["reply"] == "bot says: HI!"
+            assert reply["greeting"] == "hello from prod"  # ${self:custom.greeting.${sls:stage}}
+            assert reply["table"] == "sls-chat-prod-connections"
+            assert 0 < reply["remaining_ms"] <= 5000  # the function's own timeout
+            # $default: the handler posts to https://{domainName}/{stage} itself.
+            await ana.send(json.dumps({"type": "chat", "text": "to ben"}))
+            got = json.loads(await asyncio.wait_for(ben.recv(), 30))
+            assert got == {"type": "chat", "text": "to ben"}
+        await _until_count(table, 0)
