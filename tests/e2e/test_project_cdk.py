@@ -8,6 +8,7 @@ and a raw realtime client on the Events API, boto3 reading the table.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -67,3 +68,24 @@ async def test_cdk_app_runs_from_cdk_out(tmp_path: Path) -> None:
         assert wrong["type"] == "subscribe_error", wrong
         await raw.close()
         assert await _items(table) == []
+
+
+@pytest.mark.timeout(180)
+async def test_one_function_calls_another_through_the_lambda_invoke_api(tmp_path: Path) -> None:
+    project = copy_project("cdk_app", tmp_path)
+    async with serve_project(project / "cdk.out", "--template", ".") as served:
+        url = f"ws://127.0.0.1:{served.port}/prod"
+        headers = {"X-Secret": "open-sesame"}
+        async with (
+            websockets.connect(url, additional_headers=headers) as one,
+            websockets.connect(url, additional_headers=headers) as two,
+        ):
+            table = _table(served.dynamodb_endpoint, served.find(r"table (\S+) \(Connections"))
+            await _until_count(table, 2)
+            # notify invokes the audit function (boto3 lambda.invoke, RequestResponse) and
+            # posts its answer to every connection through the stage's callbackUrl.
+            await one.send(json.dumps({"action": "notify", "text": "deploy done"}))
+            notices = [json.loads(await asyncio.wait_for(ws.recv(), 30)) for ws in (one, two)]
+            reply = json.loads(await asyncio.wait_for(one.recv(), 30))
+        assert notices == [{"notice": "audited: deploy done"}] * 2
+        assert reply == {"sent": "audited: deploy done"}

@@ -91,6 +91,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         for provider in providers if isinstance(providers, list) else []:
             if isinstance(provider, dict):
                 fix(provider, "jwks_file")
+    for function in _raw_functions(raw).values():
+        fix(function, "code_dir")
 
 
 def _code_dir_holders(node: Any) -> list[dict[str, Any]]:
@@ -105,6 +107,13 @@ def _code_dir_holders(node: Any) -> list[dict[str, Any]]:
         for value in node:
             found += _code_dir_holders(value)
     return found
+
+
+def _raw_functions(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    functions = raw.get("functions")
+    if not isinstance(functions, dict):
+        return {}
+    return {str(k): v for k, v in functions.items() if isinstance(v, dict)}
 
 
 def _raw_apis(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -253,4 +262,16 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
                 check_handler_ref(ref, Path(own_dir) if own_dir else None, runtime)
             except HandlerLoadError as exc:
                 problems.append(f"{loc}: {exc}")
+    for name, function in _raw_functions(raw).items():
+        handler, own_dir = function.get("handler"), function.get("code_dir")
+        if not isinstance(handler, str):
+            continue
+        if own_dir is not None and not Path(str(own_dir)).is_dir():
+            problems.append(f"functions.{name}.code_dir: directory '{own_dir}' does not exist")
+            continue
+        try:
+            runtime = str(function.get("runtime") or "inprocess")
+            check_handler_ref(handler, Path(str(own_dir)) if own_dir else None, runtime)
+        except HandlerLoadError as exc:
+            problems.append(f"functions.{name}.handler: {exc}")
     return problems

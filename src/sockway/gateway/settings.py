@@ -16,6 +16,7 @@ from sockway.brokers.settings import MAX_WORKERS, BrokerSettings, workers_proble
 from sockway.events.settings import EventsApi
 from sockway.frontdoor.settings import Strict
 from sockway.pusher.settings import PusherApp
+from sockway.runtimes.settings import FunctionSettings
 from sockway.websocket.settings import WebSocketApi
 
 
@@ -56,6 +57,15 @@ class TlsSettings(Strict):
 Api = Annotated[WebSocketApi | PusherApp | EventsApi, Field(discriminator="type")]
 
 
+class LocalFunction(FunctionSettings):
+    """A function answered by name on the Lambda Invoke API (README "The Lambda Invoke API"):
+    ``POST /2015-03-31/functions/{name}/invocations`` on the gateway's port."""
+
+    handler: str = Field(description="module.function, from code_dir")
+    region: str = "us-east-1"
+    account_id: str = Field("123456789012", pattern=r"^\d{12}$")
+
+
 class Settings(Strict):
     """The whole configuration file."""
 
@@ -71,6 +81,9 @@ class Settings(Strict):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     apis: list[Api] = Field(default_factory=list)
+    functions: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")], LocalFunction] = (
+        Field(default_factory=dict, description="functions the Lambda Invoke API serves by name")
+    )
     broker: BrokerSettings | None = Field(
         None, description="the Redis broker shared by the nodes; none = this process alone"
     )
@@ -85,6 +98,18 @@ class Settings(Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_hostport(value)
+        return value
+
+    @field_validator("functions")
+    @classmethod
+    def _functions_keep_settings(cls, value: dict[str, LocalFunction]) -> dict[str, LocalFunction]:
+        problems = [
+            f"{name}.{problem}"
+            for name, function in value.items()
+            for problem in function.inprocess_problems("inprocess")
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("workers")

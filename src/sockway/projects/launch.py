@@ -90,6 +90,8 @@ def prepare(
 
         project = read_serverless(path, local_host=local_host, state_dir=state_dir, stage=stage)
     prepared = PreparedProject(project, state_dir / GENERATED_CONFIG)
+    # Functions call each other through the Lambda Invoke API the gateway answers.
+    project.add_environment({"AWS_ENDPOINT_URL_LAMBDA": f"http://{local_host}"})
     if project.tables:
         dynamo = LocalDynamoDB(endpoint=dynamodb_endpoint, region=_region(project))
         if start_services:

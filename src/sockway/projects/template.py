@@ -93,6 +93,8 @@ class Project:
         """Give every API's handlers these variables (local services, test credentials)."""
         for api in self.config["apis"]:
             api["environment"] = {**api.get("environment", {}), **environment}
+        for function in self.config.get("functions", {}).values():
+            function["environment"] = {**function.get("environment", {}), **environment}
 
     def summary(self) -> list[str]:
         """What ``serve`` and ``check-config`` print about the project, once."""
@@ -299,6 +301,15 @@ class _Reader:
         config: dict[str, Any] = (
             {"apis": apis, "tls": {"certificate": "auto"}} if self.tls else {"apis": apis}
         )
+        # Every function also answers by name on the Lambda Invoke API (gateway.lambda_api).
+        config["functions"] = {
+            f.name: {
+                **f.settings(),
+                "region": self.stack.region,
+                "account_id": self.stack.account_id,
+            }
+            for f in functions.values()
+        }
         config = self._localise(config)
         return Project(
             source=source,
