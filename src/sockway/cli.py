@@ -136,6 +136,7 @@ def serve(
             port=port,
             dynamodb_endpoint=dynamodb_endpoint,
             start_services=True,
+            progress=lambda line: click.echo(line, err=True),
         )
         config_path = prepared.config_path
         host = port = None  # the generated configuration has the listen address (port fixed)
@@ -304,7 +305,7 @@ def check_config(
             stage=stage,
             start_services=False,
         )
-        click.echo("\n".join(prepared.project.summary()))
+        click.echo("\n".join(prepared.project.summary() + prepared.lines))
         config_path = prepared.config_path
         source = template_path or serverless_path
     if config_path is None:

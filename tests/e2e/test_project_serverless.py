@@ -42,9 +42,9 @@ async def test_serverless_chat_runs_unchanged(
         ):
             await _until_count(table, 2)
             # Two-way route chosen by $request.body.type; handler path src/chat.say.
-            await ana.send(json.dumps({"type": "say", "text": "hi"}))
+            await ana.send(json.dumps({"type": "say", "text": "héllo"}))
             reply = json.loads(await asyncio.wait_for(ana.recv(), 30))
-            assert reply["reply"] == "bot says: HI!"
+            assert reply["reply"] == "bot says: HELLO!"  # text-unidecode from requirements.txt
             assert reply["greeting"] == "hello from prod"  # ${self:custom.greeting.${sls:stage}}
             assert reply["table"] == "sls-chat-prod-connections"
             assert 0 < reply["remaining_ms"] <= 5000  # the function's own timeout
@@ -53,3 +53,12 @@ async def test_serverless_chat_runs_unchanged(
             got = json.loads(await asyncio.wait_for(ben.recv(), 30))
             assert got == {"type": "chat", "text": "to ben"}
         await _until_count(table, 0)
+    assert any("installing " in line for line in served.log)  # progress, on stderr
+    # A second start finds the dependencies installed for the same requirements.txt.
+    async with serve_project(project, "--serverless", "serverless.yml") as again:
+        assert "requirements.txt: cached in" in again.banner
+        async with websockets.connect(f"ws://127.0.0.1:{again.port}/dev?token=letmein") as ws:
+            await ws.send(json.dumps({"type": "say", "text": "ça va"}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert reply["reply"] == "bot says: CA VA!"
+            assert reply["greeting"] == "hello from dev"  # ${opt:stage, 'dev'}

@@ -10,12 +10,14 @@ the workers of ``--workers N``), and the one to read to see what sockway made of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
+from sockway.projects.dependencies import add_dependencies
 from sockway.projects.dynamodb import TEST_CREDENTIAL, LocalDynamoDB, free_port
 from sockway.projects.template import Project, read_template
 
@@ -63,8 +65,10 @@ def prepare(
     dynamodb_endpoint: str | None = None,
     stage: str | None = None,
     start_services: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> PreparedProject:
-    """Translate, start the local services (``start_services``) and write the configuration."""
+    """Translate, start the local services (``start_services``) and write the configuration;
+    ``progress`` is told each slow step (installing dependencies) as it starts and ends."""
     path = path.resolve()
     base = path if path.is_dir() else path.parent
     state_dir = base / ".sockway"
@@ -116,6 +120,15 @@ def prepare(
     for key in project.api_keys:
         pinned = " (pinned)" if key.pinned else ""
         prepared.lines.append(f"AppSync API key {key.logical_id}: {key.key}{pinned}")
+
+    def say(line: str) -> None:
+        prepared.lines.append(line)
+        if progress is not None:
+            progress(line)
+
+    found = add_dependencies(project.config, state_dir, say, install_now=start_services)
+    if found and not start_services:
+        prepared.lines += [f"{path}: installed at serve (not by check-config)" for path in found]
     config = dict(project.config)
     config["listen"] = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     config["state_dir"] = str(state_dir)
