@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     # Readers of users' projects (SAM / CloudFormation / CDK, serverless.yml): they translate a
     # project into the configuration document gateway/ validates.
-    "projects": {"gateway"},
+    "projects": {"gateway", "runtimes"},
 }
 
 # Sans-I/O modules: importing one must not import any of FORBIDDEN.

@@ -87,6 +87,13 @@ async def test_sam_chat_runs_unchanged(tmp_path: Path) -> None:
             pong = json.loads(await asyncio.wait_for(bob.recv(), 30))
             assert pong["pong"] is True
             assert pong["table"] is None  # SAM Globals apply to AWS::Serverless::Function only
+            # A handler building https://{apiId}.execute-api.{region}.amazonaws.com/{stage}
+            # from the event reaches sockway (its workers resolve the name; the development
+            # certificate carries it).
+            await bob.send(json.dumps({"action": "echo"}))
+            echoed = json.loads(await asyncio.wait_for(bob.recv(), 30))
+            api_id = echoed["apiId"]
+            assert echoed["via"] == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/Prod"
         # bob left: $disconnect removed his item.
         (left,) = await _until_count(table, 1)
         assert left["user"] == "alice"

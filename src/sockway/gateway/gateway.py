@@ -155,6 +155,7 @@ class Gateway:
         if s.tls is not None:
             if s.tls.certificate == "auto":
                 hosts = [host] + ([parse_hostport(s.tls.listen)[0]] if s.tls.listen else [])
+                hosts += s.tls.names
                 self.tls = auto_certificate(s.state_dir, hosts)
             else:
                 assert s.tls.key is not None

@@ -35,6 +35,10 @@ class TlsSettings(Strict):
     listen: str | None = None
     certificate: Literal["auto"] | Path = "auto"
     key: Path | None = None
+    names: list[str] = Field(
+        default_factory=list,
+        description="certificate: auto: more DNS names of the certificate (wildcards allowed)",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -49,6 +53,8 @@ class TlsSettings(Strict):
             raise ValueError("a certificate file needs its key file ('key')")
         if self.certificate == "auto" and self.key is not None:
             raise ValueError("'key' is only used with a certificate file, not certificate: auto")
+        if self.certificate != "auto" and self.names:
+            raise ValueError("'names' is only used with certificate: auto")
         return self
 
 

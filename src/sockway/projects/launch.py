@@ -20,6 +20,7 @@ import yaml
 from sockway.projects.dependencies import add_dependencies
 from sockway.projects.dynamodb import TEST_CREDENTIAL, LocalDynamoDB, free_port
 from sockway.projects.template import Project, read_template
+from sockway.runtimes.aws_hosts import ENV as AWS_HOSTS_ENV
 
 ProjectKind = Literal["template", "serverless"]
 GENERATED_CONFIG = "project.sockway.yaml"
@@ -95,7 +96,10 @@ def prepare(
         project = read_serverless(path, local_host=local_host, state_dir=state_dir, stage=stage)
     prepared = PreparedProject(project, state_dir / GENERATED_CONFIG)
     # Functions call each other through the Lambda Invoke API the gateway answers.
-    project.add_environment({"AWS_ENDPOINT_URL_LAMBDA": f"http://{local_host}"})
+    # and reach the gateway at the AWS host names they build themselves (runtimes.aws_hosts).
+    project.add_environment(
+        {"AWS_ENDPOINT_URL_LAMBDA": f"http://{local_host}", AWS_HOSTS_ENV: local_host}
+    )
     if project.tables:
         dynamo = LocalDynamoDB(endpoint=dynamodb_endpoint, region=_region(project))
         if start_services:

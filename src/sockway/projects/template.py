@@ -35,6 +35,7 @@ from sockway.projects.lambda_functions import (
 )
 from sockway.projects.problems import Findings, ProjectError
 from sockway.projects.resources import Resource, derived_id
+from sockway.runtimes.aws_hosts import certificate_names
 
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
 # Resource types with no local effect on what the APIs do: listed once as not emulated.
@@ -298,9 +299,10 @@ class _Reader:
                 "no WebSocket API (AWS::ApiGatewayV2::Api, ProtocolType WEBSOCKET) nor AppSync "
                 "Events API (AWS::AppSync::Api) to serve",
             )
-        config: dict[str, Any] = (
-            {"apis": apis, "tls": {"certificate": "auto"}} if self.tls else {"apis": apis}
-        )
+        config: dict[str, Any] = {"apis": apis}
+        if self.tls:  # handlers call https://… of their APIs, as on AWS
+            names = certificate_names(self.stack.region)
+            config["tls"] = {"certificate": "auto", "names": names}
         # Every function also answers by name on the Lambda Invoke API (gateway.lambda_api).
         config["functions"] = {
             f.name: {
