@@ -159,3 +159,31 @@ Outputs:""",
         "--parameter Missing: the template declares no such parameter",
     ]:
         assert line in out, out
+
+
+@pytest.mark.timeout(120)
+async def test_tables_go_to_the_dynamodb_endpoint_given(tmp_path: Path) -> None:
+    from sockway.projects.dynamodb import LocalDynamoDB
+
+    own = LocalDynamoDB()  # "DynamoDB Local" of the user: a moto server started here
+    endpoint = await asyncio.to_thread(own.start)
+    try:
+        project = copy_project("sam_chat", tmp_path)
+        async with serve_project(
+            project, "--template", "template.yaml", "--dynamodb-endpoint", endpoint
+        ) as served:
+            assert f"DynamoDB: {endpoint} (given)" in served.banner
+            table = _table(endpoint)
+            url = f"ws://127.0.0.1:{served.port}/Prod?token=alice-token"
+            async with websockets.connect(url):
+                (item,) = await _until_count(table, 1)
+                assert item["user"] == "alice"
+        # A second start keeps the existing table (and what it holds).
+        await asyncio.to_thread(table.put_item, Item={"connectionId": "kept"})
+        async with serve_project(
+            project, "--template", "template.yaml", "--dynamodb-endpoint", endpoint
+        ) as served:
+            assert "table chat_connections (ConnectionsTable): kept, it exists" in served.banner
+            assert [i["connectionId"] for i in await _items(table)] == ["kept"]
+    finally:
+        own.stop()
