@@ -384,7 +384,11 @@ class _Reader:
             return False
 
     def _resources(self) -> dict[str, Resource]:
-        globals_ = (self.document.get("Globals") or {}).get("Function") or {}
+        all_globals = self.document.get("Globals") or {}
+        for section in all_globals if isinstance(all_globals, dict) else {}:
+            if section != "Function":
+                self.findings.ignore(f"Globals.{section}: not emulated")
+        globals_ = (all_globals if isinstance(all_globals, dict) else {}).get("Function") or {}
         out: dict[str, Resource] = {}
         for logical_id, body in self.raw.items():
             if not isinstance(body, dict) or not isinstance(body.get("Type"), str):
