@@ -120,3 +120,50 @@ def test_function_code_dir_is_relative_to_the_config_and_must_exist(tmp_path: Pa
     (line,) = _problems(raw, tmp_path)
     assert line.startswith("apis[0].routes.b: code_dir '")
     assert "does not exist" in line
+
+
+HOOK = """
+import json
+import os
+
+
+def record(event, context):
+    with open(os.environ["HOOK_LOG"], "a") as out:
+        out.write(json.dumps({"events": event["payload"]["events"],
+                              "key": event["headers"]["X-Pusher-Key"],
+                              "secret_b": os.environ.get("ONLY_B")}) + "\\n")
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_webhook_handler_has_its_own_settings(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    from tests.e2e.pusher_support import Client, pusher_app
+    from tests.e2e.support import wait_until
+
+    code = write_handlers(tmp_path / "hooks", {"hooks.py": HOOK})
+    log = tmp_path / "hook.log"
+    hook = {
+        "handler": "hooks.record",
+        "runtime": "process",
+        "code_dir": str(code),
+        "environment": {"HOOK_LOG": str(log)},
+        "event_types": ["channel_occupied"],
+    }
+    app = pusher_app(webhooks=[hook], environment={"ONLY_B": "api-level"})
+    gw = await start_gateway({"apis": [app]})
+    client = await Client.connect(gw)
+    await client.subscribe("news")
+    await wait_until(log.exists, timeout=30)
+    (line,) = log.read_text().splitlines()
+    record = json.loads(line)
+    assert record["events"] == [{"name": "channel_occupied", "channel": "news"}]
+    assert record["secret_b"] == "api-level"  # the app's environment under the handler's
+    await client.close()
+    # What the other targets cannot use is refused with its key path.
+    bad = {**hook, "handler": None, "url": "http://127.0.0.1:9/x"}
+    del bad["handler"]
+    with pytest.raises(ConfigError) as info:
+        parse_config({"apis": [pusher_app(webhooks=[bad])]}, tmp_path)
+    assert "only for a webhook with 'handler'" in info.value.problems[0]

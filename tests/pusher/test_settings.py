@@ -57,7 +57,10 @@ def test_errors_have_key_paths(tmp_path: Path) -> None:
     lines = problems(raw, tmp_path)
     assert any(line.startswith("apis[0].app_id: String should match pattern") for line in lines)
     assert any(line.startswith("apis[0].max_connections:") for line in lines)
-    assert "apis[0].webhooks[0]: a webhook needs exactly one of 'url' or 'lambda_function'" in lines
+    assert (
+        "apis[0].webhooks[0]: a webhook needs exactly one of 'url', 'lambda_function' or 'handler'"
+        in lines
+    )
     assert any(line.startswith("apis[1].webhooks[0].event_types[0]:") for line in lines)
     assert any(
         "X-Pusher-Key" in line and line.startswith("apis[1].webhooks[0].headers") for line in lines

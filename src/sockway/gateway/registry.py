@@ -14,8 +14,8 @@ from typing import Any
 from sockway.events import settings as events_settings
 from sockway.events.door import build_events_api
 from sockway.frontdoor.contract import FrontDoor, GatewayContext
+from sockway.pusher import settings as pusher_settings
 from sockway.pusher.door import build_pusher_app
-from sockway.pusher.settings import check_unique_pusher_apps
 from sockway.websocket import settings as websocket_settings
 from sockway.websocket.door import build_websocket_api
 
@@ -48,7 +48,11 @@ class ApiType:
 
 API_TYPES: dict[str, ApiType] = {
     "websocket": ApiType(build_websocket_api, handler_refs=websocket_settings.handler_refs),
-    "pusher": ApiType(build_pusher_app, check_apis=check_unique_pusher_apps),
+    "pusher": ApiType(
+        build_pusher_app,
+        handler_refs=pusher_settings.handler_refs,
+        check_apis=pusher_settings.check_unique_pusher_apps,
+    ),
     "events": ApiType(
         build_events_api,
         handler_refs=events_settings.handler_refs,

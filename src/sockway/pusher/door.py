@@ -27,10 +27,12 @@ from sockway.pusher import wire
 from sockway.pusher.cluster import PusherCluster
 from sockway.pusher.http_api import PusherHttpApi
 from sockway.pusher.session import handle_frame, sweep
-from sockway.pusher.settings import PusherApp
+from sockway.pusher.settings import PusherApp, WebhookSpec
 from sockway.pusher.state import PusherAppState, PusherSocket
 from sockway.pusher.webhook_targets import build_target
 from sockway.pusher.webhooks import Webhooks
+from sockway.runtimes.base import Integration
+from sockway.runtimes.factory import FunctionSpec
 from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
 from sockway.transport.picows_ws import (
     Hold,
@@ -352,7 +354,27 @@ async def _by_key(registry: PusherRegistry, request: web.Request) -> web.StreamR
 
 
 def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoor:
-    targets = [(spec, build_target(spec)) for spec in settings.webhooks]
+    def handler(spec: WebhookSpec) -> Integration:
+        assert spec.handler is not None
+        index = settings.webhooks.index(spec)
+        return ctx.integrations.build(
+            FunctionSpec(
+                ref=spec.handler,
+                function_name=f"{settings.name}-webhook{index}",
+                code_dir=spec.code_dir or settings.code_dir,
+                region=settings.region,
+                account_id=settings.account_id,
+                memory_mb=spec.memory_mb or settings.memory_mb,
+                environment=spec.merged_environment(settings.environment),
+                runtime=spec.runtime or settings.runtime,
+                timeout_s=spec.timeout_s or settings.webhook_delivery.timeout_s,
+                reserved_concurrency=spec.reserved_concurrency,
+                http=settings.http,
+                aws_lambda=settings.lambda_,
+            )
+        )
+
+    targets = [(spec, build_target(spec, handler, ctx.new_id)) for spec in settings.webhooks]
     hooks = Webhooks(settings, targets, ctx.metrics, ctx.node.now_ms)
     app = PusherAppState(settings, ctx.node, ctx.metrics, hooks)
     app.cluster = PusherCluster(app, ctx.cluster)  # one app across the nodes (issue 6)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Strict
+from sockway.runtimes.settings import FunctionSettings, handler_code_dir, handler_runtime
 
 WEBHOOK_EVENT_TYPES = (
     "channel_occupied",
@@ -51,11 +52,16 @@ class LambdaTarget(Strict):
     secret_access_key: str | None = Field(None, repr=False)
 
 
-class WebhookSpec(Strict):
-    """One webhook: a URL or a Lambda function, the event types it wants, and a filter."""
+class WebhookSpec(FunctionSettings):
+    """One webhook: a URL, a Lambda function or a handler, the event types it wants, and a
+    filter. ``handler`` is any handler reference (``module.function``, ``http(s)://…``,
+    ``lambda:NAME``) called with the Lambda webhook event ``{payload, headers}``; the
+    per-function keys (``environment``, ``code_dir``, ``timeout_s``, ``memory_mb``, ``runtime``,
+    ``reserved_concurrency``) apply to it only."""
 
     url: str | None = None
     lambda_function: str | None = None
+    handler: str | None = None
     # soketi's docs put ``region`` at top level while its code reads ``lambda.region``: both work.
     region: str | None = None
     lambda_: LambdaTarget | None = Field(None, alias="lambda")
@@ -65,8 +71,12 @@ class WebhookSpec(Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> WebhookSpec:
-        if (self.url is None) == (self.lambda_function is None):
-            raise ValueError("a webhook needs exactly one of 'url' or 'lambda_function'")
+        targets = [t for t in (self.url, self.lambda_function, self.handler) if t is not None]
+        if len(targets) != 1:
+            raise ValueError("a webhook needs exactly one of 'url', 'lambda_function' or 'handler'")
+        own = [k for k in FunctionSettings.model_fields if getattr(self, k) is not None]
+        if own and self.handler is None:
+            raise ValueError(f"{', '.join(own)}: only for a webhook with 'handler'")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
         return self
@@ -143,6 +153,18 @@ class PusherApp(ApiBase):
     webhooks: list[WebhookSpec] = Field(default_factory=list)
     webhook_delivery: WebhookDelivery = Field(default_factory=lambda: WebhookDelivery())
 
+    @model_validator(mode="after")
+    def _runtimes_keep_settings(self) -> PusherApp:
+        problems = [
+            f"webhooks[{i}].{problem}"
+            for i, hook in enumerate(self.webhooks)
+            if hook.handler is not None
+            for problem in hook.inprocess_problems(self.runtime)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("app_id", mode="before")
     @classmethod
     def _app_id_number(cls, value: Any) -> Any:
@@ -167,3 +189,16 @@ def check_unique_pusher_apps(raw_apis: list[dict[str, Any]]) -> list[str]:
             if owner != str(api.get("name")):
                 problems.append(f"apis[{i}].{field}: app '{owner}' already uses {field} '{value}'")
     return problems
+
+
+def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    """(key path, reference, runtime, code_dir) of a raw app's ``handler`` webhooks (for
+    ``gateway.config``, which resolves them before serving)."""
+    refs: list[tuple[str, str, str, str | None]] = []
+    hooks = api.get("webhooks")
+    for j, hook in enumerate(hooks if isinstance(hooks, list) else []):
+        if isinstance(hook, dict) and isinstance(hook.get("handler"), str):
+            loc = f"apis[{i}].webhooks[{j}].handler"
+            runtime = handler_runtime(api, hook)
+            refs.append((loc, hook["handler"], runtime, handler_code_dir(api, hook)))
+    return refs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ import orjson
 
 from sockway.pusher.settings import WebhookSpec
 from sockway.pusher.webhooks import DeliveryFailed, WebhookTarget
+from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 
 USER_AGENT = "sockway-webhooks/1.0"
 
@@ -125,7 +127,40 @@ class LambdaTarget:
             self._client = None
 
 
-def build_target(spec: WebhookSpec) -> WebhookTarget:
+class HandlerTarget:
+    """A webhook delivered to a handler of any runtime (``IntegrationFactory``), with the
+    event a Lambda webhook gets: ``{"payload": {time_ms, events}, "headers": {...}}``. A
+    handler error or timeout is a failed attempt, retried like an HTTP 5xx."""
+
+    def __init__(self, integration: Integration, new_id: Callable[[], str]) -> None:
+        self.integration = integration
+        self.new_id = new_id
+
+    @property
+    def description(self) -> str:
+        return self.integration.function_name
+
+    async def deliver(self, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
+        event = {"payload": orjson.loads(body), "headers": headers}
+        try:
+            await self.integration.invoke(event, Invocation(self.new_id(), timeout_s))
+        except InvocationTimeout as exc:
+            raise DeliveryFailed(f"no answer within {timeout_s} s", True) from exc
+        except InvocationError as exc:
+            raise DeliveryFailed(f"function error: {exc}", True) from exc
+
+    async def close(self) -> None:
+        return None
+
+
+def build_target(
+    spec: WebhookSpec,
+    handler: Callable[[WebhookSpec], Integration] | None = None,
+    new_id: Callable[[], str] | None = None,
+) -> WebhookTarget:
     if spec.url is not None:
         return HttpTarget(spec.url)
+    if spec.handler is not None:
+        assert handler is not None and new_id is not None, "a handler webhook needs them"
+        return HandlerTarget(handler(spec), new_id)
     return LambdaTarget(spec)
