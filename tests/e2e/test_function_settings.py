@@ -167,3 +167,49 @@ async def test_a_webhook_handler_has_its_own_settings(
     with pytest.raises(ConfigError) as info:
         parse_config({"apis": [pusher_app(webhooks=[bad])]}, tmp_path)
     assert "only for a webhook with 'handler'" in info.value.problems[0]
+
+
+EVENTS_HANDLER = """
+import os
+
+
+def on_publish(event, context):
+    tag = {k: os.environ.get(k) for k in ("SHARED", "ONLY_A", "ONLY_B")}
+    return {"events": [{"id": e["id"], "payload": {**e["payload"], "env": tag}}
+                       for e in event["events"]]}
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_events_handlers_have_their_own_settings(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    from tests.e2e.appsync_support import EventsClient, events_api
+
+    code = write_handlers(tmp_path / "ev", {"evh.py": EVENTS_HANDLER})
+    api = events_api(
+        code,
+        runtime="process",
+        environment={"SHARED": "api"},
+        namespaces={
+            "a": {"on_publish": {"handler": "evh.on_publish", "environment": {"ONLY_A": "1"}}},
+            "b": {"on_publish": {"handler": "evh.on_publish", "environment": {"ONLY_B": "2"}}},
+        },
+    )
+    gw = await start_gateway({"apis": [api]})
+    subscriber = await EventsClient.connect(gw.port)
+    publisher = await EventsClient.connect(gw.port)
+    seen = {}
+    for ns in ("a", "b"):
+        ack = await subscriber.subscribe(f"s-{ns}", f"/{ns}/x")
+        assert ack["type"] == "subscribe_success"
+        published = await publisher.publish(f"p-{ns}", f"/{ns}/x", [{"n": 1}])
+        assert published["type"] == "publish_success", published
+        data = await subscriber.recv(timeout=30)
+        seen[ns] = json.loads(data["event"])["env"]
+    assert seen == {
+        "a": {"SHARED": "api", "ONLY_A": "1", "ONLY_B": None},
+        "b": {"SHARED": "api", "ONLY_A": None, "ONLY_B": "2"},
+    }
+    await subscriber.close()
+    await publisher.close()
