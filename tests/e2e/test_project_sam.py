@@ -159,6 +159,8 @@ Outputs:""",
         "--parameter Missing: the template declares no such parameter",
     ]:
         assert line in out, out
+    # A refused function is said once, not again by every route that uses it.
+    assert "ConnectInteg.Properties.IntegrationUri" not in out
 
 
 @pytest.mark.timeout(120)

@@ -166,3 +166,22 @@ def test_http_proxy_and_the_api_endpoint(tmp_path: Path) -> None:
     assert env["WS"] == "wss://127.0.0.1:9999"
     assert env["CALLBACK"] == "https://127.0.0.1:9999/dev"
     assert env["DEBUG"] == "true"
+
+
+def test_resources_not_emulated_are_listed_and_stand_in_for_outputs(tmp_path: Path) -> None:
+    extra = """
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties: {BucketName: !Ref Nowhere}
+  Cdn:
+    Type: AWS::CloudFront::Distribution
+    Properties:
+      DistributionConfig: {Origins: [{DomainName: !GetAtt Bucket.DomainName}]}
+Outputs:
+  Site:
+    Value: !Join ['', ['https://', !GetAtt Cdn.DomainName]]
+"""
+    project = _read(tmp_path, extra)  # Bucket's !Ref Nowhere is never resolved: not read
+    assert "Bucket (AWS::S3::Bucket)" in project.ignored
+    assert "Cdn (AWS::CloudFront::Distribution): not emulated" in project.ignored
+    assert project.outputs["Site"] == "https://Cdn.DomainName"

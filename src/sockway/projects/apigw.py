@@ -146,6 +146,7 @@ class WebSocketReader:
     region: str
     account_id: str
     findings: Findings
+    refused: set[str]  # names of the template's functions already refused (said once)
 
     def apis(self) -> list[dict[str, Any]]:
         for resource in by_type(self.resources, *TYPES):
@@ -317,7 +318,7 @@ class WebSocketReader:
             self.findings.problem(resource.where(key), f"{uri!r} names no Lambda function")
             return None
         function = self.functions.get(match.group(1))
-        if function is None:
+        if function is None and match.group(1) not in self.refused:
             self.findings.problem(
                 resource.where(key),
                 f"function '{match.group(1)}' is not a (served) function of this template",

@@ -106,6 +106,7 @@ class EventsReader:
     stack: Stack
     findings: Findings
     keys: dict[str, ApiKeyDef]
+    refused: set[str]  # names of the template's functions already refused (said once)
     api_keys: list[ApiKeyDef] = field(default_factory=list)
 
     def apis(self) -> list[dict[str, Any]]:
@@ -264,7 +265,7 @@ class EventsReader:
     def _function(self, uri: Any, where: str) -> FunctionDef | None:
         match = _FUNCTION_NAME.search(uri) if isinstance(uri, str) else None
         function = self.functions.get(match.group(1)) if match else None
-        if function is None:
+        if function is None and not (match and match.group(1) in self.refused):
             self.findings.problem(where, f"{uri!r} is not a (served) function of this template")
         return function
 

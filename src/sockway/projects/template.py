@@ -77,6 +77,12 @@ _NOT_EMULATED_PREFIXES = (
 _REFUSED_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::AppSync::")
 
 
+# The resource types sockway reads; every other type is listed (or refused), not resolved.
+SERVED_TYPES = frozenset(
+    {*apigw.TYPES, *appsync.TYPES, *dynamodb.TYPES, *FUNCTION_TYPES, *LAYER_TYPES}
+)
+
+
 @dataclass
 class Project:
     """A translated project: ``config`` is a sockway configuration document."""
@@ -272,18 +278,27 @@ class _Reader:
         functions = self._functions(resources)
         by_name = {f.name: f for f in functions.values()}
         refs = {lid: self._safe_ref(lid) for lid in resources}
+        refused = {
+            str(refs[r.logical_id])
+            for r in resources.values()
+            if r.type in FUNCTION_TYPES and r.logical_id not in functions
+        }
         apis = apigw.WebSocketReader(
-            resources, refs, by_name, self.stack.region, self.stack.account_id, self.findings
+            resources,
+            refs,
+            by_name,
+            self.stack.region,
+            self.stack.account_id,
+            self.findings,
+            refused,
         ).apis()
         events = appsync.EventsReader(
-            resources, refs, by_name, self.stack, self.findings, self.keys
+            resources, refs, by_name, self.stack, self.findings, self.keys, refused
         )
         apis += events.apis()
         tables = dynamodb.tables(resources, refs, self.findings)
-        served = set(apigw.TYPES) | set(appsync.TYPES) | set(dynamodb.TYPES)
-        served |= set(FUNCTION_TYPES) | set(LAYER_TYPES)
         for resource in resources.values():
-            if resource.type in served:
+            if resource.type in SERVED_TYPES:
                 continue
             if resource.type.startswith(_NOT_EMULATED_PREFIXES):
                 self.findings.ignore(f"{resource.logical_id} ({resource.type})")
@@ -399,11 +414,13 @@ class _Reader:
             props = body.get("Properties") or {}
             if body["Type"] == SERVERLESS_FUNCTION and isinstance(globals_, dict):
                 props = merge_globals(props, globals_)
-            try:
-                resolved = self.resolver.resolve(props, f"{logical_id}.Properties")
-            except IntrinsicError as exc:
-                self.findings.problem(exc.path, exc.message)
-                resolved = {}
+            resolved = props
+            if body["Type"] in SERVED_TYPES:  # the others are only listed: left as written
+                try:
+                    resolved = self.resolver.resolve(props, f"{logical_id}.Properties")
+                except IntrinsicError as exc:
+                    self.findings.problem(exc.path, exc.message)
+                    resolved = {}
             metadata = body.get("Metadata")
             out[logical_id] = Resource(
                 logical_id, body["Type"], resolved, metadata if isinstance(metadata, dict) else {}
@@ -520,6 +537,9 @@ class _Reader:
         if attribute == "Arn":
             service = kind.split("::")[1].lower() if "::" in kind else "unknown"
             return f"arn:aws:{service}:{stack.region}:{stack.account_id}:{logical_id}"
+        if kind not in SERVED_TYPES:
+            # A resource sockway does not emulate: a stand-in value (it is listed as such).
+            return f"{logical_id}.{attribute}"
         raise KeyError(attribute)
 
     # -- where the APIs are served ---------------------------------------------------------------
