@@ -92,6 +92,12 @@ def _project_options(command: Callable[..., None]) -> Callable[..., None]:
     metavar="URL",
     help="DynamoDB the project's tables are created in (default: an embedded moto server).",
 )
+@click.option(
+    "--broker",
+    "broker_url",
+    metavar="REDIS_URL",
+    help="--template/--serverless: the Redis broker of the gateway (needed by --workers N).",
+)
 @click.option("--host", help="Override the host of 'listen'.")
 @click.option("--port", type=int, help="Override the port of 'listen' (0 picks a free port).")
 @click.option(
@@ -115,6 +121,7 @@ def serve(
     api_keys: tuple[str, ...],
     stage: str | None,
     dynamodb_endpoint: str | None,
+    broker_url: str | None,
     host: str | None,
     port: int | None,
     reload: bool,
@@ -124,6 +131,8 @@ def serve(
 ) -> None:
     """Start the gateway (the embedded demo when no --config, --template or --serverless)."""
     prepared = None
+    if broker_url is not None and template_path is None and serverless_path is None:
+        _fail(["--broker: only with --template or --serverless (else set broker: in the file)"])
     if template_path is not None or serverless_path is not None:
         prepared = _prepare_project(
             config_path,
@@ -135,6 +144,7 @@ def serve(
             host=host,
             port=port,
             dynamodb_endpoint=dynamodb_endpoint,
+            broker_url=broker_url,
             start_services=True,
             progress=lambda line: click.echo(line, err=True),
         )

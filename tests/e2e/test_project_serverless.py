@@ -62,3 +62,27 @@ async def test_serverless_chat_runs_unchanged(
             reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
             assert reply["reply"] == "bot says: CA VA!"
             assert reply["greeting"] == "hello from dev"  # ${opt:stage, 'dev'}
+
+
+@pytest.mark.timeout(180)
+async def test_a_project_on_several_workers_over_redis(tmp_path: Path) -> None:
+    from tests.redis_support import redis_url as shared_redis_url
+
+    project = copy_project("sls_chat", tmp_path)
+    args = ("--serverless", "serverless.yml", "--workers", "2", "--broker", shared_redis_url())
+    async with serve_project(project, *args) as served:
+        assert "listening: 2 workers" in served.banner
+        assert served.banner.count("DynamoDB: ") == 1  # one table store for every worker
+        table = _table(served.dynamodb_endpoint, "sls-chat-dev-connections")
+        url = f"ws://127.0.0.1:{served.port}/dev?token=letmein"
+        clients = [await websockets.connect(url) for _ in range(4)]
+        try:
+            await _until_count(table, 4)
+            await clients[0].send(json.dumps({"type": "chat", "text": "everyone"}))
+            for ws in clients[1:]:  # whichever worker holds it, @connections reaches it
+                got = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert got == {"type": "chat", "text": "everyone"}
+        finally:
+            for ws in clients:
+                await ws.close()
+        await _until_count(table, 0)

@@ -10,6 +10,7 @@ the workers of ``--workers N``), and the one to read to see what sockway made of
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ def prepare(
     parameters: tuple[str, ...] = (),
     api_keys: tuple[str, ...] = (),
     dynamodb_endpoint: str | None = None,
+    broker_url: str | None = None,
     stage: str | None = None,
     start_services: bool = True,
     progress: Callable[[str], None] | None = None,
@@ -136,6 +138,9 @@ def prepare(
     config = dict(project.config)
     config["listen"] = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     config["state_dir"] = str(state_dir)
+    if broker_url is not None:  # one key space per project directory
+        prefix = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+        config["broker"] = {"url": broker_url, "key_prefix": f"sockway-project-{prefix}"}
     header = f"# Written by sockway from {path}; regenerated at every start.\n"
     prepared.config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return prepared
