@@ -87,6 +87,7 @@ async def test_sam_chat_runs_unchanged(tmp_path: Path) -> None:
             pong = json.loads(await asyncio.wait_for(bob.recv(), 30))
             assert pong["pong"] is True
             assert pong["table"] is None  # SAM Globals apply to AWS::Serverless::Function only
+            assert pong["function"].startswith("sockway-local-PingFunction-")  # its own name
             # A handler building https://{apiId}.execute-api.{region}.amazonaws.com/{stage}
             # from the event reaches sockway (its workers resolve the name; the development
             # certificate carries it).

@@ -75,7 +75,7 @@ def build_events_api(api: EventsApi, ctx: GatewayContext) -> EventsFrontDoor:
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
-                function_name=f"{api.name}-{label}",
+                function_name=function.function_name or f"{api.name}-{label}",
                 code_dir=function.code_dir or api.code_dir,
                 region=api.region,
                 account_id=api.account_id,

@@ -106,6 +106,7 @@ class FunctionDef:
             )
         out: dict[str, Any] = {
             "handler": self.handler,
+            "function_name": self.name,
             "runtime": "process",
             "code_dir": str(self.code_dir),
             "memory_mb": max(128, min(self.memory_mb, 10240)),

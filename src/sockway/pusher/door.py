@@ -360,7 +360,7 @@ def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoo
         return ctx.integrations.build(
             FunctionSpec(
                 ref=spec.handler,
-                function_name=f"{settings.name}-webhook{index}",
+                function_name=spec.function_name or f"{settings.name}-webhook{index}",
                 code_dir=spec.code_dir or settings.code_dir,
                 region=settings.region,
                 account_id=settings.account_id,

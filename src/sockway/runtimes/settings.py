@@ -68,6 +68,12 @@ class FunctionSettings(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, le=900, description="overrides the API's handler timeout for this function"
     )
+    function_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="the name the handler sees (context.function_name, AWS_LAMBDA_FUNCTION_"
+        "NAME); default {api}-{route or slot}",
+    )
     memory_mb: int | None = Field(
         None, ge=128, le=10240, description="overrides the API's memory_mb for this function"
     )

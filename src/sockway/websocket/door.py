@@ -90,7 +90,7 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
-                function_name=f"{api.name}-{label}".replace("$", ""),
+                function_name=function.function_name or f"{api.name}-{label}".replace("$", ""),
                 code_dir=function.code_dir or api.code_dir,
                 region=api.region,
                 account_id=api.account_id,
