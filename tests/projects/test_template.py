@@ -10,7 +10,8 @@ import pytest
 
 from sockway.gateway.config import parse_config
 from sockway.projects.problems import ProjectError
-from sockway.projects.template import Project, read_template
+from sockway.projects.project import Project
+from sockway.projects.template import read_template
 
 BASE = """
 AWSTemplateFormatVersion: "2010-09-09"

@@ -20,7 +20,8 @@ import yaml
 
 from sockway.projects.dependencies import add_dependencies
 from sockway.projects.dynamodb import TEST_CREDENTIAL, LocalDynamoDB, free_port
-from sockway.projects.template import Project, read_template
+from sockway.projects.project import Project
+from sockway.projects.template import read_template
 from sockway.runtimes.aws_hosts import ENV as AWS_HOSTS_ENV
 
 ProjectKind = Literal["template", "serverless"]

@@ -28,7 +28,8 @@ from typing import Any
 from sockway.projects.cfn_yaml import TemplateReadError, load_template
 from sockway.projects.intrinsics import Stack
 from sockway.projects.problems import Findings, ProjectError
-from sockway.projects.template import Project, read_document
+from sockway.projects.project import Project
+from sockway.projects.template import read_document
 
 _INNER = re.compile(r"\$\{([^${}]+)\}")
 _WHOLE = re.compile(r"^\$\{([^${}]+)\}$")
