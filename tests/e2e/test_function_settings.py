@@ -40,8 +40,9 @@ def probe(event, context):
 
 
 def _api(tmp_path: Path) -> dict[str, Any]:
-    a = write_handlers(tmp_path / "a", {"app.py": ENV_PROBE.format(mark="a")})
-    b = write_handlers(tmp_path / "b", {"app.py": ENV_PROBE.format(mark="b")})
+    # A module name of its own: the in-process check below imports it into this interpreter.
+    a = write_handlers(tmp_path / "a", {"fsprobe.py": ENV_PROBE.format(mark="a")})
+    b = write_handlers(tmp_path / "b", {"fsprobe.py": ENV_PROBE.format(mark="b")})
     return {
         "name": "fs",
         "type": "websocket",
@@ -49,21 +50,21 @@ def _api(tmp_path: Path) -> dict[str, Any]:
         "code_dir": str(a),
         "environment": {"SHARED": "api", "TABLE": "api-table"},
         "routes": {
-            "$connect": "app.connect",
+            "$connect": "fsprobe.connect",
             "a": {
-                "handler": "app.probe",
+                "handler": "fsprobe.probe",
                 "route_response": True,
                 "environment": {"ONLY_A": "secret-a", "TABLE": "table-a"},
                 "memory_mb": 512,
                 "timeout_s": 7,
             },
             "b": {
-                "handler": "app.probe",
+                "handler": "fsprobe.probe",
                 "route_response": True,
                 "code_dir": str(b),
                 "environment": {"ONLY_B": "secret-b"},
             },
-            "plain": {"handler": "app.probe", "route_response": True},
+            "plain": {"handler": "fsprobe.probe", "route_response": True},
         },
     }
 
@@ -104,7 +105,7 @@ def test_inprocess_refuses_what_it_cannot_keep(tmp_path: Path) -> None:
     raw = _api(tmp_path)
     raw["runtime"] = "inprocess"
     raw["routes"]["b"]["runtime"] = "process"  # b keeps its variables: it has workers
-    raw["routes"]["c"] = {"handler": "app.probe", "reserved_concurrency": 2}
+    raw["routes"]["c"] = {"handler": "fsprobe.probe", "reserved_concurrency": 2}
     (line,) = _problems(raw, tmp_path)
     assert "routes.a.environment: a function's own variables need runtime: process" in line
     assert "routes.c.reserved_concurrency: needs runtime: process" in line
