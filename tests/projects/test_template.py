@@ -186,3 +186,23 @@ Outputs:
     assert "Bucket (AWS::S3::Bucket)" in project.ignored
     assert "Cdn (AWS::CloudFront::Distribution): not emulated" in project.ignored
     assert project.outputs["Site"] == "https://Cdn.DomainName"
+
+
+def test_samconfig_parameter_overrides_fill_parameters(tmp_path: Path) -> None:
+    extra = """
+Parameters:
+  Greeting: {Type: String, Default: hi}
+  Other: {Type: String, Default: x}
+"""
+    replace = (
+        "      Runtime: python3.12\n",
+        "      Runtime: python3.12\n      Environment:\n"
+        "        Variables: {GREETING: !Ref Greeting, OTHER: !Ref Other}\n",
+    )
+    (tmp_path / "samconfig.toml").write_text(
+        "version = 0.1\n[default.deploy.parameters]\n"
+        'parameter_overrides = "Greeting=\\"hello there\\" Other=y"\n'
+    )
+    project = _read(tmp_path, extra, replace)
+    env = project.config["apis"][0]["routes"]["$default"]["environment"]
+    assert (env["GREETING"], env["OTHER"]) == ("hello there", "y")

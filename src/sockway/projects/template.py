@@ -100,6 +100,7 @@ def read_template(
         document = load_template(template_path)
     except TemplateReadError as exc:
         raise ProjectError([str(exc)]) from None
+    parameters = {**samconfig_parameters(template_path.parent), **(parameters or {})}
     return read_document(
         document,
         template_path,
@@ -111,6 +112,37 @@ def read_template(
         tls=tls,
         api_keys=api_keys,
     )
+
+
+def samconfig_parameters(directory: Path) -> dict[str, str]:
+    """``parameter_overrides`` of ``samconfig.toml`` beside the template (``[default.deploy
+    .parameters]``, else ``[default.global.parameters]``), as ``sam deploy`` uses them;
+    ``--parameter`` wins over them."""
+    import shlex
+    import tomllib
+
+    path = directory / "samconfig.toml"
+    if not path.is_file():
+        return {}
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProjectError([f"{path}: cannot read: {exc}"]) from None
+    default = config.get("default") or {}
+    for section in ("deploy", "global"):
+        overrides = ((default.get(section) or {}).get("parameters") or {}).get(
+            "parameter_overrides"
+        )
+        if overrides is None:
+            continue
+        pairs = overrides if isinstance(overrides, list) else shlex.split(str(overrides))
+        out: dict[str, str] = {}
+        for pair in pairs:
+            name, sep, value = str(pair).partition("=")
+            if sep:
+                out[name] = value
+        return out
+    return {}
 
 
 def read_document(
