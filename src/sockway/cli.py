@@ -73,6 +73,10 @@ def _project_options(command: Callable[..., None]) -> Callable[..., None]:
             "--stage",
             help="serverless.yml: the stage (${opt:stage}; default provider.stage or dev).",
         ),
+        click.option(
+            "--region",
+            help="--template: the stack's region (AWS::Region; default us-east-1).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -120,6 +124,7 @@ def serve(
     parameters: tuple[str, ...],
     api_keys: tuple[str, ...],
     stage: str | None,
+    region: str | None,
     dynamodb_endpoint: str | None,
     broker_url: str | None,
     host: str | None,
@@ -141,6 +146,7 @@ def serve(
             parameters=parameters,
             api_keys=api_keys,
             stage=stage,
+            region=region,
             host=host,
             port=port,
             dynamodb_endpoint=dynamodb_endpoint,
@@ -301,6 +307,7 @@ def check_config(
     parameters: tuple[str, ...],
     api_keys: tuple[str, ...],
     stage: str | None,
+    region: str | None,
 ) -> None:
     """Validate a configuration file, or a project (--template, --serverless); print every
     problem with its key path or logical id and property (exit 1)."""
@@ -313,6 +320,7 @@ def check_config(
             parameters=parameters,
             api_keys=api_keys,
             stage=stage,
+            region=region,
             start_services=False,
         )
         click.echo("\n".join(prepared.project.summary() + prepared.lines))

@@ -206,3 +206,17 @@ Parameters:
     project = _read(tmp_path, extra, replace)
     env = project.config["apis"][0]["routes"]["$default"]["environment"]
     assert (env["GREETING"], env["OTHER"]) == ("hello there", "y")
+
+
+def test_the_region_is_the_stacks(tmp_path: Path) -> None:
+    (tmp_path / "code" / "handlers").mkdir(parents=True)
+    (tmp_path / "code" / "handlers" / "app.py").write_text("def handler(e, c):\n    return {}\n")
+    (tmp_path / "template.yaml").write_text(BASE)
+    project = read_template(
+        tmp_path / "template.yaml",
+        local_host="127.0.0.1:9999",
+        state_dir=tmp_path / "state",
+        region="eu-west-1",
+    )
+    assert project.config["apis"][0]["region"] == "eu-west-1"
+    assert "*.execute-api.eu-west-1.amazonaws.com" in project.config["tls"]["names"]

@@ -68,6 +68,7 @@ def prepare(
     dynamodb_endpoint: str | None = None,
     broker_url: str | None = None,
     stage: str | None = None,
+    region: str | None = None,
     start_services: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> PreparedProject:
@@ -92,11 +93,14 @@ def prepare(
             api_keys=_parse_pairs(api_keys, "--api-key"),
             local_host=local_host,
             state_dir=state_dir,
+            region=region or "us-east-1",
         )
     else:
         from sockway.projects.serverless import read_serverless
 
-        project = read_serverless(path, local_host=local_host, state_dir=state_dir, stage=stage)
+        project = read_serverless(
+            path, local_host=local_host, state_dir=state_dir, stage=stage, region=region
+        )
     prepared = PreparedProject(project, state_dir / GENERATED_CONFIG)
     # Functions call each other through the Lambda Invoke API the gateway answers.
     # and reach the gateway at the AWS host names they build themselves (runtimes.aws_hosts).

@@ -190,7 +190,12 @@ def _route_name(route: str) -> str:
 
 
 def read_serverless(
-    path: Path, *, local_host: str, state_dir: Path, stage: str | None = None
+    path: Path,
+    *,
+    local_host: str,
+    state_dir: Path,
+    stage: str | None = None,
+    region: str | None = None,
 ) -> Project:
     """Translate a serverless.yml (see the module docstring); raise ``ProjectError``."""
     if path.is_dir():
@@ -202,9 +207,11 @@ def read_serverless(
     provider = raw.get("provider") if isinstance(raw.get("provider"), dict) else {}
     assert isinstance(provider, dict)
     account = "123456789012"
-    early = _Variables(raw, stage or "dev", "us-east-1", account)
+    # --stage and --region are ${opt:stage} and ${opt:region}; provider's values else.
+    early = _Variables(raw, stage or "dev", region or "us-east-1", account)
     chosen_stage = stage or str(early.resolve(provider.get("stage", "dev"), "provider.stage"))
-    region = str(early.resolve(provider.get("region", "us-east-1"), "provider.region"))
+    if region is None:
+        region = str(early.resolve(provider.get("region", "us-east-1"), "provider.region"))
     variables = _Variables(raw, chosen_stage, region, account)
     document = variables.resolve(raw, "")
     findings = variables.findings
