@@ -44,6 +44,9 @@ ALLOWED: dict[str, set[str]] = {
         "console",
         *FRONT_DOORS,
     },
+    # Readers of users' projects (SAM / CloudFormation / CDK, serverless.yml): they translate a
+    # project into the configuration document gateway/ validates.
+    "projects": {"gateway", "runtimes"},
 }
 
 # Sans-I/O modules: importing one must not import any of FORBIDDEN.
@@ -63,6 +66,7 @@ PURE_MODULES = [
     "sockway.pusher.wire",
     "sockway.pusher.channels",
     "sockway.pusher.signatures",
+    "sockway.projects.intrinsics",
 ]
 FORBIDDEN = ["socket", "ssl", "asyncio", "aiohttp", "picows", "redis", "botocore", "boto3", "http"]
 

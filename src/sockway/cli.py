@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,7 @@ from sockway.transport.listener import ListenError
 
 if TYPE_CHECKING:
     from sockway.gateway.gateway import Gateway
+    from sockway.projects.launch import PreparedProject
 
 log = logging.getLogger("sockway")
 
@@ -41,6 +42,49 @@ def _fail(problems: list[str]) -> None:
     sys.exit(1)
 
 
+def _project_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that read an existing project instead of sockway's own YAML."""
+    options = [
+        click.option(
+            "--template",
+            "template_path",
+            type=click.Path(path_type=Path, exists=True),
+            help="SAM / CloudFormation template (YAML or JSON), or a CDK cdk.out directory.",
+        ),
+        click.option(
+            "--serverless",
+            "serverless_path",
+            type=click.Path(path_type=Path, exists=True),
+            help="serverless.yml of a Serverless Framework project.",
+        ),
+        click.option(
+            "--parameter",
+            "parameters",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Template parameter value (repeatable); overrides its Default.",
+        ),
+        click.option(
+            "--api-key",
+            "api_keys",
+            multiple=True,
+            metavar="LOGICAL_ID=KEY",
+            help="Pin the key of an AWS::AppSync::ApiKey (default: generated at start).",
+        ),
+        click.option(
+            "--stage",
+            help="serverless.yml: the stage (${opt:stage}; default provider.stage or dev).",
+        ),
+        click.option(
+            "--region",
+            help="--template: the stack's region (AWS::Region; default us-east-1).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.option(
     "--config",
@@ -53,6 +97,18 @@ def _fail(problems: list[str]) -> None:
     "soketi_path",
     type=click.Path(path_type=Path),
     help="A soketi JSON configuration, read as soketi reads it (with SOKETI_* variables).",
+)
+@_project_options
+@click.option(
+    "--dynamodb-endpoint",
+    metavar="URL",
+    help="DynamoDB the project's tables are created in (default: an embedded moto server).",
+)
+@click.option(
+    "--broker",
+    "broker_url",
+    metavar="REDIS_URL",
+    help="--template/--serverless: the Redis broker of the gateway (needed by --workers N).",
 )
 @click.option("--host", help="Override the host of 'listen'.")
 @click.option("--port", type=int, help="Override the port of 'listen' (0 picks a free port).")
@@ -72,6 +128,14 @@ def _fail(problems: list[str]) -> None:
 def serve(
     config_path: Path | None,
     soketi_path: Path | None,
+    template_path: Path | None,
+    serverless_path: Path | None,
+    parameters: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    stage: str | None,
+    region: str | None,
+    dynamodb_endpoint: str | None,
+    broker_url: str | None,
     host: str | None,
     port: int | None,
     reload: bool,
@@ -79,7 +143,70 @@ def serve(
     worker_fd: int | None,
     tls_port: int | None,
 ) -> None:
-    """Start the gateway (the embedded demo when no --config is given)."""
+    """Start the gateway (the embedded demo when no --config, --template or --serverless)."""
+    prepared = None
+    if broker_url is not None and template_path is None and serverless_path is None:
+        _fail(["--broker: only with --template or --serverless (else set broker: in the file)"])
+    if soketi_path is not None and (template_path is not None or serverless_path is not None):
+        _fail(["--soketi-config: not with --template or --serverless"])
+    if template_path is not None or serverless_path is not None:
+        prepared = _prepare_project(
+            config_path,
+            template_path,
+            serverless_path,
+            parameters=parameters,
+            api_keys=api_keys,
+            stage=stage,
+            region=region,
+            host=host,
+            port=port,
+            dynamodb_endpoint=dynamodb_endpoint,
+            broker_url=broker_url,
+            start_services=True,
+            progress=lambda line: click.echo(line, err=True),
+        )
+        config_path = prepared.config_path
+        host = port = None  # the generated configuration has the listen address (port fixed)
+        click.echo("\n".join(prepared.banner()))
+    try:
+        _serve_config(config_path, soketi_path, host, port, reload, workers, worker_fd, tls_port)
+    finally:
+        if prepared is not None:
+            prepared.stop()
+
+
+def _prepare_project(
+    config_path: Path | None,
+    template_path: Path | None,
+    serverless_path: Path | None,
+    **options: Any,
+) -> PreparedProject:
+    from sockway.projects.launch import prepare
+
+    if sum(p is not None for p in (config_path, template_path, serverless_path)) > 1:
+        _fail(["give one of --config, --template and --serverless"])
+    try:
+        if template_path is not None:
+            return prepare(template_path, "template", **options)
+        assert serverless_path is not None
+        return prepare(serverless_path, "serverless", **options)
+    except ConfigError as exc:
+        _fail(exc.problems)
+    except RuntimeError as exc:
+        _fail([str(exc)])
+    raise AssertionError("unreachable")
+
+
+def _serve_config(
+    config_path: Path | None,
+    soketi_path: Path | None,
+    host: str | None,
+    port: int | None,
+    reload: bool,
+    workers: int | None,
+    worker_fd: int | None,
+    tls_port: int | None,
+) -> None:
     try:
         if soketi_path is not None:
             if config_path is not None:
@@ -217,13 +344,47 @@ async def _serve(
 
 
 @main.command("check-config")
-@click.argument("config_paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def check_config(config_paths: tuple[Path, ...]) -> None:
-    """Validate configuration files; print every problem with its key path (exit 1).
+@click.argument("config_paths", nargs=-1, type=click.Path(path_type=Path))
+@_project_options
+def check_config(
+    config_paths: tuple[Path, ...],
+    template_path: Path | None,
+    serverless_path: Path | None,
+    parameters: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    stage: str | None,
+    region: str | None,
+) -> None:
+    """Validate configuration files, or a project (--template, --serverless); print every
+    problem with its key path or logical id and property (exit 1).
 
     Each file is checked on its own: the handler modules one file imports are forgotten
     before the next, so two projects may both have an ``app.py``.
     """
+    if template_path is not None or serverless_path is not None:
+        if len(config_paths) > 1:
+            _fail(["--template / --serverless: check one project at a time"])
+        prepared = _prepare_project(
+            config_paths[0] if config_paths else None,
+            template_path,
+            serverless_path,
+            parameters=parameters,
+            api_keys=api_keys,
+            stage=stage,
+            region=region,
+            start_services=False,
+        )
+        click.echo("\n".join(prepared.project.summary() + prepared.lines))
+        source = template_path or serverless_path
+        try:
+            settings = load_config(prepared.config_path)
+        except ConfigError as exc:
+            _fail(exc.problems)
+            return
+        click.echo(f"{source}: OK ({len(settings.apis)} API(s))")
+        return
+    if not config_paths:
+        _fail(["give a configuration file, --template or --serverless"])
     failed = False
     for path in config_paths:
         try:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Credential, Strict
-from sockway.runtimes.settings import FunctionSettings, handler_runtime
+from sockway.runtimes.settings import FunctionSettings, handler_code_dir, handler_runtime
 
 AuthType = Literal[
     "API_KEY", "AWS_LAMBDA", "OPENID_CONNECT", "AMAZON_COGNITO_USER_POOLS", "AWS_IAM"
@@ -53,7 +53,6 @@ class LambdaAuthProvider(FunctionSettings):
     handler: str
     result_ttl_s: int = Field(0, ge=0, le=3600, description="authorizerResultTtlInSeconds")
     identity_validation_expression: str | None = None
-    timeout_s: float | None = Field(None, gt=0, le=900)
 
     @field_validator("identity_validation_expression")
     @classmethod
@@ -122,7 +121,6 @@ class HandlerSpec(FunctionSettings):
 
     handler: str
     invoke_type: Literal["REQUEST_RESPONSE", "EVENT"] = "REQUEST_RESPONSE"
-    timeout_s: float | None = Field(None, gt=0, le=900)
 
 
 def _short_handler(value: Any) -> Any:
@@ -242,6 +240,27 @@ class EventsApi(ApiBase):
                     raise ValueError(f"{where}: {mode} is not listed in auth_providers")
         return self
 
+    @model_validator(mode="after")
+    def _runtimes_keep_settings(self) -> EventsApi:
+        functions: list[tuple[str, FunctionSettings]] = [
+            (f"auth_providers[{j}]", p)
+            for j, p in enumerate(self.auth_providers)
+            if isinstance(p, LambdaAuthProvider)
+        ]
+        for name, ns in self.namespaces.items():
+            for slot in ("on_publish", "on_subscribe"):
+                spec = getattr(ns, slot)
+                if spec is not None:
+                    functions.append((f"namespaces.{name}.{slot}", spec))
+        problems = [
+            f"{where}.{problem}"
+            for where, spec in functions
+            for problem in spec.inprocess_problems(self.runtime)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def provider_types(self) -> list[AuthType]:
         return [p.type for p in self.auth_providers]
@@ -273,10 +292,10 @@ class EventsApi(ApiBase):
 EVENTS_AUTH_TYPES: tuple[str, ...] = get_args(AuthType)
 
 
-def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(key path, reference, runtime) of a raw API's Lambda authorizer and every namespace
+def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    """(key path, reference, runtime, code_dir) of a raw API's Lambda authorizer and every namespace
     handler (for ``gateway.config``, which resolves them before serving)."""
-    refs: list[tuple[str, str, str]] = []
+    refs: list[tuple[str, str, str, str | None]] = []
     providers = api.get("auth_providers")
     if isinstance(providers, list):
         for j, provider in enumerate(providers):
@@ -284,7 +303,8 @@ def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
                 handler = provider.get("handler")
                 if isinstance(handler, str):
                     loc = f"apis[{i}].auth_providers[{j}].handler"
-                    refs.append((loc, handler, handler_runtime(api, provider)))
+                    runtime = handler_runtime(api, provider)
+                    refs.append((loc, handler, runtime, handler_code_dir(api, provider)))
     namespaces = api.get("namespaces")
     if isinstance(namespaces, dict):
         for name, ns in namespaces.items():
@@ -295,5 +315,6 @@ def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
                 handler = spec.get("handler") if isinstance(spec, dict) else spec
                 if isinstance(handler, str):
                     loc = f"apis[{i}].namespaces.{name}.{slot}"
-                    refs.append((loc, handler, handler_runtime(api, spec)))
+                    runtime = handler_runtime(api, spec)
+                    refs.append((loc, handler, runtime, handler_code_dir(api, spec)))
     return refs

@@ -156,11 +156,35 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         fix(raw["tls"], "certificate")
         fix(raw["tls"], "key")
     for api in _raw_apis(raw):
-        fix(api, "code_dir")
+        for container in _code_dir_holders(api):
+            fix(container, "code_dir")
         providers = api.get("auth_providers")
         for provider in providers if isinstance(providers, list) else []:
             if isinstance(provider, dict):
                 fix(provider, "jwks_file")
+    for function in _raw_functions(raw).values():
+        fix(function, "code_dir")
+
+
+def _code_dir_holders(node: Any) -> list[dict[str, Any]]:
+    """Every mapping under a raw API that sets ``code_dir`` (the API and its functions)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "code_dir" in node:
+            found.append(node)
+        for value in node.values():
+            found += _code_dir_holders(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _code_dir_holders(value)
+    return found
+
+
+def _raw_functions(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    functions = raw.get("functions")
+    if not isinstance(functions, dict):
+        return {}
+    return {str(k): v for k, v in functions.items() if isinstance(v, dict)}
 
 
 def _raw_apis(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -255,10 +279,10 @@ def _check_unique(raw: dict[str, Any]) -> list[str]:
 def has_inprocess_handlers(i: int, api: dict[str, Any]) -> bool:
     """Whether a raw API runs any handler in the gateway process (its ``environment`` then
     applies to the gateway's own environment; process workers get theirs separately)."""
-    return any(runtime not in ("process", "nodejs") for _, _, runtime in _handler_refs(i, api))
+    return any(ref[2] not in ("process", "nodejs") for ref in _handler_refs(i, api))
 
 
-def _handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
     api_type = API_TYPES.get(str(api.get("type")))
     return api_type.handler_refs(i, api) if api_type is not None else []
 
@@ -301,9 +325,24 @@ def check_handlers(raw: dict[str, Any]) -> list[str]:
             if isinstance(code_dir, str):
                 problems.append(f"apis[{i}].code_dir: directory '{code_dir}' does not exist")
             continue
-        for loc, ref, runtime in _handler_refs(i, api):
+        for loc, ref, runtime, own_dir in _handler_refs(i, api):
+            if own_dir is not None and own_dir != code_dir and not Path(own_dir).is_dir():
+                problems.append(f"{loc}: code_dir '{own_dir}' does not exist")
+                continue
             try:
-                check_handler_ref(ref, Path(code_dir) if code_dir else None, runtime)
+                check_handler_ref(ref, Path(own_dir) if own_dir else None, runtime)
             except HandlerLoadError as exc:
                 problems.append(f"{loc}: {exc}")
+    for name, function in _raw_functions(raw).items():
+        handler, own_dir = function.get("handler"), function.get("code_dir")
+        if not isinstance(handler, str):
+            continue
+        if own_dir is not None and not Path(str(own_dir)).is_dir():
+            problems.append(f"functions.{name}.code_dir: directory '{own_dir}' does not exist")
+            continue
+        try:
+            runtime = str(function.get("runtime") or "inprocess")
+            check_handler_ref(handler, Path(str(own_dir)) if own_dir else None, runtime)
+        except HandlerLoadError as exc:
+            problems.append(f"functions.{name}.handler: {exc}")
     return problems

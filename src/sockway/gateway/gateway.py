@@ -20,6 +20,7 @@ from sockway.core.node import GOING_AWAY_CLOSE, Node
 from sockway.frontdoor.cluster import Cluster
 from sockway.frontdoor.contract import Endpoint, FrontDoor, GatewayContext, ListenInfo
 from sockway.gateway.config import ConfigError, has_inprocess_handlers
+from sockway.gateway.lambda_api import LocalFunctions
 from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
@@ -27,9 +28,11 @@ from sockway.observability.access_log import ACCESS_LOGGER, AccessLog
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Tap
 from sockway.pusher.http_api import CORS as PUSHER_CORS
+from sockway.runtimes.base import Integration
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
-from sockway.runtimes.factory import IntegrationFactory
+from sockway.runtimes.factory import FunctionSpec, IntegrationFactory
 from sockway.runtimes.node_sdk import NodeNotFound
+from sockway.runtimes.settings import DEFAULT_RUNTIME
 from sockway.transport.listener import Listener, bind_socket
 from sockway.transport.tls import TlsMaterial, auto_certificate, ca_bundle
 
@@ -76,6 +79,7 @@ class Gateway:
         self.executor = self.integrations.executor
         self.tls: TlsMaterial | None = None
         self.front_doors: list[FrontDoor] = []
+        self.local_functions: LocalFunctions | None = None
         self.listeners: list[Listener] = []
         self.endpoints: list[Endpoint] = []
         self.listen_info: ListenInfo | None = None
@@ -107,6 +111,29 @@ class Gateway:
         ]
         apply_handler_environment(inprocess, region, bundle)
 
+    def _local_functions(self) -> LocalFunctions | None:
+        """The configuration's ``functions:``, served on the Lambda Invoke API."""
+        if not self.settings.functions:
+            return None
+        served: dict[str, tuple[Integration, float]] = {}
+        for name, function in self.settings.functions.items():
+            timeout_s = function.timeout_s or 3.0  # Lambda's default timeout
+            spec = FunctionSpec(
+                ref=function.handler,
+                function_name=name,
+                code_dir=function.code_dir,
+                region=function.region,
+                account_id=function.account_id,
+                memory_mb=function.memory_mb or 128,
+                environment=function.environment or {},
+                runtime=function.runtime or DEFAULT_RUNTIME,
+                timeout_s=timeout_s,
+                reserved_concurrency=function.reserved_concurrency,
+            )
+            served[name] = (self.integrations.build(spec), timeout_s)
+        first = next(iter(self.settings.functions.values()))
+        return LocalFunctions(served, self.new_id, first.region, first.account_id)
+
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         add_ops_routes(app, self.metrics, lambda: self._ready, self._describe)
@@ -114,6 +141,8 @@ class Gateway:
             self.console.add_routes(app)
         for door in self.front_doors:
             door.add_routes(app)
+        if self.local_functions is not None:
+            self.local_functions.add_routes(app)
 
         async def forbidden(_: web.Request) -> web.Response:
             # API Gateway's answer for a path outside any stage (apigw spec §4.2).
@@ -163,6 +192,7 @@ class Gateway:
         if s.tls is not None:
             if s.tls.certificate == "auto":
                 hosts = [host] + ([parse_hostport(s.tls.listen)[0]] if s.tls.listen else [])
+                hosts += s.tls.names
                 self.tls = auto_certificate(s.state_dir, hosts)
             else:
                 assert s.tls.key is not None
@@ -185,6 +215,7 @@ class Gateway:
                 await self.integrations.prepare()
             except NodeNotFound as exc:
                 raise ConfigError([f"nodejs.node: {exc}"]) from None
+            self.local_functions = self._local_functions()
             tls_ctx = self.tls.server_context() if self.tls is not None else None
 
             self._runner = web.AppRunner(
@@ -268,6 +299,8 @@ class Gateway:
             conn.sink.close(*GOING_AWAY_CLOSE)
         # Accepted messages finish their handlers and $disconnect runs, within the grace period.
         work = {t for door in self.front_doors for t in door.pending_work()}
+        if self.local_functions is not None:
+            work.add(asyncio.get_running_loop().create_task(self.local_functions.drain()))
         if work:
             _, pending = await asyncio.wait(work, timeout=grace)
             if pending:

@@ -16,15 +16,16 @@ from sockway.events.door import build_events_api
 from sockway.frontdoor.contract import FrontDoor, GatewayContext
 from sockway.pusher import settings as pusher_settings
 from sockway.pusher.door import build_pusher_app
-from sockway.pusher.settings import check_unique_pusher_apps
 from sockway.websocket import settings as websocket_settings
 from sockway.websocket.door import build_websocket_api
 
-# (key path, reference, runtime) of each handler a raw API names: ``(index, raw API) -> refs``.
-HandlerRefs = Callable[[int, dict[str, Any]], list[tuple[str, str, str]]]
+# (key path, reference, runtime, code_dir) of each handler a raw API names:
+# ``(index, raw API) -> refs``.
+HandlerRef = tuple[str, str, str, str | None]
+HandlerRefs = Callable[[int, dict[str, Any]], list[HandlerRef]]
 
 
-def _no_handlers(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _no_handlers(i: int, api: dict[str, Any]) -> list[HandlerRef]:
     return []
 
 
@@ -49,8 +50,8 @@ API_TYPES: dict[str, ApiType] = {
     "websocket": ApiType(build_websocket_api, handler_refs=websocket_settings.handler_refs),
     "pusher": ApiType(
         build_pusher_app,
-        check_apis=check_unique_pusher_apps,
         handler_refs=pusher_settings.handler_refs,
+        check_apis=pusher_settings.check_unique_pusher_apps,
     ),
     "events": ApiType(
         build_events_api,

@@ -20,6 +20,7 @@ from sockway.frontdoor.settings import Strict
 from sockway.observability.access_log import PRESETS, VARIABLES, unknown_variables
 from sockway.pusher.settings import PusherApp
 from sockway.runtimes.node_sdk import NodejsSettings
+from sockway.runtimes.settings import FunctionSettings
 from sockway.websocket.settings import WebSocketApi
 
 
@@ -40,6 +41,10 @@ class TlsSettings(Strict):
     listen: str | None = None
     certificate: Literal["auto"] | Path = "auto"
     key: Path | None = None
+    names: list[str] = Field(
+        default_factory=list,
+        description="certificate: auto: more DNS names of the certificate (wildcards allowed)",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -54,6 +59,8 @@ class TlsSettings(Strict):
             raise ValueError("a certificate file needs its key file ('key')")
         if self.certificate == "auto" and self.key is not None:
             raise ValueError("'key' is only used with a certificate file, not certificate: auto")
+        if self.certificate != "auto" and self.names:
+            raise ValueError("'names' is only used with certificate: auto")
         return self
 
 
@@ -87,6 +94,15 @@ class AccessLogSettings(Strict):
 Api = Annotated[WebSocketApi | PusherApp | EventsApi, Field(discriminator="type")]
 
 
+class LocalFunction(FunctionSettings):
+    """A function answered by name on the Lambda Invoke API (README "The Lambda Invoke API"):
+    ``POST /2015-03-31/functions/{name}/invocations`` on the gateway's port."""
+
+    handler: str = Field(description="module.function, from code_dir")
+    region: str = "us-east-1"
+    account_id: str = Field("123456789012", pattern=r"^\d{12}$")
+
+
 class Settings(Strict):
     """The whole configuration file."""
 
@@ -107,6 +123,9 @@ class Settings(Strict):
     access_log: AccessLogSettings = Field(default_factory=lambda: AccessLogSettings())
     console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
     apis: list[Api] = Field(default_factory=list)
+    functions: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")], LocalFunction] = (
+        Field(default_factory=dict, description="functions the Lambda Invoke API serves by name")
+    )
     broker: BrokerSettings | None = Field(
         None, description="the Redis broker shared by the nodes; none = this process alone"
     )
@@ -121,6 +140,18 @@ class Settings(Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_hostport(value)
+        return value
+
+    @field_validator("functions")
+    @classmethod
+    def _functions_keep_settings(cls, value: dict[str, LocalFunction]) -> dict[str, LocalFunction]:
+        problems = [
+            f"{name}.{problem}"
+            for name, function in value.items()
+            for problem in function.inprocess_problems("inprocess")
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("workers")

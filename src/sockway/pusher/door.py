@@ -463,24 +463,26 @@ async def _by_key(registry: PusherRegistry, request: web.Request) -> web.StreamR
 
 def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoor:
     def handler(spec: WebhookSpec) -> Integration:
+        assert spec.handler is not None
         index = settings.webhooks.index(spec)
         return ctx.integrations.build(
             FunctionSpec(
-                ref=spec.handler or "",
-                function_name=f"{settings.name}-webhook-{index}",
-                code_dir=settings.code_dir,
+                ref=spec.handler,
+                function_name=spec.function_name or f"{settings.name}-webhook{index}",
+                code_dir=spec.code_dir or settings.code_dir,
                 region=settings.region,
                 account_id=settings.account_id,
                 memory_mb=spec.memory_mb or settings.memory_mb,
-                environment=settings.environment,
+                environment=spec.merged_environment(settings.environment),
                 runtime=spec.runtime or settings.runtime,
-                timeout_s=settings.webhook_delivery.timeout_s,
+                timeout_s=spec.timeout_s or settings.webhook_delivery.timeout_s,
+                reserved_concurrency=spec.reserved_concurrency,
                 http=settings.http,
                 aws_lambda=settings.lambda_,
             )
         )
 
-    targets = [(spec, build_target(spec, handler)) for spec in settings.webhooks]
+    targets = [(spec, build_target(spec, handler, ctx.new_id)) for spec in settings.webhooks]
     hooks = Webhooks(settings, targets, ctx.metrics, ctx.node.now_ms)
     app = PusherAppState(settings, ctx.node, ctx.metrics, hooks)
     app.tap = ctx.tap

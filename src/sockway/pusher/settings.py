@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Strict
-from sockway.runtimes.settings import Runtime, handler_runtime
+from sockway.runtimes.settings import FunctionSettings, handler_code_dir, handler_runtime
 
 WEBHOOK_EVENT_TYPES = (
     "channel_occupied",
@@ -56,17 +56,16 @@ class LambdaTarget(Strict):
     secret_access_key: str | None = Field(None, repr=False)
 
 
-class WebhookSpec(Strict):
-    """One webhook: a URL, a Lambda function or a local handler, the event types it wants, and
-    a filter. ``handler`` is any handler reference (``module.function``, with ``runtime:
-    nodejs`` a ``file.export`` such as soketi's ``exports.handler = async ({ payload,
-    headers }) => …``), invoked with the Lambda target's event ``{payload, headers}``."""
+class WebhookSpec(FunctionSettings):
+    """One webhook: a URL, a Lambda function or a handler, the event types it wants, and a
+    filter. ``handler`` is any handler reference (``module.function``, ``http(s)://…``,
+    ``lambda:NAME``) called with the Lambda webhook event ``{payload, headers}``; the
+    per-function keys (``environment``, ``code_dir``, ``timeout_s``, ``memory_mb``, ``runtime``,
+    ``reserved_concurrency``) apply to it only."""
 
     url: str | None = None
     lambda_function: str | None = None
     handler: str | None = None
-    runtime: Runtime | None = Field(None, description="the handler's runtime (default: the app's)")
-    memory_mb: int | None = Field(None, ge=128, le=10240)
     # soketi's docs put ``region`` at top level while its code reads ``lambda.region``: both work.
     region: str | None = None
     lambda_: LambdaTarget | None = Field(None, alias="lambda")
@@ -76,10 +75,12 @@ class WebhookSpec(Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> WebhookSpec:
-        if sum(t is not None for t in (self.url, self.lambda_function, self.handler)) != 1:
+        targets = [t for t in (self.url, self.lambda_function, self.handler) if t is not None]
+        if len(targets) != 1:
             raise ValueError("a webhook needs exactly one of 'url', 'lambda_function' or 'handler'")
-        if self.handler is None and (self.runtime is not None or self.memory_mb is not None):
-            raise ValueError("'runtime' and 'memory_mb' apply to a 'handler' webhook only")
+        own = [k for k in FunctionSettings.model_fields if getattr(self, k) is not None]
+        if own and self.handler is None:
+            raise ValueError(f"{', '.join(own)}: only for a webhook with 'handler'")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
         return self
@@ -183,6 +184,18 @@ class PusherApp(ApiBase):
     webhooks: list[WebhookSpec] = Field(default_factory=list)
     webhook_delivery: WebhookDelivery = Field(default_factory=lambda: WebhookDelivery())
 
+    @model_validator(mode="after")
+    def _runtimes_keep_settings(self) -> PusherApp:
+        problems = [
+            f"webhooks[{i}].{problem}"
+            for i, hook in enumerate(self.webhooks)
+            if hook.handler is not None
+            for problem in hook.inprocess_problems(self.runtime)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("app_id", mode="before")
     @classmethod
     def _app_id_number(cls, value: Any) -> Any:
@@ -209,13 +222,14 @@ def check_unique_pusher_apps(raw_apis: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def handler_refs(i: int, app: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(key path, reference, runtime) of each ``handler`` webhook of a raw app (for
+def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    """(key path, reference, runtime, code_dir) of a raw app's ``handler`` webhooks (for
     ``gateway.config``, which resolves them before serving)."""
-    refs: list[tuple[str, str, str]] = []
-    webhooks = app.get("webhooks")
-    for j, hook in enumerate(webhooks if isinstance(webhooks, list) else []):
+    refs: list[tuple[str, str, str, str | None]] = []
+    hooks = api.get("webhooks")
+    for j, hook in enumerate(hooks if isinstance(hooks, list) else []):
         if isinstance(hook, dict) and isinstance(hook.get("handler"), str):
             loc = f"apis[{i}].webhooks[{j}].handler"
-            refs.append((loc, hook["handler"], handler_runtime(app, hook)))
+            runtime = handler_runtime(api, hook)
+            refs.append((loc, hook["handler"], runtime, handler_code_dir(api, hook)))
     return refs

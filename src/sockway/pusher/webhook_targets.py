@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -129,36 +128,39 @@ class LambdaTarget:
 
 
 class HandlerTarget:
-    """A ``handler`` webhook: any runtime's function (Python, Node.js, HTTP, Lambda) invoked
-    with the Lambda target's event ``{"payload": {time_ms, events}, "headers": {...}}``
-    (spec §4.2); a function error or timeout is a failed delivery, retried as any other."""
+    """A webhook delivered to a handler of any runtime (``IntegrationFactory``), with the
+    event a Lambda webhook gets: ``{"payload": {time_ms, events}, "headers": {...}}``. A
+    handler error or timeout is a failed attempt, retried like an HTTP 5xx."""
 
-    def __init__(self, integration: Integration) -> None:
+    def __init__(self, integration: Integration, new_id: Callable[[], str]) -> None:
         self.integration = integration
+        self.new_id = new_id
 
     @property
     def description(self) -> str:
-        return f"handler:{self.integration.function_name}"
+        return self.integration.function_name
 
     async def deliver(self, body: bytes, headers: dict[str, str], timeout_s: float) -> None:
         event = {"payload": orjson.loads(body), "headers": headers}
         try:
-            await self.integration.invoke(event, Invocation(str(uuid.uuid4()), timeout_s))
-        except InvocationError as exc:
-            raise DeliveryFailed(f"function error: {exc.error_type}", True) from exc
+            await self.integration.invoke(event, Invocation(self.new_id(), timeout_s))
         except InvocationTimeout as exc:
             raise DeliveryFailed(f"no answer within {timeout_s} s", True) from exc
+        except InvocationError as exc:
+            raise DeliveryFailed(f"function error: {exc}", True) from exc
 
     async def close(self) -> None:
-        """The integration belongs to the gateway's factory, which stops it."""
+        return None
 
 
 def build_target(
-    spec: WebhookSpec, build_handler: Callable[[WebhookSpec], Integration] | None = None
+    spec: WebhookSpec,
+    handler: Callable[[WebhookSpec], Integration] | None = None,
+    new_id: Callable[[], str] | None = None,
 ) -> WebhookTarget:
     if spec.url is not None:
         return HttpTarget(spec.url)
     if spec.handler is not None:
-        assert build_handler is not None, "a handler webhook needs the gateway's runtimes"
-        return HandlerTarget(build_handler(spec))
+        assert handler is not None and new_id is not None, "a handler webhook needs them"
+        return HandlerTarget(handler(spec), new_id)
     return LambdaTarget(spec)

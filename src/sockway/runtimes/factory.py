@@ -102,6 +102,7 @@ class IntegrationFactory:
         self.nodejs = NodeRuntime(nodejs or NodejsSettings(), state_dir or Path(".sockway"))
         self.http = HttpTransport()
         self.lambdas = LambdaClients()
+        self._python: dict[tuple[object, ...], Integration] = {}
 
     def build(self, spec: FunctionSpec) -> Integration:
         form = handler_form(spec.ref)
@@ -109,6 +110,26 @@ class IntegrationFactory:
             return self._build_http(spec)
         if form is HandlerForm.LAMBDA:
             return self._build_lambda(spec)
+        # One function behind several slots (a template's function on several routes and on
+        # the Invoke API) is one integration: one worker pool, one reserved_concurrency. The
+        # timeout is not part of it: each invocation carries its own deadline.
+        key = (
+            spec.ref,
+            spec.function_name,
+            spec.code_dir,
+            spec.region,
+            spec.account_id,
+            spec.memory_mb,
+            tuple(sorted(spec.environment.items())),
+            spec.runtime,
+            spec.reserved_concurrency,
+        )
+        shared = self._python.get(key)
+        if shared is None:
+            shared = self._python[key] = self._build_python(spec)
+        return shared
+
+    def _build_python(self, spec: FunctionSpec) -> Integration:
         if spec.runtime == "process":
             return self.workers.build(spec)
         if spec.runtime == "nodejs":

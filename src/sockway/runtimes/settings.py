@@ -9,6 +9,8 @@ Secrets (``http.secret``, ``http.headers`` values) are excluded from ``repr`` an
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -46,12 +48,48 @@ def handler_runtime(api: dict[str, Any], spec: Any) -> str:
     return DEFAULT_RUNTIME
 
 
+def handler_code_dir(api: dict[str, Any], spec: Any) -> str | None:
+    """A raw handler's code directory: its own ``code_dir``, else its API's, else None."""
+    for source in (spec, api):
+        value = source.get("code_dir") if isinstance(source, dict) else None
+        if value is not None:
+            return str(value)
+    return None
+
+
 class FunctionSettings(BaseModel):
-    """Per-handler function settings; unset keys fall back to the API's."""
+    """Per-handler function settings; unset keys fall back to the API's.
+
+    What each runtime keeps (README "Per-function settings"):
+
+    - ``runtime: process``: every key is honoured. A function's workers see the gateway's
+      environment minus every API's and function's own variables, then Lambda's, then the
+      API's ``environment`` overlaid with this function's: no function sees another's.
+    - ``inprocess``: handlers share the gateway's interpreter, its ``os.environ`` and its
+      thread pool. ``timeout_s`` (the caller stops waiting; a sync handler's thread runs on),
+      ``code_dir`` (module names must be unique across code directories) and ``memory_mb``
+      (reported as ``context.memory_limit_in_mb``, not enforced) are kept. A function's own
+      ``environment`` (every in-process function would see it) and ``reserved_concurrency``
+      (no per-function slots in a shared pool) cannot be, and ``inprocess_problems`` refuses
+      them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     runtime: Runtime | None = Field(None, description="overrides the API's runtime")
+    code_dir: Path | None = Field(None, description="overrides the API's code_dir")
+    environment: dict[str, str] | None = Field(
+        None, description="this function's own variables, over the API's environment"
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, le=900, description="overrides the API's handler timeout for this function"
+    )
+    function_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="the name the handler sees (context.function_name, AWS_LAMBDA_FUNCTION_"
+        "NAME); default {api}-{route or slot}",
+    )
     memory_mb: int | None = Field(
         None, ge=128, le=10240, description="overrides the API's memory_mb for this function"
     )
@@ -62,6 +100,29 @@ class FunctionSettings(BaseModel):
         description="process runtime: invocations of this function at once; over it the call "
         "is throttled (TooManyRequestsException), as Lambda's reserved concurrency",
     )
+
+    def merged_environment(self, api_environment: Mapping[str, str]) -> dict[str, str]:
+        """The API's environment overlaid with this function's own."""
+        return {**api_environment, **(self.environment or {})}
+
+    def inprocess_problems(self, api_runtime: str) -> list[str]:
+        """``key: reason`` for each setting this function asks for that its runtime cannot
+        keep (see the class docstring); empty unless it runs in-process."""
+        if (self.runtime or api_runtime) != "inprocess":
+            return []
+        problems: list[str] = []
+        if self.environment:
+            problems.append(
+                "environment: a function's own variables need runtime: process (in-process "
+                "handlers share the gateway's one environment, so every in-process function "
+                "would see them)"
+            )
+        if self.reserved_concurrency is not None:
+            problems.append(
+                "reserved_concurrency: needs runtime: process (in-process handlers share the "
+                "gateway's thread pool, which reserves nothing per function)"
+            )
+        return problems
 
 
 class HttpSettings(BaseModel):

@@ -178,7 +178,9 @@ def main() -> None:
     import inspect  # noqa: F401  (what _serve needs is imported in the init phase)
 
     import sockway.runtimes.inprocess  # noqa: F401
+    from sockway.runtimes.aws_hosts import redirect_aws_hosts
 
+    redirect_aws_hosts()  # before the handler's module creates its clients
     _limit_memory(memory_mb)
     try:
         func = _load(ref)

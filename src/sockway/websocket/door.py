@@ -97,12 +97,12 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
         return ctx.integrations.build(
             FunctionSpec(
                 ref=ref,
-                function_name=f"{api.name}-{label}".replace("$", ""),
-                code_dir=api.code_dir,
+                function_name=function.function_name or f"{api.name}-{label}".replace("$", ""),
+                code_dir=function.code_dir or api.code_dir,
                 region=api.region,
                 account_id=api.account_id,
                 memory_mb=function.memory_mb or api.memory_mb,
-                environment=api.environment,
+                environment=function.merged_environment(api.environment),
                 runtime=function.runtime or api.runtime,
                 timeout_s=timeout_s,
                 reserved_concurrency=function.reserved_concurrency,

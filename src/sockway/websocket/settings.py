@@ -14,7 +14,12 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Credential, Strict
 from sockway.runtimes.refs import HandlerForm, handler_form
-from sockway.runtimes.settings import FunctionSettings, InvocationType, handler_runtime
+from sockway.runtimes.settings import (
+    FunctionSettings,
+    InvocationType,
+    handler_code_dir,
+    handler_runtime,
+)
 from sockway.websocket.authorizer import IdentitySourceError, check_identity_source
 from sockway.websocket.routing import ExpressionError, SelectionExpression
 
@@ -67,7 +72,6 @@ class AuthorizerSpec(FunctionSettings):
 
     handler: str
     identity_source: list[str] = Field(default_factory=lambda: ["route.request.header.Auth"])
-    timeout_s: float | None = Field(None, gt=0, le=900)
 
     @field_validator("identity_source")
     @classmethod
@@ -163,6 +167,22 @@ class WebSocketApi(ApiBase):
             return {k: ({"handler": v} if isinstance(v, str) else v) for k, v in value.items()}
         return value
 
+    @model_validator(mode="after")
+    def _runtimes_keep_settings(self) -> WebSocketApi:
+        functions: list[tuple[str, FunctionSettings]] = [
+            (f"routes.{key}", spec) for key, spec in self.routes.items()
+        ]
+        if self.authorizer is not None:
+            functions.append(("authorizer", self.authorizer))
+        problems = [
+            f"{where}.{problem}"
+            for where, spec in functions
+            for problem in spec.inprocess_problems(self.runtime)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def effective_api_id(self) -> str:
         """Configured ``api_id``, else one derived from the name (stable across restarts)."""
@@ -173,10 +193,10 @@ class WebSocketApi(ApiBase):
         return "".join(alphabet[b % 36] for b in digest[:10])
 
 
-def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(key path, reference, runtime) of a raw API's authorizer and every route (for
+def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    """(key path, reference, runtime, code_dir) of a raw API's authorizer and every route (for
     ``gateway.config``, which resolves them before serving)."""
-    refs: list[tuple[str, str, str]] = []
+    refs: list[tuple[str, str, str, str | None]] = []
     authorizer = api.get("authorizer")
     if isinstance(authorizer, dict) and isinstance(authorizer.get("handler"), str):
         refs.append(
@@ -184,6 +204,7 @@ def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"apis[{i}].authorizer.handler",
                 authorizer["handler"],
                 handler_runtime(api, authorizer),
+                handler_code_dir(api, authorizer),
             )
         )
     routes = api.get("routes")
@@ -191,5 +212,6 @@ def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str]]:
         for key, spec in routes.items():
             handler = spec.get("handler") if isinstance(spec, dict) else spec
             if isinstance(handler, str):
-                refs.append((f"apis[{i}].routes.{key}", handler, handler_runtime(api, spec)))
+                loc = f"apis[{i}].routes.{key}"
+                refs.append((loc, handler, handler_runtime(api, spec), handler_code_dir(api, spec)))
     return refs

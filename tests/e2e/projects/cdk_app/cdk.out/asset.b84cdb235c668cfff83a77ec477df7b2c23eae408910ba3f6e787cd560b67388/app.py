@@ -1,0 +1,5 @@
+import os
+
+
+def handler(event, context):
+    return {"text": f"{os.environ['AUDIT_PREFIX']}: {event['text']}"}
