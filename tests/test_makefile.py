@@ -18,7 +18,9 @@ def _plan(target: str, tmp_path: Path) -> str:
     if make is None:
         pytest.fail("make is not installed")
     result = subprocess.run(
-        [make, "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+        # --no-print-directory: under `make test` this is a sub-make, which would print
+        # "Entering directory" lines around the plan.
+        [make, "-n", "-B", "--no-print-directory", target, f"VENV={tmp_path / 'venv'}"],
         cwd=ROOT,
         capture_output=True,
         text=True,

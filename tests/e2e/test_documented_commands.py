@@ -98,10 +98,11 @@ async def test_events_example_commands_as_written(
 
 
 def test_tutorial_install_names_what_its_handlers_import() -> None:
-    # `pip install .` brings sockway's dependencies only; every other package the tutorial's
-    # handlers import (boto3: preinstalled on Lambda) must be in the documented command.
+    # `pip install '.[local]'` brings sockway's dependencies only; every other package the
+    # tutorial's handlers import must be in the documented command (boto3, preinstalled on
+    # Lambda, is one of sockway's).
     tutorial = (ROOT / "README.md").read_text().split("## Tutorial", 1)[1].split("\n## ", 1)[0]
-    (pip,) = [c for c in documented_commands(tutorial) if c.startswith("pip install .")]
+    (pip,) = [c for c in documented_commands(tutorial) if c.startswith("pip install '.")]
     imported = set()
     for handler in (ROOT / "examples" / "chat" / "handlers").glob("*.py"):
         for node in ast.walk(ast.parse(handler.read_text())):
@@ -112,5 +113,5 @@ def test_tutorial_install_names_what_its_handlers_import() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     provided = {re.split(r"[\[<>=!~ ]", d)[0].lower() for d in project["dependencies"]}
     needed = imported - set(sys.stdlib_module_names) - {"__future__"} - provided
-    assert needed == {"boto3"}
+    assert "boto3" in imported and "boto3" in provided  # a dependency, as on Lambda
     assert set(pip.split()) >= needed
