@@ -125,6 +125,8 @@ class ManagementApi:
                 body=body,
                 secrets=self._secrets,
                 now=dt.datetime.now(dt.UTC),
+                service="execute-api",  # apigw spec §4.1: signingName execute-api
+                region=self.runtime.settings.region,
             )
         except SigV4Failure as exc:
             return _error(403, exc.error_type, exc.message)
