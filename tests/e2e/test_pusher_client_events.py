@@ -148,3 +148,32 @@ async def test_user_authentication_timeout(start_gateway):
         await lazy.recv()
     await signed.send("pusher:ping")
     await signed.expect("pusher:pong")
+
+
+async def test_server_to_user_channel_needs_signin_as_that_user(start_gateway):
+    # Issue 13 item 5: #server-to-user-{id} is reserved for the socket signed in as {id}
+    # (pusher spec §1.7); anyone else is refused with a channel-scoped subscription_error.
+    gw = await start_gateway({"apis": [pusher_app()]})
+    p = sdk(gw)
+    snoop = await Client.connect(gw)
+    refused = await snoop.subscribe("#server-to-user-1")
+    assert refused["event"] == "pusher:subscription_error"
+    assert refused["channel"] == "#server-to-user-1"
+    assert refused["data"]["type"] == "AuthError" and refused["data"]["status"] == 4009
+    other = await Client.connect(gw)
+    await other.send("pusher:signin", p.authenticate_user(other.socket_id, {"id": "2"}))
+    await other.expect("pusher:signin_success")
+    assert (await other.subscribe("#server-to-user-1"))["event"] == "pusher:subscription_error"
+    own = await other.subscribe("#server-to-user-2")
+    assert own["event"] == "pusher_internal:subscription_succeeded"
+    user = await Client.connect(gw)
+    await user.send("pusher:signin", p.authenticate_user(user.socket_id, {"id": "1"}))
+    await user.expect("pusher:signin_success")
+    ok = await user.subscribe("#server-to-user-1")
+    assert ok["event"] == "pusher_internal:subscription_succeeded"
+    await p.send_to_user("1", "secret", {"for": "1"})
+    assert json.loads((await user.expect("secret"))["data"]) == {"for": "1"}
+    # Neither the unsigned socket nor user 2 got user 1's message; both still work.
+    for c in (snoop, other):
+        await c.send("pusher:ping")
+        assert (await c.recv())["event"] == "pusher:pong"
