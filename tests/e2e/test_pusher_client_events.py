@@ -7,10 +7,12 @@ import base64
 import json
 import os
 
+import orjson
 import pusher
 import pytest
 import websockets
 
+from sockway.pusher.signatures import hmac_hex
 from tests.e2e.pusher_support import KEY, Client, pusher_app, sdk
 
 
@@ -177,3 +179,49 @@ async def test_server_to_user_channel_needs_signin_as_that_user(start_gateway):
     for c in (snoop, other):
         await c.send("pusher:ping")
         assert (await c.recv())["event"] == "pusher:pong"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+async def test_deeply_nested_client_data_is_refused_not_a_server_error(start_gateway, caplog):
+    # Issue 13 item 8 (other front doors): orjson reads 1,024 levels but writes only 254, so
+    # echoing a client's deep data raised TypeError ("A server error has occured", traceback).
+    # Such data is the client's fault: client events get 4301, presence user_info 4302.
+    gw = await start_gateway({"apis": [pusher_app(enable_client_messages=True)]})
+    p = sdk(gw)
+    a, b = await Client.connect(gw), await Client.connect(gw)
+    for c in (a, b):
+        ok = await c.subscribe("private-d", p.authenticate("private-d", c.socket_id))
+        assert ok["event"] == "pusher_internal:subscription_succeeded"
+    for depth in (251, 300, 1000):
+        await a.ws.send(f'{{"event":"client-x","channel":"private-d","data":{_nested(depth)}}}')
+        err = await a.expect("pusher:error")
+        assert err["data"] == {"code": 4301, "message": "The event data is nested too deeply."}
+        info = orjson.loads(_nested(depth))
+        channel_data = (
+            orjson.dumps({"user_id": "1", "user_info": info})
+            if depth < 254
+            else (b'{"user_id":"1","user_info":' + _nested(depth).encode() + b"}")
+        )
+        auth = {
+            "auth": f"{KEY}:"
+            + hmac_hex("app-secret", f"{a.socket_id}:presence-d:{channel_data.decode()}"),
+            "channel_data": channel_data.decode(),
+        }
+        refused = await a.subscribe("presence-d", auth)
+        assert refused["event"] == "pusher:subscription_error"
+        assert refused["data"]["status"] == 4302
+    await a.ws.send(f'{{"event":"client-x","channel":"private-d","data":{_nested(1500)}}}')
+    assert (await a.expect("pusher:error"))["data"]["message"] == "The message is not valid JSON."
+    # 250 levels are still relayed, and a presence member that deep still joins.
+    await a.ws.send(f'{{"event":"client-x","channel":"private-d","data":{_nested(250)}}}')
+    relayed = await b.expect("client-x")
+    assert relayed["data"] == json.loads(_nested(250))
+    info = json.loads(_nested(200))
+    auth = p.authenticate("presence-d", a.socket_id, {"user_id": "1", "user_info": info})
+    assert (await a.subscribe("presence-d", auth))["event"] == (
+        "pusher_internal:subscription_succeeded"
+    )
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

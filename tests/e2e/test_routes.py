@@ -157,3 +157,32 @@ async def _metrics(port: int) -> str:
         session.get(f"http://127.0.0.1:{port}/metrics") as response,
     ):
         return await response.text()
+
+
+async def test_deeply_nested_messages_go_to_default_or_forbidden(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Issue 13 item 8: a body nested ~1,500 levels deep raised RecursionError in route selection
+    # and the message was dropped unanswered. It is a body selection cannot read: $default.
+    deep = [
+        "[" * 1500 + "]" * 1500,
+        '{"action":' * 1500 + '"echo"' + "}" * 1500,
+        '{"action":"echo","x":' + "[" * 1500 + "]" * 1500 + "}",
+        '{"action":' + "[" * 990 + "]" * 990 + "}",
+    ]
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        for body in deep:
+            await ws.send(body)
+            answer = await asyncio.wait_for(ws.recv(), 10)
+            assert answer in ("default:" + body, body), answer[:80]
+        await ws.send('{"action":"echo","n":1}')
+        assert await ws.recv() == '{"action":"echo","n":1}'
+    config = api(handlers_dir(tmp_path), name="nodefault")
+    del config["routes"]["$default"]
+    config["stage"] = "nd"
+    gw2 = await start_gateway({"apis": [config]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw2.port}/nd") as ws:
+        await ws.send(deep[0])
+        frame = str(await asyncio.wait_for(ws.recv(), 10))
+        assert frame.startswith('{"message": "Forbidden", "connectionId":"')

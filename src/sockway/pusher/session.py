@@ -143,7 +143,12 @@ def _check_subscription(
         raise SubscriptionError(
             "ServerError", "channel_data.user_id must be a string.", wire.SERVER_ERROR
         )
-    if len(orjson.dumps(user_info)) > s.max_presence_member_size_in_kb * 1024:
+    encoded_info = wire.encode_client_value(user_info)
+    if encoded_info is None:
+        raise SubscriptionError(
+            "ServerError", "channel_data.user_info is nested too deeply.", wire.SERVER_ERROR
+        )
+    if len(encoded_info) > s.max_presence_member_size_in_kb * 1024:
         raise SubscriptionError(
             "LimitReached",
             f"The maximum size for a channel member is {s.max_presence_member_size_in_kb} KB.",
@@ -213,7 +218,9 @@ def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -
             wire.CLIENT_EVENT_REJECTED,
             f"Event name is too long. Maximum allowed size is {s.max_event_name_length}.",
         )
-    encoded_data = orjson.dumps(msg.data)
+    encoded_data = wire.encode_client_value(msg.data)
+    if encoded_data is None:
+        raise ProtocolError(wire.CLIENT_EVENT_REJECTED, "The event data is nested too deeply.")
     if len(encoded_data) > s.max_event_payload_in_kb * 1024:
         raise ProtocolError(
             wire.CLIENT_EVENT_REJECTED,
