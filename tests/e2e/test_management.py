@@ -290,3 +290,39 @@ async def test_non_ascii_content_sha256_is_403(start_gateway: StartGateway, tmp_
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.split()[1] == b"403", answer
     assert b"x-amzn-ErrorType: InvalidSignatureException" in rest
+
+
+async def test_non_utf8_data_is_sent_as_a_binary_frame(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Issue 13 item 9: bytes that are not UTF-8 were written as a text frame, which a
+    # conforming client fails with 1007. They go as a binary frame; UTF-8 stays text.
+    from urllib.parse import quote
+
+    from tests.e2e.rawws import RawClient
+
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    client = _client(gw.port)
+    binary = b"\xff\xfe\x00 not utf-8 \xc3\x28"
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data=binary)
+        assert await ws.recv() == binary  # bytes: a binary frame, and the connection lives
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data="é ok")
+        assert await ws.recv() == "é ok"
+        base = f"http://127.0.0.1:{gw.port}/dev"
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{base}/@connections/{quote(conn_id, safe='')}/channels/c") as r:
+                assert r.status == 204
+            async with http.post(f"{base}/@channels/c", data=binary) as r:
+                assert r.status == 200
+            assert await ws.recv() == binary
+            async with http.post(f"{base}/@channels/c", data="ü".encode()) as r:
+                assert r.status == 200
+            assert await ws.recv() == "ü"
+    # The aiohttp (keep-alive) transport writes the same frame: opcode 2.
+    raw = await RawClient.connect(gw.port, "/dev", after="/health")
+    conn_id = of_type(recorded(), "CONNECT")[-1]["requestContext"]["connectionId"]
+    await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data=binary)
+    assert await asyncio.wait_for(raw.read_frame(), 5) == (2, binary)
+    raw.close()
