@@ -22,6 +22,7 @@ from sockway.gateway.config import has_inprocess_handlers
 from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
+from sockway.observability.logging import quiet_peer_request_errors
 from sockway.observability.metrics import Metrics
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.runtimes.factory import IntegrationFactory
@@ -122,6 +123,7 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        quiet_peer_request_errors()  # a malformed client request is one line, not a traceback
         host, port = parse_hostport(s.listen)
         if s.tls is not None:
             if s.tls.certificate == "auto":
