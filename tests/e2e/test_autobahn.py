@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import StartGateway
 from tests.e2e.autobahn_support import RANK, KeepAliveProxy, counts, run_fuzzingclient
 from tests.e2e.conformance_support import conformance_apis
@@ -45,6 +47,7 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S + 600)  # + a first install (~50 s) when make did not run
 async def test_autobahn_fuzzingclient_on_both_transports(
     start_gateway: StartGateway, tmp_path: Path
 ) -> None:
