@@ -21,6 +21,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sockway.frontdoor.sigv4 import MAX_SKEW, SigV4Failure, verify
 
@@ -484,3 +486,30 @@ def test_real_boto3_delete_and_get_verify(recorder: tuple[str, list[Captured]]) 
     for request in captured:
         assert request.body == b""
         assert verify_captured(endpoint, request) == AKID
+
+
+# -- whatever arrives, the answer is a SigV4Failure (403), never another exception (500) ----
+
+
+_LATIN1 = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=80)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    replaced=st.dictionaries(
+        st.sampled_from(
+            ["Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "Host", "X-Amz-Security-Token"]
+        ),
+        _LATIN1,
+        max_size=3,
+    ),
+    path=st.text(max_size=30),
+    body=st.binary(max_size=40),
+)
+def test_any_header_values_fail_cleanly(replaced: dict[str, str], path: str, body: bytes) -> None:
+    signed = sign(token="t")
+    headers = [(k, replaced.get(k, v)) for k, v in signed.headers]
+    headers += [(k, v) for k, v in replaced.items() if k not in {h for h, _ in signed.headers}]
+    url = f"https://{HOST}/dev/@connections/{path}"
+    with contextlib.suppress(SigV4Failure):
+        check(signed, headers=headers, url=url, body=body)
