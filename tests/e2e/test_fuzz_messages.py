@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -68,6 +70,11 @@ class LiveGateway:
     """A gateway on a thread of its own (hypothesis calls the test synchronously)."""
 
     def __init__(self, tmp: Path) -> None:
+        # Module-scoped, so conftest's per-test isolation does not cover it: the handler
+        # modules and sys.path entries this gateway adds are taken back in ``stop``.
+        self.tmp = tmp
+        self._path = list(sys.path)
+        self._environ = dict(os.environ)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -90,6 +97,12 @@ class LiveGateway:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+            sys.path[:] = self._path
+            os.environ.clear()
+            os.environ.update(self._environ)
+            for name, module in list(sys.modules.items()):
+                if (getattr(module, "__file__", None) or "").startswith(str(self.tmp)):
+                    del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
