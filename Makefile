@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint install clean bench bench-quick
+.PHONY: serve test lint install clean bench bench-quick autobahn
 
 $(BIN)/.sockway-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ node_modules/.package-lock.json: package.json
 
 install: $(BIN)/.sockway-dev-installed node_modules/.package-lock.json
 
+# The Autobahn testsuite (tests/e2e/test_autobahn.py) is Python 2 code: installed with the
+# machine's pyenv Python 2.7 into .autobahn/ (git-ignored), ~50 s once.
+AUTOBAHN_STAMP = .autobahn/.installed-25.10.1
+$(AUTOBAHN_STAMP): $(BIN)/.sockway-installed tests/e2e/autobahn_support.py
+	$(BIN)/python -m tests.e2e.autobahn_support install
+	touch $@
+
+autobahn: $(AUTOBAHN_STAMP)
+
 serve: $(BIN)/.sockway-installed
 	$(BIN)/sockway serve $(ARGS)
 
@@ -32,7 +41,7 @@ lint: install
 	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy src
 
-test: lint
+test: lint autobahn
 	$(BIN)/pytest
 
 # Benchmarks (issue 7): the gateway against raw picows / Node ws / websockets / aiohttp servers
@@ -45,4 +54,4 @@ bench-quick:
 	$(MAKE) bench QUICK=1
 
 clean:
-	rm -rf $(VENV) .sockway .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .sockway .pytest_cache .mypy_cache .ruff_cache .autobahn

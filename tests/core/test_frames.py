@@ -73,3 +73,27 @@ def test_exact_bytes_small() -> None:
 def test_result_is_bytes() -> None:
     assert type(encode_text_frame(b"abc")) is bytes
     assert type(encode_text_frame(b"a" * 200)) is bytes
+
+
+@pytest.mark.parametrize("n", [0, 125, 126, 65535, 65536])
+def test_data_frames_are_text_for_utf8_and_binary_otherwise(n: int) -> None:
+    from sockway.core.frames import encode_data_frame
+
+    text = ("é" * n).encode()[:n] if n % 2 == 0 else b"a" * n
+    frame = encode_data_frame(text)
+    first, opcode, masked, length, offset = parse_header(frame)
+    assert (first, opcode, masked, length) == (0x81, 1, False, n)
+    blob = b"\xff" * n
+    frame = encode_data_frame(blob)
+    first, opcode, masked, length, offset = parse_header(frame)
+    assert (opcode, length) == ((2, n) if n else (1, 0))
+    assert frame[offset:] == blob
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"a\xe2\x82"]
+)
+def test_invalid_utf8_is_never_a_text_frame(payload: bytes) -> None:
+    from sockway.core.frames import encode_data_frame
+
+    assert encode_data_frame(payload)[0] == 0x82

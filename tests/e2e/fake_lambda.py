@@ -76,6 +76,9 @@ class FakeLambda:
 
     async def invoke(self, request: web.Request) -> web.Response:
         body = await request.read()
+        # One fake serves every region (tests assert which one was signed for), so the region
+        # checked is the one the signature names; the service must be lambda.
+        scope = _SCOPE.search(request.headers.get("Authorization", ""))
         try:
             akid = verify(
                 method=request.method,
@@ -84,11 +87,12 @@ class FakeLambda:
                 body=body,
                 secrets=self.secrets,
                 now=dt.datetime.now(dt.UTC),
+                service="lambda",
+                region=scope["region"] if scope is not None else "",
             )
         except SigV4Failure as exc:
             self.rejected.append(exc.error_type)
             return _error(403, exc.error_type, exc.message)
-        scope = _SCOPE.search(request.headers["Authorization"])
         assert scope is not None and scope["service"] == "lambda", "signed for another service"
         name = request.match_info["name"]
         qualifier = request.query.get("Qualifier")

@@ -23,6 +23,7 @@ class RawClient:
         after: str | None = None,
         drip: bool = False,
         extra_headers: str = "",
+        version: str = "13",
     ) -> RawClient:
         """``after``: a plain GET of that path is sent and answered first on the same
         connection, so the upgrade is its second request (served by aiohttp, not picows).
@@ -41,7 +42,7 @@ class RawClient:
         request = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+            f"Sec-WebSocket-Version: {version}\r\n{extra_headers}\r\n"
         ).encode()
         if drip:
             for i in range(len(request)):
@@ -55,22 +56,39 @@ class RawClient:
             raise AssertionError(f"handshake failed: {head!r}")
         return cls(reader, writer)
 
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
-        self.writer.write(self.encode_frame(opcode, payload, fin))
+    def send_frame(
+        self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked: bool = True
+    ) -> None:
+        self.writer.write(self.encode_frame(opcode, payload, fin, rsv, masked))
 
     @staticmethod
-    def encode_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-        mask = os.urandom(4)
-        first = (0x80 if fin else 0) | opcode
+    def encode_frame(
+        opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked: bool = True
+    ) -> bytes:
+        """One frame; ``rsv`` is the RSV1-3 bits as a number 0-7 (RFC 6455 §5.2), ``masked``
+        False sends the payload unmasked (a violation for a client)."""
+        first = (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
+        bit = 0x80 if masked else 0
         n = len(payload)
         if n < 126:
-            head = struct.pack("!BB", first, 0x80 | n)
+            head = struct.pack("!BB", first, bit | n)
         elif n < 65536:
-            head = struct.pack("!BBH", first, 0x80 | 126, n)
+            head = struct.pack("!BBH", first, bit | 126, n)
         else:
-            head = struct.pack("!BBQ", first, 0x80 | 127, n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return head + mask + masked
+            head = struct.pack("!BBQ", first, bit | 127, n)
+        if not masked:
+            return head + payload
+        mask = os.urandom(4)
+        masked_payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return head + mask + masked_payload
+
+    async def read_close(self, timeout: float = 5.0) -> int | None:
+        """Read frames until the server's close frame: its code (None when it carried none),
+        or raise when the connection ends without one."""
+        while True:
+            opcode, payload = await asyncio.wait_for(self.read_frame(), timeout)
+            if opcode == 8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
 
     async def read_frame(self) -> tuple[int, bytes]:
         b1, b2 = await self.reader.readexactly(2)

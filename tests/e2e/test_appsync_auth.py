@@ -92,7 +92,9 @@ async def test_oidc_and_cognito_tokens(start_gateway: StartGateway, tmp_path: Pa
     assert (await denied.recv())["type"] == "connection_error"
 
 
-def signed_headers(host: str, body: bytes) -> dict[str, str]:
+def signed_headers(
+    host: str, body: bytes, service: str = "appsync", region: str = "us-east-1"
+) -> dict[str, str]:
     """Sign the virtual POST https://{host}/event request as the AppSync docs describe (§3.4)."""
     request = AWSRequest(
         method="POST",
@@ -104,7 +106,7 @@ def signed_headers(host: str, body: bytes) -> dict[str, str]:
             "content-type": "application/json; charset=UTF-8",
         },
     )
-    SigV4Auth(Credentials(AKID, SECRET), "appsync", "us-east-1").add_auth(request)
+    SigV4Auth(Credentials(AKID, SECRET), service, region).add_auth(request)
     return {"host": host, **dict(request.headers.items())}
 
 
@@ -170,6 +172,38 @@ async def test_aws_iam_websocket_and_http(start_gateway: StartGateway) -> None:
         wrong = dict(request.headers.items())
         async with http.post(f"http://{host}/event", data=http_body + b" ", headers=wrong) as resp:
             assert resp.status == 401
+    await c.close()
+
+
+async def test_aws_iam_scope_is_appsync_in_the_apis_region(start_gateway: StartGateway) -> None:
+    # Issue 13 item 4: SigV4 for AWS_IAM must be scoped to service appsync and the API's region
+    # (appsync spec §3.4); a correct signature for another scope is refused.
+    api = events_api(
+        region="eu-west-1",
+        auth_providers=[
+            {
+                "type": "AWS_IAM",
+                "credentials": [{"access_key_id": AKID, "secret_access_key": SECRET}],
+            }
+        ],
+    )
+    gw = await start_gateway({"apis": [api]})
+    host = f"127.0.0.1:{gw.port}"
+    for service, region in (("appsync", "us-east-1"), ("execute-api", "eu-west-1")):
+        denied = await EventsClient.connect(
+            gw.port, signed_headers(host, b"{}", service, region), init=False
+        )
+        assert (await denied.recv())["type"] == "connection_error", (service, region)
+    c = await EventsClient.connect(gw.port, signed_headers(host, b"{}", region="eu-west-1"))
+    channel = "default/iam"
+    body = json.dumps({"channel": channel}, separators=(",", ":")).encode()
+    for n, (service, region) in enumerate(
+        (("lambda", "eu-west-1"), ("s3", "eu-west-1"), ("appsync", "us-east-1"))
+    ):
+        reply = await c.subscribe(f"x{n}", channel, signed_headers(host, body, service, region))
+        assert reply["errors"][0]["errorType"] == "UnauthorizedException", (service, region)
+    ok = await c.subscribe("s", channel, signed_headers(host, body, region="eu-west-1"))
+    assert ok["type"] == "subscribe_success"
     await c.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import websockets
 
 from tests.conftest import StartGateway, write_handlers
@@ -246,3 +247,39 @@ async def test_publish_rate_per_connection(start_gateway: StartGateway) -> None:
     limited = [r for r in replies if r["type"] == "publish_error"]
     assert limited and all(r["errors"][0]["errorType"] == "LimitExceededError" for r in limited)
     assert any(r["type"] == "publish_success" for r in replies)
+
+
+ECHO_PUBLISH = """
+def handler(event, context):
+    return {"events": [{"id": e["id"], "payload": e["payload"]} for e in event["events"]]}
+"""
+
+
+@pytest.mark.parametrize("runtime", ["inprocess", "process"])
+async def test_events_nested_too_deep_for_handlers_are_a_bad_request(
+    start_gateway: StartGateway, tmp_path: Path, caplog: pytest.LogCaptureFixture, runtime: str
+) -> None:
+    # Issue 13 item 8 (other doors): an event nested 300 deep reached the onPublish handler's
+    # event and raised TypeError (orjson writes at most 254 levels): "InternalFailureException"
+    # and a traceback. It is the client's fault: BadRequestException, nothing logged as ERROR.
+    code = write_handlers(tmp_path / "fns", {"echo_pub.py": ECHO_PUBLISH})
+    namespaces = {"default": {"on_publish": {"handler": "echo_pub.handler", "runtime": runtime}}}
+    gw = await start_gateway({"apis": [events_api(code_dir=code, namespaces=namespaces)]})
+    c = await EventsClient.connect(gw.port)
+    for depth in (241, 300, 1000):
+        await c.send(
+            {
+                "type": "publish",
+                "id": f"d{depth}",
+                "channel": "/default/a",
+                "events": ["[" * depth + "]" * depth],
+                "authorization": {"x-api-key": API_KEY},
+            }
+        )
+        refused = await c.recv()
+        assert refused["type"] == "publish_error", refused
+        assert refused["errors"][0]["errorType"] == "BadRequestException"
+        assert "nesting" in refused["errors"][0]["message"]
+    ok = await c.publish("ok", "/default/a", [json.loads("[" * 240 + "]" * 240)])
+    assert ok["type"] == "publish_success", ok
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]

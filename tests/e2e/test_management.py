@@ -206,3 +206,123 @@ async def test_streamed_bodies_are_read_whole_and_bounded(
             assert await asyncio.wait_for(ws.recv(), 5) == "z" * (128 * 1024)
             async with http.post(url, data=pieces(128 * 1024 + 1)) as r:
                 assert r.status == 413
+
+
+def _signed_post(port: int, conn_id: str, *, service: str, region: str) -> dict[str, str]:
+    """Headers of a POST @connections signed by botocore for ``service`` in ``region``."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"http://127.0.0.1:{port}/dev/@connections/{conn_id}"
+    request = AWSRequest(method="POST", url=url, data=b"x")
+    SigV4Auth(Credentials("AKIDLOCAL", "s3"), service, region).add_auth(request)
+    return dict(request.headers.items())
+
+
+async def test_sigv4_scope_must_be_execute_api_in_the_apis_region(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Issue 13 item 4: a signature made with the right secret but for s3, lambda or another
+    # region is refused as AWS refuses it (403 InvalidSignatureException).
+    config = api(
+        handlers_dir(tmp_path),
+        region="eu-west-1",
+        management={"credentials": [{"access_key_id": "AKIDLOCAL", "secret_access_key": "s3"}]},
+    )
+    gw = await start_gateway({"apis": [config]})
+    keys = {"aws_access_key_id": "AKIDLOCAL", "aws_secret_access_key": "s3"}
+    home = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"http://127.0.0.1:{gw.port}/dev",
+        region_name="eu-west-1",
+        **keys,
+    )
+    elsewhere = _client(gw.port, **keys)  # us-east-1
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        await asyncio.to_thread(home.post_to_connection, ConnectionId=conn_id, Data=b"home")
+        assert await ws.recv() == "home"
+        with pytest.raises(ClientError) as info:
+            await asyncio.to_thread(elsewhere.post_to_connection, ConnectionId=conn_id, Data=b"x")
+        assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
+        assert info.value.response["Error"]["Message"] == (
+            "Credential should be scoped to a valid region, not 'us-east-1'. "
+        )
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        async with aiohttp.ClientSession() as session:
+            for service in ("s3", "lambda", "appsync"):
+                headers = _signed_post(gw.port, conn_id, service=service, region="eu-west-1")
+                async with session.post(
+                    f"http://127.0.0.1:{gw.port}/dev/@connections/{conn_id}",
+                    data=b"x",
+                    headers=headers,
+                ) as response:
+                    assert response.status == 403, service
+                    assert response.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+                    assert (await response.json())["message"] == (
+                        "Credential should be scoped to correct service: 'execute-api'. "
+                    )
+        # Nothing of the refused requests reached the client.
+        await asyncio.to_thread(home.post_to_connection, ConnectionId=conn_id, Data=b"last")
+        assert await ws.recv() == "last"
+
+
+async def test_non_ascii_content_sha256_is_403(start_gateway: StartGateway, tmp_path: Path) -> None:
+    # Issue 13 item 7: the header arrives as latin-1 text; the compare must not raise (500).
+    config = api(
+        handlers_dir(tmp_path),
+        management={"credentials": [{"access_key_id": "AKIDLOCAL", "secret_access_key": "s3"}]},
+    )
+    gw = await start_gateway({"apis": [config]})
+    headers = _signed_post(gw.port, "abc%3D", service="execute-api", region="us-east-1")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        f"POST /dev/@connections/abc%3D HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n{head}".encode()
+        + b"X-Amz-Content-SHA256: "
+        + "é".encode() * 32
+        + b"\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"403", answer
+    assert b"x-amzn-ErrorType: InvalidSignatureException" in rest
+
+
+async def test_non_utf8_data_is_sent_as_a_binary_frame(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Issue 13 item 9: bytes that are not UTF-8 were written as a text frame, which a
+    # conforming client fails with 1007. They go as a binary frame; UTF-8 stays text.
+    from urllib.parse import quote
+
+    from tests.e2e.rawws import RawClient
+
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    client = _client(gw.port)
+    binary = b"\xff\xfe\x00 not utf-8 \xc3\x28"
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        conn_id = of_type(recorded(), "CONNECT")[0]["requestContext"]["connectionId"]
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data=binary)
+        assert await ws.recv() == binary  # bytes: a binary frame, and the connection lives
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data="é ok")
+        assert await ws.recv() == "é ok"
+        base = f"http://127.0.0.1:{gw.port}/dev"
+        async with aiohttp.ClientSession() as http:
+            async with http.put(f"{base}/@connections/{quote(conn_id, safe='')}/channels/c") as r:
+                assert r.status == 204
+            async with http.post(f"{base}/@channels/c", data=binary) as r:
+                assert r.status == 200
+            assert await ws.recv() == binary
+            async with http.post(f"{base}/@channels/c", data="ü".encode()) as r:
+                assert r.status == 200
+            assert await ws.recv() == "ü"
+    # The aiohttp (keep-alive) transport writes the same frame: opcode 2.
+    raw = await RawClient.connect(gw.port, "/dev", after="/health")
+    conn_id = of_type(recorded(), "CONNECT")[-1]["requestContext"]["connectionId"]
+    await asyncio.to_thread(client.post_to_connection, ConnectionId=conn_id, Data=binary)
+    assert await asyncio.wait_for(raw.read_frame(), 5) == (2, binary)
+    raw.close()

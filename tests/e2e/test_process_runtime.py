@@ -400,3 +400,60 @@ async def test_serve_reload_picks_up_an_edited_handler(tmp_path: Path) -> None:
     assert "[live-hello] START RequestId: " in text
     assert "[live-hello] END RequestId: " in text
     assert re.search(r"\[live-hello\] REPORT RequestId: \S+\tDuration: [\d.]+ ms", text)
+
+
+CHATTY = """
+import sys
+
+
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def chatty(event, context):
+    line = "x" * 999 + "\\n"  # 1,000 bytes a line
+    for n in range(int(event["body"])):
+        sys.stdout.write(line)
+    return {"statusCode": 200, "body": "done"}
+"""
+
+
+async def test_one_invocation_logs_at_most_its_bound(
+    start_gateway: StartGateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 13 item 12: 100 MB of a worker's stdout became 113 MB of gateway log. Past
+    # MAX_LOG_BYTES_PER_INVOCATION the output is dropped, with a note where and how much.
+    from sockway.runtimes.worker import MAX_LOG_BYTES_PER_INVOCATION
+
+    caplog.set_level(logging.INFO)
+    code = write_handlers(tmp_path / "chatty", {"chatty.py": CHATTY})
+    config = process_api(
+        code,
+        routes={
+            "$connect": "chatty.connect",
+            "$default": {"handler": "chatty.chatty", "route_response": True},
+        },
+    )
+    gw = await start_gateway({"apis": [config]})
+    lines_over = MAX_LOG_BYTES_PER_INVOCATION // 1000 * 5  # five times the bound
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        await ws.send(str(lines_over))
+        assert await asyncio.wait_for(ws.recv(), 60) == "done"
+        await ws.send("10")  # the next invocation has its own budget
+        assert await asyncio.wait_for(ws.recv(), 60) == "done"
+    await asyncio.sleep(0)  # nothing to wait for: the answer follows the logs' flush marker
+    records = [r.getMessage() for r in caplog.records if r.name == "sockway.function"]
+    rids = re.findall(r"START RequestId: (\S+)", "\n".join(records))[-2:]  # after $connect
+    first = [m for m in records if f"[{rids[0]}]" in m]
+    output = [m for m in first if m.endswith("x" * 999)]
+    assert sum(len(m) for m in output) <= MAX_LOG_BYTES_PER_INVOCATION + 2000 * len(output)
+    assert len(output) <= MAX_LOG_BYTES_PER_INVOCATION // 1000
+    assert len(output) >= MAX_LOG_BYTES_PER_INVOCATION // 1000 - 1
+    notes = [m for m in first if "[sockway:" in m]
+    assert len(notes) == 2, notes
+    assert "the rest of it is dropped" in notes[0]
+    dropped = lines_over - len(output)
+    assert f"dropped {dropped * 1000} bytes ({dropped} lines)" in notes[1]
+    second = [m for m in records if f"[{rids[1]}]" in m]
+    assert len([m for m in second if m.endswith("x" * 999)]) == 10
+    assert not [m for m in second if "[sockway:" in m]

@@ -7,10 +7,12 @@ import base64
 import json
 import os
 
+import orjson
 import pusher
 import pytest
 import websockets
 
+from sockway.pusher.signatures import hmac_hex
 from tests.e2e.pusher_support import KEY, Client, pusher_app, sdk
 
 
@@ -148,3 +150,78 @@ async def test_user_authentication_timeout(start_gateway):
         await lazy.recv()
     await signed.send("pusher:ping")
     await signed.expect("pusher:pong")
+
+
+async def test_server_to_user_channel_needs_signin_as_that_user(start_gateway):
+    # Issue 13 item 5: #server-to-user-{id} is reserved for the socket signed in as {id}
+    # (pusher spec §1.7); anyone else is refused with a channel-scoped subscription_error.
+    gw = await start_gateway({"apis": [pusher_app()]})
+    p = sdk(gw)
+    snoop = await Client.connect(gw)
+    refused = await snoop.subscribe("#server-to-user-1")
+    assert refused["event"] == "pusher:subscription_error"
+    assert refused["channel"] == "#server-to-user-1"
+    assert refused["data"]["type"] == "AuthError" and refused["data"]["status"] == 4009
+    other = await Client.connect(gw)
+    await other.send("pusher:signin", p.authenticate_user(other.socket_id, {"id": "2"}))
+    await other.expect("pusher:signin_success")
+    assert (await other.subscribe("#server-to-user-1"))["event"] == "pusher:subscription_error"
+    own = await other.subscribe("#server-to-user-2")
+    assert own["event"] == "pusher_internal:subscription_succeeded"
+    user = await Client.connect(gw)
+    await user.send("pusher:signin", p.authenticate_user(user.socket_id, {"id": "1"}))
+    await user.expect("pusher:signin_success")
+    ok = await user.subscribe("#server-to-user-1")
+    assert ok["event"] == "pusher_internal:subscription_succeeded"
+    await p.send_to_user("1", "secret", {"for": "1"})
+    assert json.loads((await user.expect("secret"))["data"]) == {"for": "1"}
+    # Neither the unsigned socket nor user 2 got user 1's message; both still work.
+    for c in (snoop, other):
+        await c.send("pusher:ping")
+        assert (await c.recv())["event"] == "pusher:pong"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+async def test_deeply_nested_client_data_is_refused_not_a_server_error(start_gateway, caplog):
+    # Issue 13 item 8 (other front doors): orjson reads 1,024 levels but writes only 254, so
+    # echoing a client's deep data raised TypeError ("A server error has occured", traceback).
+    # Such data is the client's fault: client events get 4301, presence user_info 4302.
+    gw = await start_gateway({"apis": [pusher_app(enable_client_messages=True)]})
+    p = sdk(gw)
+    a, b = await Client.connect(gw), await Client.connect(gw)
+    for c in (a, b):
+        ok = await c.subscribe("private-d", p.authenticate("private-d", c.socket_id))
+        assert ok["event"] == "pusher_internal:subscription_succeeded"
+    for depth in (251, 300, 1000):
+        await a.ws.send(f'{{"event":"client-x","channel":"private-d","data":{_nested(depth)}}}')
+        err = await a.expect("pusher:error")
+        assert err["data"] == {"code": 4301, "message": "The event data is nested too deeply."}
+        info = orjson.loads(_nested(depth))
+        channel_data = (
+            orjson.dumps({"user_id": "1", "user_info": info})
+            if depth < 254
+            else (b'{"user_id":"1","user_info":' + _nested(depth).encode() + b"}")
+        )
+        auth = {
+            "auth": f"{KEY}:"
+            + hmac_hex("app-secret", f"{a.socket_id}:presence-d:{channel_data.decode()}"),
+            "channel_data": channel_data.decode(),
+        }
+        refused = await a.subscribe("presence-d", auth)
+        assert refused["event"] == "pusher:subscription_error"
+        assert refused["data"]["status"] == 4302
+    await a.ws.send(f'{{"event":"client-x","channel":"private-d","data":{_nested(1500)}}}')
+    assert (await a.expect("pusher:error"))["data"]["message"] == "The message is not valid JSON."
+    # 250 levels are still relayed, and a presence member that deep still joins.
+    await a.ws.send(f'{{"event":"client-x","channel":"private-d","data":{_nested(250)}}}')
+    relayed = await b.expect("client-x")
+    assert relayed["data"] == json.loads(_nested(250))
+    info = json.loads(_nested(200))
+    auth = p.authenticate("presence-d", a.socket_id, {"user_id": "1", "user_info": info})
+    assert (await a.subscribe("presence-d", auth))["event"] == (
+        "pusher_internal:subscription_succeeded"
+    )
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -160,7 +160,7 @@ async def test_bad_signatures_and_stale_timestamps(start_gateway):
     with pytest.raises(pusher.errors.PusherBadStatus, match="404"):
         await unknown_app.trigger("c", "e", "d")
 
-    def signed(ts: int, body: bytes) -> dict[str, str]:
+    def signed(ts: int | str, body: bytes) -> dict[str, str]:
         params = {
             "auth_key": KEY,
             "auth_timestamp": str(ts),
@@ -187,6 +187,12 @@ async def test_bad_signatures_and_stale_timestamps(start_gateway):
             assert r.status == 401
         async with http.post(url, data=body) as r:
             assert r.status == 401
+        # Issue 13 item 6: a timestamp that is not whole seconds is refused, however it is
+        # signed (float("nan") used to pass the window: replayable forever).
+        for ts in ("nan", "inf", "-inf", f"{time.time():.3f}", "1e12"):
+            async with http.post(url, params=signed(ts, body), data=body) as r:
+                assert r.status == 401, ts
+                assert "auth_timestamp" in (await r.json())["error"], ts
 
 
 async def test_invalid_events(start_gateway):

@@ -232,3 +232,20 @@ async def test_oversize_frame_closes_1009(start_gateway):
     other = await Client.connect(gw)  # the server keeps working
     await other.send("pusher:ping")
     await other.expect("pusher:pong")
+
+
+@pytest.mark.parametrize("user_id", [{"id": 1}, ["1"], True, 1.5])
+async def test_presence_user_id_must_be_a_string_or_integer(start_gateway, user_id):
+    # Issue 13 item 12: an object user_id was accepted and showed up as a Python repr.
+    gw = await start_gateway({"apis": [pusher_app()]})
+    p = sdk(gw)
+    c = await Client.connect(gw)
+    auth = p.authenticate("presence-r", c.socket_id, {"user_id": user_id})
+    refused = await c.subscribe("presence-r", auth)
+    assert refused["event"] == "pusher:subscription_error", refused
+    assert refused["data"]["status"] == 4302
+    assert await p.users_info("presence-r") == {"users": []}
+    ok = await c.subscribe(
+        "presence-r", p.authenticate("presence-r", c.socket_id, {"user_id": "7"})
+    )
+    assert json.loads(ok["data"])["presence"]["ids"] == ["7"]

@@ -157,3 +157,69 @@ async def _metrics(port: int) -> str:
         session.get(f"http://127.0.0.1:{port}/metrics") as response,
     ):
         return await response.text()
+
+
+async def test_deeply_nested_messages_go_to_default_or_forbidden(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Issue 13 item 8: a body nested ~1,500 levels deep raised RecursionError in route selection
+    # and the message was dropped unanswered. It is a body selection cannot read: $default.
+    deep = [
+        "[" * 1500 + "]" * 1500,
+        '{"action":' * 1500 + '"echo"' + "}" * 1500,
+        '{"action":"echo","x":' + "[" * 1500 + "]" * 1500 + "}",
+        '{"action":' + "[" * 990 + "]" * 990 + "}",
+    ]
+    gw = await start_gateway({"apis": [api(handlers_dir(tmp_path))]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        for body in deep:
+            await ws.send(body)
+            answer = await asyncio.wait_for(ws.recv(), 10)
+            assert answer in ("default:" + body, body), answer[:80]
+        await ws.send('{"action":"echo","n":1}')
+        assert await ws.recv() == '{"action":"echo","n":1}'
+    config = api(handlers_dir(tmp_path), name="nodefault")
+    del config["routes"]["$default"]
+    config["stage"] = "nd"
+    gw2 = await start_gateway({"apis": [config]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw2.port}/nd") as ws:
+        await ws.send(deep[0])
+        frame = str(await asyncio.wait_for(ws.recv(), 10))
+        assert frame.startswith('{"message": "Forbidden", "connectionId":"')
+
+
+SURROGATE = """
+import json
+
+
+def ok(event, context):
+    return {"statusCode": 200}
+
+
+def lone_surrogate(event, context):
+    return {"statusCode": 200, "body": json.loads(event["body"])["s"]}
+"""
+
+
+async def test_a_body_with_a_lone_surrogate_is_an_integration_error(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Issue 13 item 9's rule (never invalid UTF-8 in a text frame) for route responses: an
+    # in-process handler's str with a lone surrogate raised UnicodeEncodeError in the
+    # dispatch task ("Task exception was never retrieved") and the client got nothing. As in a
+    # worker (Runtime.MarshalError): "Internal server error", and the connection goes on.
+    code = handlers_dir(tmp_path, SURROGATE, "sur.py")
+    config = api(
+        code,
+        routes={
+            "$connect": "sur.ok",
+            "$default": {"handler": "sur.lone_surrogate", "route_response": True},
+        },
+    )
+    gw = await start_gateway({"apis": [config]})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        await ws.send('{"s":"\\ud800 alone"}')
+        frame = str(await asyncio.wait_for(ws.recv(), 10))
+        assert frame.startswith('{"message": "Internal server error", "connectionId":"'), frame
+        await ws.send('{"s":"fine é"}')
+        assert await asyncio.wait_for(ws.recv(), 10) == "fine é"

@@ -175,11 +175,20 @@ async def test_a_bad_handshake_is_refused_before_connect_runs(
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(
         b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"  # no Sec-WebSocket-Key
     )
     status, body = await asyncio.wait_for(read_http_answer(reader), 5)
     assert status == 400 and json.loads(body) == {"message": "Bad Request"}
     assert await asyncio.wait_for(reader.read(), 5) == b""  # and closed
+    writer.close()
+    # Another version: 426 naming version 13 (RFC 6455 §4.2.2; issue 13 item 10).
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        b"GET /dev HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+    )
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+    assert head.startswith("HTTP/1.1 426 ") and "\r\nSec-WebSocket-Version: 13\r\n" in head
     assert not of_type(recorded(), "CONNECT")
     writer.close()
 

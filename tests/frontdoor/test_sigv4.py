@@ -21,6 +21,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sockway.frontdoor.sigv4 import MAX_SKEW, SigV4Failure, verify
 
@@ -50,11 +52,12 @@ def sign(
     secret: str = SECRET,
     token: str | None = None,
     region: str = "us-east-1",
+    service: str = "execute-api",
     extra_headers: dict[str, str] | None = None,
 ) -> Signed:
     """Sign like boto3 does and return what arrives on the wire (Host included)."""
     request = AWSRequest(method=method, url=url, data=body, headers=extra_headers or {})
-    SigV4Auth(Credentials(akid, secret, token), "execute-api", region).add_auth(request)
+    SigV4Auth(Credentials(akid, secret, token), service, region).add_auth(request)
     host = url.split("://", 1)[1].split("/", 1)[0]
     headers = [("Host", host), *((k, str(v)) for k, v in request.headers.items())]
     if body:
@@ -70,6 +73,8 @@ def check(signed: Signed, secrets: dict[str, str] = SECRETS, **override: Any) ->
         "body": signed.body,
         "secrets": secrets,
         "now": signed.now,
+        "service": "execute-api",
+        "region": "us-east-1",
     }
     args.update(override)
     return verify(**args)
@@ -136,8 +141,46 @@ def test_session_token_is_signed_and_accepted() -> None:
     assert failure(signed, headers=tampered).error_type == "InvalidSignatureException"
 
 
-def test_any_signing_region_is_accepted() -> None:
-    assert check(sign(region="eu-west-1")) == AKID
+def test_the_apis_own_region_is_accepted() -> None:
+    assert check(sign(region="eu-west-1"), region="eu-west-1") == AKID
+
+
+# -- the credential scope (issue 13 item 4) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ["s3", "lambda", "appsync", "execute-apiX"])
+def test_a_correct_signature_for_another_service_is_refused(service: str) -> None:
+    # Signed correctly (botocore) with the right secret, but scoped to another service: AWS
+    # answers 403 InvalidSignatureException "Credential should be scoped to correct service".
+    exc = failure(sign(service=service))
+    assert exc.error_type == "InvalidSignatureException"
+    assert exc.message == "Credential should be scoped to correct service: 'execute-api'. "
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-east-2", "US-EAST-1"])
+def test_a_correct_signature_for_another_region_is_refused(region: str) -> None:
+    exc = failure(sign(region=region))
+    assert exc.error_type == "InvalidSignatureException"
+    assert exc.message == f"Credential should be scoped to a valid region, not '{region}'. "
+
+
+def test_the_service_asked_for_is_the_one_checked() -> None:
+    # AppSync Events AWS_IAM verifies with service "appsync" (appsync spec §3.4).
+    signed = sign(service="appsync", region="eu-central-1")
+    assert check(signed, service="appsync", region="eu-central-1") == AKID
+    assert failure(signed, region="eu-central-1").error_type == "InvalidSignatureException"
+    assert failure(signed, service="appsync").error_type == "InvalidSignatureException"
+
+
+# -- x-amz-content-sha256 that is not ASCII (issue 13 item 7) ----------------------------------
+
+
+@pytest.mark.parametrize("value", ["é" * 64, "\u00ff", "ü" + "0" * 63, "\udcff"])
+def test_non_ascii_content_sha256_is_a_403_not_a_crash(value: str) -> None:
+    signed = sign()
+    headers = [*signed.headers, ("X-Amz-Content-SHA256", value)]
+    exc = failure(signed, headers=headers)
+    assert exc.error_type == "InvalidSignatureException"
 
 
 def test_header_names_are_case_insensitive() -> None:
@@ -397,6 +440,8 @@ def verify_captured(endpoint: str, request: Captured, secrets: dict[str, str] = 
         body=request.body,
         secrets=secrets,
         now=dt.datetime.now(dt.UTC),
+        service="execute-api",
+        region="us-east-1",
     )
 
 
@@ -441,3 +486,30 @@ def test_real_boto3_delete_and_get_verify(recorder: tuple[str, list[Captured]]) 
     for request in captured:
         assert request.body == b""
         assert verify_captured(endpoint, request) == AKID
+
+
+# -- whatever arrives, the answer is a SigV4Failure (403), never another exception (500) ----
+
+
+_LATIN1 = st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=80)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    replaced=st.dictionaries(
+        st.sampled_from(
+            ["Authorization", "X-Amz-Date", "X-Amz-Content-SHA256", "Host", "X-Amz-Security-Token"]
+        ),
+        _LATIN1,
+        max_size=3,
+    ),
+    path=st.text(max_size=30),
+    body=st.binary(max_size=40),
+)
+def test_any_header_values_fail_cleanly(replaced: dict[str, str], path: str, body: bytes) -> None:
+    signed = sign(token="t")
+    headers = [(k, replaced.get(k, v)) for k, v in signed.headers]
+    headers += [(k, v) for k, v in replaced.items() if k not in {h for h, _ in signed.headers}]
+    url = f"https://{HOST}/dev/@connections/{path}"
+    with contextlib.suppress(SigV4Failure):
+        check(signed, headers=headers, url=url, body=body)

@@ -11,6 +11,7 @@ import pytest
 from sockway.pusher.signatures import (
     RequestAuthError,
     channel_auth_ok,
+    hmac_hex,
     user_auth_ok,
     verify_request,
     webhook_signature,
@@ -138,11 +139,45 @@ def test_worked_example_of_the_spec():
         ({"auth_key": "other"}, "Unknown auth_key"),
         ({"body_md5": "0" * 32}, "body_md5"),
         ({"auth_timestamp": "not-a-number"}, "not a number"),
+        ({"auth_timestamp": "nan"}, "not a number"),
     ],
 )
 def test_rejections(change, message):
     with pytest.raises(RequestAuthError, match=message):
         _verify({**WORKED, **change})
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "nan",
+        "NaN",
+        "-nan",
+        "inf",
+        "-inf",
+        "Infinity",
+        "1700000000.0",
+        "1.7e9",
+        "1_700_000_000",
+        "+1700000000",
+        "-1700000000",
+        " 1700000000",
+        "",
+        "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",
+        "1" * 16,
+    ],
+)
+def test_non_integer_timestamps_are_rejected(timestamp):
+    # Issue 13 item 6: float("nan") passed the window check (NaN compares false), forever.
+    # The signature is made over the bad value, so only the timestamp check can refuse it.
+    params = {k: v for k, v in WORKED.items() if k != "auth_signature"}
+    params["auth_timestamp"] = timestamp
+    to_sign = "\n".join(
+        ["POST", "/apps/123/events", "&".join(f"{k}={params[k]}" for k in sorted(params))]
+    )
+    params["auth_signature"] = hmac_hex(SECRET, to_sign)
+    with pytest.raises(RequestAuthError, match="auth_timestamp"):
+        _verify(params)
 
 
 def test_timestamp_window_is_600_s_either_way():

@@ -27,18 +27,18 @@ def frame(opcode: int, length: int, masked: bool = True) -> bytes:
     return head + (b"MASK" if masked else b"") + b"p" * length
 
 
-def feed(stream: bytes, limit: int, seed: int) -> tuple[bytes, bool]:
+def feed(stream: bytes, limit: int | None, seed: int) -> tuple[bytes, list[tuple[int, str]]]:
     inner = Inner()
     guard = FrameGuard(inner)
-    tripped: list[bool] = []
-    guard.arm(limit, lambda: tripped.append(True))
+    tripped: list[tuple[int, str]] = []
+    guard.arm(limit, lambda code, reason: tripped.append((code, reason)))
     rng = random.Random(seed)
     pos = 0
     while pos < len(stream):
         size = rng.choice([1, 2, 3, 7, 13, 100, 5000])
         guard.data_received(stream[pos : pos + size])
         pos += size
-    return bytes(inner.data), bool(tripped)
+    return bytes(inner.data), tripped
 
 
 def test_frames_within_the_limit_pass_unchanged_under_any_chunking() -> None:
@@ -55,7 +55,7 @@ def test_first_oversize_data_frame_trips_and_nothing_after_passes() -> None:
     bad = frame(0, 70000)  # a continuation frame counts too
     for seed in range(50):
         passed, tripped = feed(good + bad + frame(1, 10), 65535, seed)
-        assert tripped
+        assert tripped == [(1009, "Frame too big")]
         # Only bytes before the chunk holding the bad header were passed on.
         assert good.startswith(passed)
 
@@ -74,6 +74,8 @@ def test_one_whole_frame_per_read_is_checked_too() -> None:
         (frame(1, 100), 100, False),
         (frame(1, 101), 100, True),
         (frame(2, 101, masked=False), 100, True),
+        (frame(2, 10, masked=False), 100, True),  # unmasked (RFC 6455 §5.1)
+        (frame(9, 0, masked=False), 100, True),
         (frame(9, 120), 100, False),  # control frames are not data frames
         (frame(1, 300), 300, False),
         (frame(1, 301), 300, True),
@@ -85,7 +87,7 @@ def test_one_whole_frame_per_read_is_checked_too() -> None:
             inner = Inner()
             guard = FrameGuard(inner)
             tripped: list[bool] = []
-            guard.arm(limit, lambda: tripped.append(True))  # noqa: B023
+            guard.arm(limit, lambda code, reason: tripped.append(True))  # noqa: B023
             if prefix:
                 guard.data_received(prefix)
             guard.data_received(data)
@@ -95,7 +97,24 @@ def test_one_whole_frame_per_read_is_checked_too() -> None:
         inner = Inner()
         guard = FrameGuard(inner)
         tripped = []
-        guard.arm(limit, lambda: tripped.append(True))  # noqa: B023
+        guard.arm(limit, lambda code, reason: tripped.append(True))  # noqa: B023
         guard.data_received(frame(1, 5) + data[:3])
         guard.data_received(data[3:])
         assert bool(tripped) is trips
+
+
+def test_an_unmasked_frame_trips_1002_under_any_chunking() -> None:
+    # Issue 13 item 10: aiohttp's reader accepts unmasked client frames.
+    good = frame(1, 100) + frame(9, 3) + frame(1, 300)
+    for bad in (frame(1, 5, masked=False), frame(8, 2, masked=False), frame(0, 70000, False)):
+        for seed in range(30):
+            passed, tripped = feed(good + bad + frame(1, 10), None, seed)
+            assert tripped == [(1002, "Protocol error")]
+            assert good.startswith(passed)
+
+
+def test_masking_only_has_no_size_limit() -> None:
+    stream = frame(1, 100) + frame(2, 200000) + frame(0, 70000)
+    for seed in range(10):
+        passed, tripped = feed(stream, None, seed)
+        assert passed == stream and not tripped

@@ -318,3 +318,20 @@ def test_orjson_shortcut_agrees_with_the_stdlib_parser(
 
     monkeypatch.setattr(routing.orjson, "loads", refuse)  # the stdlib path only
     assert fast == expr.evaluate(text)
+
+
+def test_bodies_nested_too_deep_to_read_select_default() -> None:
+    # Issue 13 item 8: no RecursionError out of route selection, at any depth.
+    from sockway.websocket.routing import SelectionExpression as Expr
+    from sockway.websocket.routing import select_route as select
+
+    routes = frozenset({"$default", "echo"})
+    for source in ("$request.body.action", "$request.body", "${request.body.a}/x"):
+        expr = Expr.compile(source)
+        for depth in (990, 1025, 1500, 50_000):
+            for body in (
+                "[" * depth + "]" * depth,
+                '{"action":' * depth + '"echo"' + "}" * depth,
+                '{"action":"echo","a":' + "[" * depth + "]" * depth + "}",
+            ):
+                assert select(expr, body, routes) in ("$default", "echo")

@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sockway.core.frames import encode_text_frame
+from sockway.core.frames import encode_data_frame, encode_text_frame
 from sockway.core.ids import ChannelName, ConnectionId
 
 NO_CHANNELS: frozenset[ChannelName] = frozenset()
@@ -62,6 +62,10 @@ class Connection:
     def send_text(self, payload: bytes, now_ms: int) -> SendResult:
         """Send ``payload`` as one text frame."""
         return self.send_frame(encode_text_frame(payload), now_ms)
+
+    def send_data(self, payload: bytes, now_ms: int) -> SendResult:
+        """Send bytes of unknown encoding: a text frame if UTF-8, else a binary frame."""
+        return self.send_frame(encode_data_frame(payload), now_ms)
 
     def send_frame(self, frame: bytes, now_ms: int) -> SendResult:
         """Write an already encoded frame unless the connection is gone or its outbox is full.

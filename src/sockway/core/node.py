@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from sockway.core.connection import NO_CHANNELS, Connection, State
-from sockway.core.frames import encode_text_frame
+from sockway.core.frames import encode_data_frame
 from sockway.core.ids import ChannelName, Clock, ConnectionId
 
 # Close code for a subscriber that cannot keep up with a channel's fan-out (RFC 6455 §7.4.1:
@@ -132,7 +132,9 @@ class Node:
         payload: bytes,
         exclude: Connection | None = None,
     ) -> tuple[int, int]:
-        """Send ``payload`` as a text frame to every member of the channel but ``exclude``.
+        """Send ``payload`` to every member of the channel but ``exclude``: as a text frame, or
+        as a binary frame when it is not UTF-8 (only ``@channels`` callers can publish such
+        bytes; a text frame must be valid UTF-8, RFC 6455 §5.6).
 
         The frame is encoded once and written to each member without awaiting any of them.
         A member whose outbox is full is disconnected (``SLOW_CONSUMER_CLOSE``), never allowed
@@ -141,7 +143,7 @@ class Node:
         members = self._channels.get((api_name, channel))
         if not members:
             return 0, 0
-        frame = encode_text_frame(payload)
+        frame = encode_data_frame(payload)  # one UTF-8 check per publication, not per member
         now = self.now_ms()
         delivered = 0
         slow: list[Connection] = []

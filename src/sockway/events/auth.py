@@ -142,6 +142,8 @@ class EventsAuth:
                 body=request.signed_body,
                 secrets=secrets,
                 now=dt.datetime.fromtimestamp(self.wall_clock(), dt.UTC),
+                service="appsync",  # appsync spec §3.4: service appsync, the API's region
+                region=self.api.region,
             )
         except SigV4Failure as exc:
             log.info("AWS_IAM signature rejected: %s", exc.error_type)

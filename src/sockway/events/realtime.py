@@ -37,7 +37,12 @@ from sockway.events.auth import CONNECT, AuthRequest, lower_headers
 from sockway.events.runtime import EventsRuntime, Operation, Subscription, current_operation
 from sockway.events.wire import EventsError
 from sockway.observability.tap import Activity
-from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
+from sockway.transport.aiohttp_ws import (
+    AiohttpSink,
+    serve_aiohttp,
+    version_refusal,
+    websocket_response,
+)
 from sockway.transport.picows_ws import (
     Hold,
     PicowsConnection,
@@ -119,15 +124,15 @@ class RealtimeEndpoint:
         rt = self.rt
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.json_response({"message": "Upgrade Required"}, status=426)
+        refused = version_refusal(request)
+        if refused is not None:
+            return refused
         if rt.draining:
             return web.json_response({"message": "Service Unavailable"}, status=503)
         auth_headers, offered = connect_headers(request.headers, request.query)
         limits = rt.settings.limits
-        ws = web.WebSocketResponse(
-            protocols=(wire.SUBPROTOCOL,) if offered else (),
-            max_msg_size=limits.max_request_bytes + 1,
-            compress=False,
-            autoping=True,
+        ws = websocket_response(
+            (wire.SUBPROTOCOL,) if offered else (), limits.max_request_bytes + 1
         )
         try:
             await ws.prepare(request)

@@ -52,6 +52,25 @@ from sockway.observability.tap import Activity, Tap, invocation
 from sockway.runtimes import output
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 
+# orjson reads 1,024 levels of nesting but writes only 254: an event is parsed into the
+# handlers' event (``{"events": [{"payload": ...}]}``, inside a worker's request) and may come
+# back in their answer, so an event nested deeper than this cannot be handed on. Refused as a
+# bad request (the client's fault), not an internal error.
+MAX_EVENT_DEPTH = 240
+_HANDLER_EVENT_HEADROOM = 254 - MAX_EVENT_DEPTH
+
+
+def _encodable_in_handler_events(doc: object) -> bool:
+    wrapped = doc
+    for _ in range(_HANDLER_EVENT_HEADROOM):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
 log = logging.getLogger("sockway.appsync")
 
 
@@ -214,9 +233,14 @@ class EventsRuntime:
                     BAD_REQUEST, f"Event exceeds the maximum size of {limits.max_event_bytes} bytes"
                 )
             try:
-                orjson.loads(item)
+                doc = orjson.loads(item)
             except orjson.JSONDecodeError:
                 raise EventsError(BAD_REQUEST, "Each event must be valid JSON") from None
+            if not _encodable_in_handler_events(doc):
+                raise EventsError(
+                    BAD_REQUEST,
+                    f"Event nesting exceeds the maximum depth of {MAX_EVENT_DEPTH} levels",
+                )
         return list(raw)
 
     async def publish(

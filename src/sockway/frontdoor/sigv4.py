@@ -1,9 +1,12 @@
 """SigV4 verification of ``@connections`` calls (apigw spec §4.3, §4.4), using botocore's signer.
 
-The client's ``Authorization`` header names the access key, date, region, service and signed
-headers. We rebuild the same request with botocore (which URI-encodes the wire path again, as
-the client did when signing), compute the signature with the configured secret and compare in
-constant time.
+Also used by AppSync Events ``AWS_IAM`` (appsync spec §3.4). The client's ``Authorization``
+header names the access key, date, region, service and signed headers. The credential scope must
+name the service the API is (``execute-api`` for API Gateway, ``appsync`` for AppSync) and the
+API's configured region, as AWS requires: a signature made for ``s3``, ``lambda`` or another
+region is refused with ``InvalidSignatureException`` and AWS's own message. We then rebuild the
+same request with botocore (which URI-encodes the wire path again, as the client did when
+signing), compute the signature with the configured secret and compare in constant time.
 """
 
 from __future__ import annotations
@@ -43,10 +46,14 @@ def verify(
     body: bytes,
     secrets: Mapping[str, str],
     now: dt.datetime,
+    service: str,
+    region: str,
 ) -> str:
     """Check the request's SigV4 signature; return the access key id, or raise ``SigV4Failure``.
 
     ``url`` is scheme://host + the raw (still percent-encoded) path and query, as received.
+    ``service`` and ``region`` are what the credential scope must name (checked before the
+    signature, as AWS does: a correctly signed request for another scope is still refused).
     """
     lowered: dict[str, str] = {}
     for k, v in headers:
@@ -59,6 +66,16 @@ def verify(
         raise SigV4Failure(
             "IncompleteSignatureException",
             "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders'.",
+        )
+    if m["region"] != region:
+        raise SigV4Failure(
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid region, not '{m['region']}'. ",
+        )
+    if m["service"] != service:
+        raise SigV4Failure(
+            "InvalidSignatureException",
+            f"Credential should be scoped to correct service: '{service}'. ",
         )
     secret = secrets.get(m["akid"])
     if secret is None:
@@ -79,8 +96,13 @@ def verify(
         raise SigV4Failure("InvalidSignatureException", "'Host' must be a signed header")
     # botocore signs the x-amz-content-sha256 value instead of hashing the body when that header
     # is present; make sure it is the body's hash, or a signed request could carry another body.
+    # hmac.compare_digest takes ASCII str only: a non-ASCII value (headers arrive decoded as
+    # latin-1) is compared as bytes, so it is a mismatch (403), never a TypeError (500).
     declared = lowered.get("x-amz-content-sha256")
-    if declared is not None and not hmac.compare_digest(declared, hashlib.sha256(body).hexdigest()):
+    digest = hashlib.sha256(body).hexdigest().encode()
+    if declared is not None and not hmac.compare_digest(
+        declared.encode("utf-8", "surrogateescape"), digest
+    ):
         raise SigV4Failure(
             "InvalidSignatureException",
             "The provided x-amz-content-sha256 header does not match the hash of the body.",
@@ -89,7 +111,7 @@ def verify(
         method=method, url=url, data=body, headers={h: lowered.get(h, "") for h in signed}
     )
     request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(m["akid"], secret), m["service"], m["region"])
+    signer = SigV4Auth(Credentials(m["akid"], secret), service, region)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, m["sig"]):

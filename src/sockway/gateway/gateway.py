@@ -25,6 +25,7 @@ from sockway.gateway.ops import add_ops_routes
 from sockway.gateway.registry import build_front_door
 from sockway.gateway.settings import Settings, parse_hostport
 from sockway.observability.access_log import ACCESS_LOGGER, AccessLog
+from sockway.observability.logging import quiet_peer_request_errors
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Tap
 from sockway.pusher.http_api import CORS as PUSHER_CORS
@@ -188,6 +189,7 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        quiet_peer_request_errors()  # a malformed client request is one line, not a traceback
         host, port = parse_hostport(s.listen)
         if s.tls is not None:
             if s.tls.certificate == "auto":

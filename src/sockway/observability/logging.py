@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from sockway.observability.access_log import ACCESS_LOGGER
 
@@ -56,6 +57,45 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class PeerRequestErrors(logging.Filter):
+    """aiohttp logs a malformed client request ("Error handling request", a ``BadHttpMessage``)
+    at ERROR with its whole traceback. It is the peer's fault, not our bug (DESIGN habit 3):
+    the record becomes one INFO line naming the peer and aiohttp's reason, or is dropped when
+    INFO is not enabled. Other errors are left as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not str(record.msg).startswith(
+            "Error handling request"
+        ):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        reason = (exc.message or type(exc).__name__).strip().splitlines()[0][:200]
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = (
+            "malformed HTTP request from %s: %d %s",
+            (
+                peer,
+                exc.code,
+                reason,
+            ),
+        )
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+_PEER_ERRORS = PeerRequestErrors()
+
+
+def quiet_peer_request_errors() -> None:
+    """Install ``PeerRequestErrors`` on aiohttp's server logger (idempotent)."""
+    server = logging.getLogger("aiohttp.server")
+    if _PEER_ERRORS not in server.filters:
+        server.addFilter(_PEER_ERRORS)
+
+
 def setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -69,3 +109,4 @@ def setup_logging(fmt: str, level: str) -> None:
     access.propagate = False
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    quiet_peer_request_errors()

@@ -36,7 +36,12 @@ from sockway.pusher.webhook_targets import build_target
 from sockway.pusher.webhooks import Webhooks
 from sockway.runtimes.base import Integration
 from sockway.runtimes.factory import FunctionSpec
-from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
+from sockway.transport.aiohttp_ws import (
+    AiohttpSink,
+    serve_aiohttp,
+    version_refusal,
+    websocket_response,
+)
 from sockway.transport.picows_ws import (
     Hold,
     MessageHandler,
@@ -425,9 +430,12 @@ async def _upgrade(registry: PusherRegistry, request: web.Request) -> web.Stream
     """aiohttp's handler: an upgrade that followed other requests on its connection."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return web.json_response({"error": "Upgrade Required", "code": 426}, status=426)
+    refused = version_refusal(request)
+    if refused is not None:
+        return refused
     door = registry.by_key.get(request.match_info["key"])
     max_size = door.app.settings.max_message_bytes + 1 if door is not None else 4096
-    ws = web.WebSocketResponse(max_msg_size=max_size, compress=False, autoping=True)
+    ws = websocket_response((), max_size)
     try:
         await ws.prepare(request)
     except (ConnectionResetError, OSError):

@@ -20,6 +20,7 @@ from sockway.pusher.channels import (
     allows_client_events,
     kind_of,
     needs_auth,
+    server_to_user_id,
     valid_name,
 )
 from sockway.pusher.membership import presence_full
@@ -99,6 +100,17 @@ def _check_subscription(
     if not valid_name(channel, s.max_channel_name_length):
         raise SubscriptionError(None, "The channel name is not allowed.", wire.UNAUTHORIZED)
     kind = kind_of(channel)
+    if kind is Kind.SERVER_TO_USER and (
+        sock.user_id is None or server_to_user_id(channel) != sock.user_id
+    ):
+        # Pusher reserves ``#server-to-user-{id}`` for the socket signed in as that user (§1.7;
+        # Reverb refuses it likewise): a socket that has not signed in, or signed in as
+        # another user, may not listen to a user's private messages.
+        raise SubscriptionError(
+            "AuthError",
+            "Sign in as this user (pusher:signin) before subscribing to its channel.",
+            wire.UNAUTHORIZED,
+        )
     if not needs_auth(kind):
         return None
     auth = data.get("auth")
@@ -126,7 +138,22 @@ def _check_subscription(
             "ServerError", "channel_data must be JSON with a user_id.", wire.SERVER_ERROR
         )
     user_id, user_info = member["user_id"], member.get("user_info")
-    if len(orjson.dumps(user_info)) > s.max_presence_member_size_in_kb * 1024:
+    # Pusher's user_id is a string; the SDKs also pass integers through (and pusher-js keys
+    # members by ``String(user_id)``), so both are kept as given. Objects, lists, booleans and
+    # floats have no stable string form (a Python repr would leak into ids and webhooks):
+    # refused, as a malformed channel_data is (§1.5 step 3).
+    if not (
+        isinstance(user_id, str) or (isinstance(user_id, int) and not isinstance(user_id, bool))
+    ):
+        raise SubscriptionError(
+            "ServerError", "channel_data.user_id must be a string.", wire.SERVER_ERROR
+        )
+    encoded_info = wire.encode_client_value(user_info)
+    if encoded_info is None:
+        raise SubscriptionError(
+            "ServerError", "channel_data.user_info is nested too deeply.", wire.SERVER_ERROR
+        )
+    if len(encoded_info) > s.max_presence_member_size_in_kb * 1024:
         raise SubscriptionError(
             "LimitReached",
             f"The maximum size for a channel member is {s.max_presence_member_size_in_kb} KB.",
@@ -205,7 +232,9 @@ def _client_event(app: PusherAppState, sock: PusherSocket, msg: wire.Incoming) -
             wire.CLIENT_EVENT_REJECTED,
             f"Event name is too long. Maximum allowed size is {s.max_event_name_length}.",
         )
-    encoded_data = orjson.dumps(msg.data)
+    encoded_data = wire.encode_client_value(msg.data)
+    if encoded_data is None:
+        raise ProtocolError(wire.CLIENT_EVENT_REJECTED, "The event data is nested too deeply.")
     if len(encoded_data) > s.max_event_payload_in_kb * 1024:
         raise ProtocolError(
             wire.CLIENT_EVENT_REJECTED,

@@ -76,10 +76,13 @@ def verify_request(
         raise RequestAuthError("Missing auth_signature.")
     if not hmac.compare_digest(query["auth_key"].encode(), key.encode()):
         raise RequestAuthError("Unknown auth_key.")
-    try:
-        timestamp = float(query["auth_timestamp"])
-    except ValueError:
-        raise RequestAuthError("auth_timestamp is not a number.") from None
+    # The SDKs send whole unix seconds (``int(time.time())``). Only ASCII digits are taken:
+    # ``float()`` would accept "nan" (every comparison with it is false, so it passed the
+    # window forever), "inf", "1e9", "1_700_000_000" and non-ASCII digits.
+    raw_timestamp = query["auth_timestamp"]
+    if not (0 < len(raw_timestamp) <= 15 and raw_timestamp.isascii() and raw_timestamp.isdigit()):
+        raise RequestAuthError("auth_timestamp is not a number of whole seconds.")
+    timestamp = int(raw_timestamp)
     if abs(now_s - timestamp) > window_s:
         raise RequestAuthError(
             f"Timestamp expired: {abs(now_s - timestamp):.0f} s from server time "

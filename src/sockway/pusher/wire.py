@@ -78,6 +78,24 @@ def parse(raw: str | bytes) -> Incoming:
     return Incoming(doc["event"], channel if isinstance(channel, str) else None, data)
 
 
+# Client data is echoed inside our own frames, at most this many levels deeper (the presence
+# hash: {"presence":{"hash":{id: user_info}}}); orjson encodes at most 254 levels.
+_ECHO_HEADROOM = 4
+
+
+def encode_client_value(value: Any) -> bytes | None:
+    """``value`` (parsed from a client frame) encoded, or None when it is nested too deep for
+    any frame that echoes it to be encoded (orjson reads 1,024 levels but writes 254).
+
+    One encode: the value wrapped in ``_ECHO_HEADROOM`` lists, which are cut off again.
+    """
+    try:
+        wrapped = orjson.dumps([[[[value]]]])
+    except orjson.JSONEncodeError:
+        return None
+    return wrapped[_ECHO_HEADROOM:-_ECHO_HEADROOM]
+
+
 def _frame(event: str, channel: str | None = None, data: Any = None, **extra: Any) -> bytes:
     doc: dict[str, Any] = {"event": event}
     if channel is not None:

@@ -30,6 +30,11 @@ from sockway.runtimes.worker_main import HEADER, LOG_FLUSHED, encode
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 LOG_FLUSH_WAIT_S = 1.0  # bound on waiting for a worker's last log lines after an answer
 MAX_LOG_LINE_BYTES = 256 * 1024  # a longer output line is replaced by a note in the log
+# What one invocation (or a worker's init) may write to the gateway's log: past it, its output
+# is read and dropped, with one note where it was cut and one with the total dropped. A handler
+# printing in a loop cannot flood the gateway's log or disk (100 MB of stdout was 113 MB of
+# log). Lambda bounds its logs too: 256 KB per CloudWatch event, the last 4 KB for LogType=Tail.
+MAX_LOG_BYTES_PER_INVOCATION = 1024 * 1024
 
 
 class WorkerExited(Exception):
@@ -88,6 +93,9 @@ class Worker:
         self.init_ms = 0.0
         self.max_memory_mb = 0
         self._log_line = log_line
+        self._log_budget = MAX_LOG_BYTES_PER_INVOCATION  # of the current invocation (or init)
+        self._dropped_bytes = 0
+        self._dropped_lines = 0
         self._flushed = asyncio.Event()
         self._logs = asyncio.get_running_loop().create_task(self._capture_logs())
 
@@ -143,6 +151,8 @@ class Worker:
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send one invocation and return the worker's answer (``result`` or ``error``)."""
         self._flushed.clear()
+        self._end_of_output()  # the previous invocation's (or init's) output ends here
+        self._log_budget = MAX_LOG_BYTES_PER_INVOCATION
         assert self.proc.stdin is not None
         self.proc.stdin.write(encode(request))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -197,9 +207,36 @@ class Worker:
             if not line:
                 return
             if line == LOG_FLUSHED:
+                self._end_of_output()
                 self._flushed.set()
                 continue
-            self._log_line(self.request_id, line.decode(errors="replace").rstrip("\n"))
+            self._budgeted(line)
+
+    def _budgeted(self, line: bytes) -> None:
+        """Log ``line`` unless this invocation's output is over its bound."""
+        if self._log_budget < len(line):
+            if self._log_budget >= 0:
+                self._log_line(
+                    self.request_id,
+                    f"[sockway: this invocation wrote over {MAX_LOG_BYTES_PER_INVOCATION} bytes "
+                    "of output; the rest of it is dropped]",
+                )
+                self._log_budget = -1
+            self._dropped_bytes += len(line)
+            self._dropped_lines += 1
+            return
+        self._log_budget -= len(line)
+        self._log_line(self.request_id, line.decode(errors="replace").rstrip("\n"))
+
+    def _end_of_output(self) -> None:
+        """Say how much of the invocation's output was dropped, once, at its end."""
+        if self._dropped_lines:
+            self._log_line(
+                self.request_id,
+                f"[sockway: dropped {self._dropped_bytes} bytes ({self._dropped_lines} lines) "
+                "of this invocation's output]",
+            )
+        self._dropped_bytes = self._dropped_lines = 0
 
     def kill(self) -> None:
         """SIGKILL the worker's process group (idempotent)."""

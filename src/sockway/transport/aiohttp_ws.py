@@ -3,7 +3,12 @@ connection (the sniffer sends a connection's *first* upgrade to picows, ``picows
 
 ``serve_aiohttp`` drives a front door's ``MessageHandler`` from aiohttp's receive loop with the
 contract ``PicowsConnection`` keeps on picows — the in-flight window, holds, the client's close
-and protocol failures — so each front door writes its connection logic once, for both.
+and protocol failures — so each front door writes its connection logic once, for both. It also
+makes the RFC 6455 checks aiohttp leaves out, so both transports refuse the same frames: every
+client frame masked (``FrameGuard``, 1002), close codes a client may send (§7.4, 1002: aiohttp
+lets 1006 and 5000+ through), and ``version_refusal`` (426) before a door's handshake. The
+WebSocketResponse must be built with ``websocket_response`` (``autoclose`` off: the client's
+close is answered here, after its code is checked).
 """
 
 from __future__ import annotations
@@ -14,13 +19,43 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
+from sockway.transport.frame_guard import FrameGuard
 from sockway.transport.picows_ws import (
+    CLOSE_PROTOCOL_ERROR,
     CLOSE_TIMEOUT_S,
     CLOSE_TOO_BIG,
-    REASON_FRAME_TOO_BIG,
     REASON_MESSAGE_TOO_BIG,
+    REASON_PROTOCOL_ERROR,
+    VERSION_REFUSAL_BODY,
+    VERSION_REFUSAL_HEADERS,
+    VERSION_REFUSAL_STATUS,
     MessageHandler,
+    valid_close_code,
+    version_supported,
 )
+
+
+def version_refusal(request: web.Request) -> web.Response | None:
+    """426 with ``Sec-WebSocket-Version: 13`` when the upgrade asks for another version
+    (RFC 6455 §4.2.2; aiohttp would accept 7 and 8), else None. Call it before anything of the
+    door's handshake runs."""
+    if version_supported(request.headers.get("Sec-WebSocket-Version")):
+        return None
+    return web.json_response(
+        VERSION_REFUSAL_BODY, status=VERSION_REFUSAL_STATUS, headers=VERSION_REFUSAL_HEADERS
+    )
+
+
+def websocket_response(protocols: tuple[str, ...], max_msg_size: int) -> web.WebSocketResponse:
+    """The WebSocketResponse every door prepares: no compression (no extension is ever
+    negotiated), pings answered, and the client's close answered by ``serve_aiohttp``."""
+    return web.WebSocketResponse(
+        protocols=protocols,
+        max_msg_size=max_msg_size,
+        compress=False,
+        autoping=True,
+        autoclose=False,
+    )
 
 
 class AiohttpSink:
@@ -50,16 +85,17 @@ class AiohttpSink:
         self.close_cause = (code, reason)
         self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
 
-    def frame_too_big(self) -> None:
-        """A frame over the frame limit arrived (``FrameGuard``): close 1009 at once.
+    def violation(self, code: int, reason: str) -> None:
+        """``FrameGuard`` found a frame that breaks a rule (over the frame limit: 1009, not
+        masked: 1002): close at once with ``code``.
 
         The rest of the client's data is discarded, so the close handshake cannot complete;
         the close frame is written and the socket closed after it is flushed.
         """
         if self.close_cause is not None:
             return
-        self.close_cause = (CLOSE_TOO_BIG, REASON_FRAME_TOO_BIG)
-        payload = CLOSE_TOO_BIG.to_bytes(2, "big") + REASON_FRAME_TOO_BIG.encode()
+        self.close_cause = (code, reason)
+        payload = code.to_bytes(2, "big") + reason.encode()[:123]
         self.transport.write(bytes((0x88, len(payload))) + payload)
         self.transport.close()
 
@@ -121,9 +157,14 @@ async def serve_aiohttp(
     handler: MessageHandler,
     window: int,
     tasks: set[Any] | None = None,
+    max_frame_bytes: int | None = None,
 ) -> None:
     """Serve one prepared aiohttp WebSocket with ``handler`` until it closes (see
-    ``PicowsConnection`` for the contract; ``tasks``: futures discarded when done)."""
+    ``PicowsConnection`` for the contract; ``tasks``: futures discarded when done;
+    ``max_frame_bytes``: the per-frame limit, None for none)."""
+    guard = sink.transport.get_protocol() if sink.transport is not None else None
+    if isinstance(guard, FrameGuard):
+        guard.arm(max_frame_bytes, sink.violation)
     slots = _Slots(window, tasks)
     handler.opened(sink, slots.hold)
     failure: tuple[int, str] | None = None
@@ -137,7 +178,21 @@ async def serve_aiohttp(
                 if pending is not None:
                     slots.take(pending)
             elif kind is WSMsgType.CLOSE:
-                handler.client_closed(int(msg.data or 1005), msg.extra or "")
+                code = int(msg.data or 1005)  # aiohttp: 0 when the frame carried no code
+                if code != 1005 and not valid_close_code(code):
+                    if sink.close_cause is None:
+                        # Awaited here, not a task (``sink.close``): the handler's return
+                        # would otherwise close first, with 1000.
+                        sink.close_cause = (CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR)
+                        await ws.close(
+                            code=CLOSE_PROTOCOL_ERROR,
+                            message=REASON_PROTOCOL_ERROR.encode(),
+                            drain=False,
+                        )
+                    continue
+                handler.client_closed(code, msg.extra or "")
+                if sink.close_cause is None:
+                    await ws.close(drain=False)  # answered 1000, as aiohttp's autoclose did
             elif kind is WSMsgType.ERROR:
                 exc = msg.data
                 if isinstance(exc, WebSocketError) and sink.close_cause is None:

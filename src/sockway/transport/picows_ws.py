@@ -50,6 +50,29 @@ CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR = 1002, "Protocol error"
 CLOSE_INVALID_TEXT, REASON_INVALID_TEXT = 1007, "Invalid UTF-8 text"
 CLOSE_TOO_BIG, REASON_MESSAGE_TOO_BIG = 1009, "Message too big"
 REASON_FRAME_TOO_BIG = "Frame too big"  # a single frame over the frame limit (also 1009)
+WEBSOCKET_VERSION = "13"  # RFC 6455 §4.1: the only version this server speaks
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a client may send ``code`` in a close frame (RFC 6455 §7.4.1-§7.4.2).
+
+    1000-1003 and 1007-1011 are defined by the RFC, 1012-1014 registered with IANA since;
+    3000-4999 belong to libraries and applications. 1004-1006 and 1015 are reserved (1005 and
+    1006 must never be sent), 0-999 unused, 5000 and above undefined: a close frame carrying
+    one of those is a protocol error (1002).
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def version_supported(version: str | None) -> bool:
+    """RFC 6455 §4.2.1: ``Sec-WebSocket-Version`` must be 13; otherwise the handshake is
+    answered 426 with the version we speak (``refuse_version``)."""
+    return version is not None and version.strip() == WEBSOCKET_VERSION
+
+
+VERSION_REFUSAL_STATUS = 426
+VERSION_REFUSAL_HEADERS = {"Sec-WebSocket-Version": WEBSOCKET_VERSION}
+VERSION_REFUSAL_BODY = {"message": "Unsupported WebSocket version: use Sec-WebSocket-Version 13"}
 
 
 class _PicowsLog:
@@ -95,7 +118,8 @@ def start_websocket(
     The caller has decided to accept; picows still validates the key and version
     (RFC 6455 §4.2.1) and answers 400 itself when they are wrong — then ``listener`` never
     sees ``on_ws_connected``. Frames whose payload exceeds ``max_frame_bytes`` close the
-    connection with 1009 before the payload is read (apigw spec §6). Pings are answered.
+    connection with 1009 before the payload is read (apigw spec §6). Pings are answered by
+    ``PicowsConnection`` (picows' own answer would skip the RSV check).
     """
     extra = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
     accepted = WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(extra), listener)
@@ -111,7 +135,7 @@ def start_websocket(
         10.0,
         10.0,
         WSAutoPingStrategy.PING_WHEN_IDLE,
-        True,  # answer pings
+        False,  # pings are answered by PicowsConnection, after the RSV check (RFC 6455 §5.2)
         max_frame_bytes,
         None,  # extra headers: client side only
         READ_BUFFER_BYTES,
@@ -129,17 +153,24 @@ def start_websocket(
         transport.resume_reading()
 
 
-def refuse_upgrade(transport: asyncio.Transport, status: int, body: dict[str, Any] | None) -> None:
+def refuse_upgrade(
+    transport: asyncio.Transport,
+    status: int,
+    body: dict[str, Any] | None,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Answer an upgrade the sniffer handed over with an HTTP refusal (a JSON ``body``, or
-    none) and close the connection, as aiohttp answers a refused upgrade."""
+    none, and any extra ``headers``) and close the connection, as aiohttp answers a refused
+    upgrade."""
     payload = b"" if body is None else json.dumps(body).encode()
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = ""
     kind = "application/json; charset=utf-8" if body is not None else "text/plain"
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (
-        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\n"
+        f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {kind}\r\n{extra}"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
     )
     transport.write(head.encode("latin-1") + payload)
@@ -175,6 +206,11 @@ class PicowsSink:
             return
         self._ws.send_close(WSCloseCode(code), reason.encode()[:_REASON_MAX_BYTES])
         self._abort = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._raw.abort)
+
+    def pong(self, payload: bytes) -> None:
+        """Answer a client's ping with its payload (RFC 6455 §5.5.3)."""
+        if not self._ws.is_close_frame_sent:
+            self._ws.send_pong(payload)
 
     def answer_close(self) -> None:
         """The client sent a close frame: answer it with 1000 (as aiohttp does; unless ours
@@ -229,8 +265,11 @@ class PicowsConnection(WSListener):
     """picows' listener for one connection: frames in, messages to a ``MessageHandler``.
 
     - picows delivers frames; fragmented messages are reassembled here, up to
-      ``max_message_bytes`` (over it: close 1009). Text that is not UTF-8 closes with 1007, a
-      continuation without a first frame with 1002 (RFC 6455 §5.4, §8.1).
+      ``max_message_bytes`` (over it: close 1009). Text that is not UTF-8 closes with 1007
+      (RFC 6455 §8.1). Closed with 1002 (§5.2, §5.4, §7.4): a frame with RSV1-3 set (no
+      extension is negotiated), a continuation without a first frame, a new data frame inside
+      a fragmented message, a close frame with a code a client may not send. picows itself
+      refuses unmasked frames, reserved opcodes and fragmented or oversize control frames.
     - At most ``window`` messages are in flight (``handler.message`` futures not done). picows
       hands over every frame of one read at once, so what comes beyond the window waits here,
       in order, and reading pauses until a slot frees: the backlog holds at most one read.
@@ -283,6 +322,9 @@ class PicowsConnection(WSListener):
         kind = frame.msg_type
         if transport.is_close_frame_sent and kind != WSMsgType.CLOSE:
             return
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension negotiated (§5.2)
+            self._close(CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR)
+            return
         if kind == WSMsgType.TEXT and frame.fin and self._parts is None:
             try:
                 text = frame.get_payload_as_utf8_text()
@@ -313,17 +355,31 @@ class PicowsConnection(WSListener):
 
     def _other_frame(self, kind: WSMsgType, frame: WSFrame) -> None:
         if kind == WSMsgType.CLOSE:
-            code = frame.get_close_code().value or 1005  # picows: 0 when there is no code
+            if frame.payload_size == 0:
+                code = 1005  # no code (picows reports 0 for both "none" and a 0 on the wire)
+            else:
+                code = frame.get_close_code().value
+                if not valid_close_code(code):
+                    self._close(CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR)
+                    return
             self._handler.client_closed(code, frame.get_close_reason() or "")
             assert self.sink is not None
             self.sink.answer_close()
             return
-        if kind in (WSMsgType.PING, WSMsgType.PONG):
-            return  # pings are answered by picows
+        if kind == WSMsgType.PING:
+            assert self.sink is not None
+            self.sink.pong(frame.get_payload_as_bytes())
+            return
+        if kind == WSMsgType.PONG:
+            return
         if kind == WSMsgType.CONTINUATION:
             if self._parts is None:
                 self._close(CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR)
                 return
+        elif self._parts is not None:  # a new message before the fragmented one ended (§5.4)
+            self._parts = None
+            self._close(CLOSE_PROTOCOL_ERROR, REASON_PROTOCOL_ERROR)
+            return
         else:  # the first frame of a message
             self._parts, self._binary = bytearray(), kind == WSMsgType.BINARY
         self._parts += frame.get_payload_as_memoryview()

@@ -5,7 +5,8 @@ everything else to aiohttp (DESIGN.md "single port, fast fan-out").
 ``websocket`` on a path with a registered ``UpgradeHandler`` (a websocket API's stage, an
 events API's realtime path; a key ending in ``/`` serves every path one non-empty segment
 below it, as ``/app/`` serves Pusher's ``/app/{key}``) is handed to that handler with the
-transport paused: the handler runs what must precede the handshake (``$connect``) and either
+transport paused (after the one check every door shares: ``Sec-WebSocket-Version`` 13, else
+426): the handler runs what must precede the handshake (``$connect``) and either
 answers the HTTP refusal itself or gives the connection to picows
 (``transport/picows_ws.py``). Any other first request — plain HTTP, a path nobody registered, a
 malformed head, one over ``HEAD_MAX_BYTES`` — goes to aiohttp's protocol with every byte read
@@ -23,6 +24,13 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, cast
 
 from sockway.transport.frame_guard import FrameGuard
+from sockway.transport.picows_ws import (
+    VERSION_REFUSAL_BODY,
+    VERSION_REFUSAL_HEADERS,
+    VERSION_REFUSAL_STATUS,
+    refuse_upgrade,
+    version_supported,
+)
 from sockway.transport.upgrade_head import (
     HEAD_MAX_BYTES,
     BadHead,
@@ -94,6 +102,12 @@ class Sniffer(asyncio.Protocol):
         assert transport is not None
         self._stop_timer()
         self._buffer = b""
+        if not version_supported(head.header("sec-websocket-version")):
+            # RFC 6455 §4.2.2: 426 naming the version we speak, before any door's $connect.
+            refuse_upgrade(
+                transport, VERSION_REFUSAL_STATUS, VERSION_REFUSAL_BODY, VERSION_REFUSAL_HEADERS
+            )
+            return
         transport.pause_reading()
         handler(transport, head, buffer)
 

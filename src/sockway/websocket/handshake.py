@@ -24,8 +24,12 @@ from sockway.core.connection import Connection
 from sockway.core.ids import ConnectionId
 from sockway.observability.tap import Activity
 from sockway.runtimes.base import Integration, InvocationError, InvocationTimeout
-from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
-from sockway.transport.frame_guard import FrameGuard
+from sockway.transport.aiohttp_ws import (
+    AiohttpSink,
+    serve_aiohttp,
+    version_refusal,
+    websocket_response,
+)
 from sockway.transport.picows_ws import PicowsConnection, refuse_upgrade, start_websocket
 from sockway.transport.upgrade_head import RequestHead
 from sockway.websocket.authorizer import decide, identity_present
@@ -128,6 +132,9 @@ class Handshakes:
         runtime = self.runtime
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return _json_response(426, {"message": "Upgrade Required"})
+        refused = version_refusal(request)  # before $connect runs (RFC 6455 §4.2.2)
+        if refused is not None:
+            return refused
         if runtime.draining:
             return _json_response(503, {"message": "Service Unavailable"})
         facts, upgrade = self._describe(
@@ -146,22 +153,15 @@ class Handshakes:
         # (the headers copied for $connect), ~1 KB per idle connection.
         del upgrade
         limits = runtime.settings.limits
-        ws = web.WebSocketResponse(
-            protocols=(protocol,) if protocol else (),
-            # aiohttp rejects a message of exactly max_msg_size; AWS accepts 128 KB exactly.
-            max_msg_size=limits.max_message_bytes + 1,
-            compress=False,  # apigw spec §3.3: permessage-deflate not negotiated
-            autoping=True,
-        )
+        # aiohttp rejects a message of exactly max_msg_size; AWS accepts 128 KB exactly.
+        # No compression: apigw spec §3.3, permessage-deflate is not negotiated.
+        ws = websocket_response((protocol,) if protocol else (), limits.max_message_bytes + 1)
         try:
             await ws.prepare(request)
         except (ConnectionResetError, OSError):
             runtime.node.remove(conn)
             return ws
         sink = AiohttpSink(ws, request.transport)
-        guard = request.transport.get_protocol() if request.transport else None
-        if isinstance(guard, FrameGuard):
-            guard.arm(limits.max_frame_bytes, sink.frame_too_big)
         task = asyncio.current_task()
         assert task is not None
         runtime.sessions.add(task)
@@ -172,6 +172,7 @@ class Handshakes:
                 ApiConnection(runtime, conn, facts),
                 limits.max_inflight_messages,
                 runtime.inflight,
+                limits.max_frame_bytes,
             )
         finally:
             runtime.sessions.discard(task)

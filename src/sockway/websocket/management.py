@@ -126,6 +126,8 @@ class ManagementApi:
                 body=body,
                 secrets=self._secrets,
                 now=dt.datetime.now(dt.UTC),
+                service="execute-api",  # apigw spec §4.1: signingName execute-api
+                region=self.runtime.settings.region,
             )
         except SigV4Failure as exc:
             return _error(403, exc.error_type, exc.message)
@@ -226,7 +228,9 @@ class ManagementApi:
             return GONE
         node = self.runtime.node
         if method == "POST":
-            result = conn.send_text(body, node.now_ms())
+            # Not UTF-8 → a binary frame (README "Binary data"): PostToConnection's Data is a
+            # blob and AWS models no 400 for it, and a text frame must be valid UTF-8.
+            result = conn.send_data(body, node.now_ms())
             if result is SendResult.GONE:
                 return GONE
             if result is SendResult.OUTBOX_FULL:

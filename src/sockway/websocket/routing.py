@@ -9,7 +9,9 @@ Supported language, as AWS documents it:
 - ``\\$`` escapes a dollar (``\\$default`` is the literal ``$default``); static text is itself;
 - a path that is not found evaluates to ``""``; scalars are stringified as JSON text
   (``5``, ``true``), strings as themselves, arrays as ``[a, b]``, objects as JSON;
-- a message that is not JSON cannot be evaluated and goes to ``$default``;
+- a message that is not JSON cannot be evaluated and goes to ``$default``; so does one nested
+  deeper than the parser's recursion allows (``RecursionError``, ~1,000 levels): selection
+  never raises on a client's message;
 - the result ``$connect`` / ``$disconnect`` never selects the lifecycle routes (§2 [inferred]).
 """
 
@@ -114,6 +116,14 @@ class SelectionExpression:
 
     def evaluate(self, body: str) -> str | None:
         """The selected route key for a message body, or None if the body cannot be evaluated."""
+        try:
+            return self._evaluate(body)
+        except RecursionError:
+            # A body nested deeper than the stdlib parser (or the stringifier) can recurse:
+            # unreadable, as non-JSON is (§2: such a message goes to $default).
+            return None
+
+    def _evaluate(self, body: str) -> str | None:
         if not self.reads_body:
             return "".join(p for p in self.parts if isinstance(p, str))
         # orjson first (~5x faster than the stdlib parser on a small message; bench/ANALYSIS):
@@ -123,7 +133,7 @@ class SelectionExpression:
         try:
             fast = orjson.loads(body)
         except orjson.JSONDecodeError:
-            pass
+            pass  # orjson also refuses nesting over 1,024 levels: the stdlib path decides
         else:
             values = [p if isinstance(p, str) else _lookup(fast, p.path) for p in self.parts]
             if all(isinstance(v, str) or v is _MISSING for v in values):

@@ -214,7 +214,19 @@ class ApiRuntime:
             if out is None:
                 return  # §3.1 [unknown on AWS]: no body → send nothing
             if isinstance(out, str):
-                self._send(conn, out.encode())
+                try:
+                    payload = out.encode()
+                except UnicodeEncodeError:
+                    # A lone surrogate has no UTF-8 form (a text frame must be UTF-8): what a
+                    # worker reports as Runtime.MarshalError, an integration failure.
+                    log.error(
+                        "two-way route returned a body that is not valid Unicode "
+                        "(a lone surrogate)",
+                        extra={**extra, "route": route_key},
+                    )
+                    self._send(conn, wire.internal_error_frame(conn.id, request_id))
+                    return
+                self._send(conn, payload)
                 return
         log.error(
             "two-way route returned a malformed proxy response (body must be a string)",
