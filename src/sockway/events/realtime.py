@@ -30,7 +30,6 @@ from yarl import URL
 from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ConnectionId
-from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.events import wire
 from sockway.events.auth import CONNECT, AuthRequest, lower_headers
 from sockway.events.runtime import EventsRuntime, Operation, Subscription
@@ -188,9 +187,8 @@ class RealtimeEndpoint:
         result = session.conn.send_text(frame, self.rt.node.now_ms())
         if result is SendResult.SENT:
             self.rt.metrics.messages_out.labels(self.rt.name).inc()
-        elif result is SendResult.OUTBOX_FULL:
+        elif result is SendResult.OUTBOX_FULL and self.rt.node.drop_slow(session.conn):
             self.rt.metrics.slow_consumers.labels(self.rt.name).inc()
-            session.conn.sink.close(*SLOW_CONSUMER_CLOSE)
 
     # -- messages -------------------------------------------------------------------------
 

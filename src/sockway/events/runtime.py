@@ -33,7 +33,7 @@ from sockway.brokers.base import BrokerUnavailable
 from sockway.core.channels import ChannelPath, InvalidChannel, SubscriptionIndex, parse_channel
 from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame, text_frame_header
-from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.node import Node
 from sockway.events import handler_events as ev
 from sockway.events.auth import PUBLISH, SUBSCRIBE, AuthRequest, EventsAuth
 from sockway.events.cluster import EventsClusterMember
@@ -325,8 +325,8 @@ class EventsRuntime:
                 elif result is SendResult.OUTBOX_FULL:
                     slow.append(sub.conn)
         for conn in slow:
-            self.metrics.slow_consumers.labels(self.name).inc()
-            conn.sink.close(*SLOW_CONSUMER_CLOSE)
+            if self.node.drop_slow(conn):  # once per connection, however many it missed
+                self.metrics.slow_consumers.labels(self.name).inc()
         self.metrics.messages_out.labels(self.name).inc(sent)
         return sent
 

@@ -23,7 +23,7 @@ from typing import Any
 from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ChannelName
-from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.node import Node
 from sockway.core.presence import Presence
 from sockway.observability.metrics import Metrics
 from sockway.pusher import membership, wire
@@ -82,9 +82,8 @@ class PusherAppState:
         result = sock.conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self.metrics.messages_out.labels(self.name).inc()
-        elif result is SendResult.OUTBOX_FULL:
+        elif result is SendResult.OUTBOX_FULL and self.node.drop_slow(sock.conn):
             self.metrics.slow_consumers.labels(self.name).inc()
-            sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
 
     def close_with_error(self, sock: PusherSocket, code: int, message: str) -> None:
         """``pusher:error`` then close with the same code (spec §1.3)."""
@@ -292,8 +291,8 @@ class PusherAppState:
             result = sock.conn.send_frame(frame, now)
             if result is SendResult.SENT:
                 self.metrics.messages_out.labels(self.name).inc()
-            elif result is SendResult.OUTBOX_FULL:
-                sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
+            elif result is SendResult.OUTBOX_FULL and self.node.drop_slow(sock.conn):
+                self.metrics.slow_consumers.labels(self.name).inc()
 
     async def terminate_user(self, user_id: str) -> None:
         """Every node closes the user's sockets (raises ``BrokerUnavailable``)."""

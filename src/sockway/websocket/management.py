@@ -29,7 +29,6 @@ from aiohttp import web
 from sockway.brokers.base import BrokerUnavailable
 from sockway.core.connection import Connection, SendResult, State
 from sockway.core.ids import ChannelName
-from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.frontdoor.cluster import Cluster, topic
 from sockway.frontdoor.sigv4 import SigV4Failure, verify
 from sockway.websocket import wire
@@ -259,7 +258,7 @@ class ManagementApi:
     def _channel_membership(self, method: str, conn: Connection | None, channel: str) -> Outcome:
         # Joining is allowed during $connect (CONNECTING): the membership starts delivering when
         # the handshake completes and ends if $connect rejects. Everything else needs OPEN.
-        if conn is None or conn.state is State.CLOSED:
+        if conn is None or conn.gone:
             return GONE
         if method == "PUT":
             self.runtime.node.join(conn, ChannelName(channel))
@@ -306,15 +305,8 @@ class ManagementApi:
         name = self.runtime.name
         delivered, dropped = self.runtime.node.publish(name, ChannelName(channel), body)
         self.runtime.metrics.messages_out.labels(name).inc(delivered)
-        if dropped:
+        if dropped:  # each logged once by the node
             self.runtime.metrics.slow_consumers.labels(name).inc(dropped)
-            log.warning(
-                "channel %s: closed %d slow consumers (%s)",
-                channel,
-                dropped,
-                SLOW_CONSUMER_CLOSE[1],
-                extra={"api": name},
-            )
         try:
             await self.cluster.publish(name, channel, body)
         except BrokerUnavailable as exc:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sockway.core.connection import Connection, SendResult
 from sockway.core.ids import ConnectionId
-from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.node import Node
 from sockway.observability.metrics import Metrics
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 from sockway.transport.picows_ws import Hold, Sink, until_closed
@@ -218,9 +218,8 @@ class ApiRuntime:
         result = conn.send_text(payload, self.node.now_ms())
         if result is SendResult.SENT:
             self._messages_out.inc()
-        elif result is SendResult.OUTBOX_FULL:
+        elif result is SendResult.OUTBOX_FULL and self.node.drop_slow(conn):
             self.metrics.slow_consumers.labels(self.name).inc()
-            conn.sink.close(*SLOW_CONSUMER_CLOSE)
         return result
 
     # -- $disconnect ----------------------------------------------------------------------
@@ -329,4 +328,7 @@ class _Unprepared:
         return 0
 
     def close(self, code: int, reason: str) -> None:
+        return None
+
+    def cut(self, code: int, reason: str) -> None:
         return None
