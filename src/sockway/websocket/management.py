@@ -302,16 +302,17 @@ class ManagementApi:
         return f"apigw.members:{self.runtime.name}"
 
     async def _broadcast(self, channel: str, body: bytes) -> web.Response:
+        """The other nodes first: a 503 then means nobody got it, this node's members
+        neither (docs/brokers.md "Delivery guarantee"); a 200 that every node that is up did."""
         name = self.runtime.name
+        try:
+            await self.cluster.publish(name, channel, body)
+        except BrokerUnavailable as exc:
+            return unavailable(exc).response()
         delivered, dropped = self.runtime.node.publish(name, ChannelName(channel), body)
         self.runtime.metrics.messages_out.labels(name).inc(delivered)
         if dropped:  # each logged once by the node
             self.runtime.metrics.slow_consumers.labels(name).inc(dropped)
-        try:
-            await self.cluster.publish(name, channel, body)
-        except BrokerUnavailable as exc:
-            # Local members got it; a retry would repeat it for them (documented).
-            return unavailable(exc).response()
         return _answer(200, {"delivered": delivered, "disconnectedSlowConsumers": dropped})
 
 
