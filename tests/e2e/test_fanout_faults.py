@@ -219,3 +219,42 @@ async def test_channel_broadcast_skips_reset_members_and_counts_slow_ones_once(
     slow_lines = [r for r in caplog.records if "slow consumer" in r.getMessage().lower()]
     assert len(slow_lines) == 1, [r.getMessage() for r in slow_lines]
     stalled.close()
+
+
+async def test_aiohttp_path_presence_members_resetting_at_once(start_gateway: StartGateway) -> None:
+    """The same on the aiohttp transport (an upgrade that follows another request on its
+    connection): 40 presence members reset at once, the survivor hears of every one."""
+    gw = await start_gateway({"apis": [pusher_app()]})
+    p = sdk(gw)
+    channel = "presence-aio"
+
+    async def member(user_id: Any) -> RawClient:
+        raw = await RawClient.connect(gw.port, "/app/app-key?protocol=7", after="/health")
+        _, hello = await asyncio.wait_for(raw.read_frame(), 5)
+        socket_id = json.loads(json.loads(hello)["data"])["socket_id"]
+        auth = p.authenticate(channel, socket_id, {"user_id": user_id})
+        frame = {"event": "pusher:subscribe", "data": {"channel": channel, **auth}}
+        raw.send_frame(0x1, json.dumps(frame).encode())
+        while True:
+            _, data = await asyncio.wait_for(raw.read_frame(), 5)
+            if json.loads(data)["event"] == "pusher_internal:subscription_succeeded":
+                return raw
+
+    survivor = await member("survivor")
+    doomed = [await member(i) for i in range(40)]
+    added = 0
+    while added < 40:
+        _, data = await asyncio.wait_for(survivor.read_frame(), 5)
+        added += json.loads(data)["event"] == "pusher_internal:member_added"
+    for raw in doomed:
+        sock = raw.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.writer.transport.abort()
+    removed = []
+    while len(removed) < 40:
+        _, data = await asyncio.wait_for(survivor.read_frame(), 10)
+        frame = json.loads(data)
+        if frame["event"] == "pusher_internal:member_removed":
+            removed.append(json.loads(frame["data"])["user_id"])
+    assert sorted(removed) == list(range(40))
+    survivor.close()
