@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import socket
 import struct
 import time
@@ -64,8 +65,17 @@ def now() -> float:
     return time.monotonic()
 
 
-def config(tmp_path: Path, hook_url: str, redis: str | None, prefix: str = "churn") -> Path:
-    """One YAML for every node: the three front doors, webhooks to ``hook_url``."""
+def config(
+    tmp_path: Path,
+    hook_url: str,
+    redis: str | None,
+    prefix: str = "churn",
+    node_ttl_s: float = 2.0,
+) -> Path:
+    """One YAML for every node: the three front doors, webhooks to ``hook_url``. A node
+    whose heartbeat lapses for ``node_ttl_s`` is dead by the liveness rule (its members are
+    removed, then added again when it comes back): on a loaded machine keep it well above the
+    event loop's longest stall."""
     handlers = tmp_path / "handlers"
     handlers.mkdir(exist_ok=True)
     (handlers / "churnws.py").write_text(HANDLERS)
@@ -108,13 +118,18 @@ def config(tmp_path: Path, hook_url: str, redis: str | None, prefix: str = "chur
         settings["broker"] = {
             "url": redis,
             "key_prefix": prefix,
-            "heartbeat_s": 0.2,
-            "node_ttl_s": 1.0,
+            "heartbeat_s": node_ttl_s / 5,
+            "node_ttl_s": node_ttl_s,
             "unsubscribe_grace_s": 0.2,
         }
     path = tmp_path / "churn.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
+
+
+async def broker_state(port: int) -> str:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/health") as r:
+        return str((await r.json())["broker"])
 
 
 class Hooks:
@@ -376,6 +391,41 @@ class Churn:
         await asyncio.sleep(seconds)
         m.stalled.set()
         m.stalls.append((start, now()))
+
+    # -- faults ----------------------------------------------------------------------------
+
+    async def restart_redis(self, redis: Any, ports: list[int], down_s: float = 0.5) -> None:
+        """Stop Redis (churn paused: presence falls back to each node's own view during an
+        outage, documented), start it again empty, resume once every node is back."""
+        self.paused.clear()
+        await asyncio.sleep(0.2)
+        redis.stop()
+        for port in ports:
+            while await broker_state(port) != "unreachable":
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(down_s)
+        redis.start()
+        for port in ports:
+            while await broker_state(port) != "connected":
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        self.paused.set()
+        self.events["redis_restarts"] = self.events.get("redis_restarts", 0) + 1
+
+    async def kill(self, node: int, process: Any, killed: set[int]) -> None:
+        """SIGKILL ``node``: churn on it stops a second before (its last webhooks go out);
+        its clients count as ended at the kill (what was still in its socket buffers may be
+        lost with the process)."""
+        self.quiet_nodes.add(node)
+        await asyncio.sleep(1.0)
+        kill_at = now()
+        killed.add(node)
+        await process.signal(signal.SIGKILL)
+        for m in self.members:
+            if m.node == node and m.ended is None:
+                m.exempt_after = kill_at - DELIVERY_MARGIN_S
+                m.ended = kill_at
+        self.events["kills"] = self.events.get("kills", 0) + 1
 
     # -- publishers ------------------------------------------------------------------------
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from tests.e2e.churn import Churn, Hooks, config, now
+from tests.e2e.churn import Churn, Hooks, config
 from tests.e2e.redis_cluster import Node, start_nodes
 from tests.redis_support import RedisServer
 
@@ -42,11 +40,6 @@ async def nodes() -> AsyncIterator[list[Node]]:
     yield started
     for node in started:
         await node.stop()
-
-
-async def broker_state(port: int) -> str:
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/health") as r:
-        return str((await r.json())["broker"])
 
 
 def report(churn: Churn, figures: dict[str, int]) -> None:
@@ -84,31 +77,9 @@ async def test_churn_on_three_nodes_with_a_redis_restart_and_a_node_kill(
 
         async def chaos() -> None:
             await asyncio.sleep(4)
-            churn.paused.clear()  # presence falls back to each node's view while Redis is down
-            await asyncio.sleep(0.2)
-            redis.stop()
-            for n in started:
-                while await broker_state(n.port) != "unreachable":
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
-            redis.start()
-            for n in started:
-                while await broker_state(n.port) != "connected":
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
-            churn.paused.set()
-            await asyncio.sleep(4)
-            victim = 2
-            churn.quiet_nodes.add(victim)  # its last webhooks go out before it dies
-            await asyncio.sleep(1.0)
-            kill_at = now()
-            killed.add(victim)
-            assert await started[victim].signal(signal.SIGKILL) == -signal.SIGKILL
-            for m in churn.members:
-                if m.node == victim and m.ended is None:
-                    # what reached the socket's buffers as the process died may be lost
-                    m.exempt_after = kill_at - 0.5
-                    m.ended = kill_at
+            await churn.restart_redis(redis, [n.port for n in started])
+            await asyncio.sleep(3)
+            await churn.kill(2, started[2], killed)
 
         await churn.run(seconds=18, clients_per_door=6, chaos=chaos)
         figures = churn.check()

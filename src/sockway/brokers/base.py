@@ -125,7 +125,13 @@ class Broker(Protocol):
         other nodes reach this node (a client is told "subscribed" only after this). Raises
         ``BrokerUnavailable`` when the broker is down or does not confirm within ``timeout``."""
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None: ...
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
+        """To every other node subscribed (module docstring). ``strict`` (publish APIs, whose
+        2xx promises it): raise ``BrokerUnavailable`` and publish nothing when a node that is
+        up has not confirmed its subscriptions yet; not strict (best effort: WebSocket-origin
+        traffic, member events): publish to every node that can take it."""
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -147,7 +147,9 @@ class MemoryBroker:
         self._pending_unsubscribe.pop(key, None)
         self.subscriptions.discard(key)
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
         loop = asyncio.get_running_loop()
         for node in self.bus.nodes.values():
             if node is self or node._inbox is None:

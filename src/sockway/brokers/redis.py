@@ -177,21 +177,27 @@ class RedisBroker(RedisLink):
 
         self._fire_job(send)
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
         """Reach every node that is up, or none (``redis_scripts.PUBLISH``): raises
         ``BrokerUnavailable`` when a node that is up has not confirmed its subscriptions yet
-        (it reconnects after a Redis restart), and then nothing was published."""
+        (it reconnects after a Redis restart), and then nothing was published — unless not
+        ``strict``: then it is published to the nodes that can take it anyway."""
         excl = b"" if exclude is None else b"=" + exclude.encode()
         k = self.keys
         expected = self.expected()
         args: list[str | bytes | int] = [k.hb_prefix, k.ready_prefix, k.channel(topic)]
-        args += [pack(self._node_b, excl, payload), k.inbox_prefix, *expected]
+        args += [pack(self._node_b, excl, payload), k.inbox_prefix, "1" if strict else "0"]
+        args += expected
         [missing] = await self._call([script("publish", [k.nodes], args)])
         if missing == 0:
             self._expected.clear()
             return
         not_ready = {n.decode() for n in missing}
         self._expected.intersection_update(not_ready)
+        if not strict:
+            return  # published to the others; the late nodes miss it (best effort)
         raise BrokerUnavailable(
             f"node(s) {', '.join(sorted(not_ready))} not resubscribed yet; nothing was published"
         )

@@ -207,13 +207,14 @@ return changes
 """
 
 # KEYS: node set; ARGV: heartbeat key prefix, ready channel prefix, channel, message, inbox
-# channel prefix, expected node ids...  Publishes only if every node that is up listens on
-# its ready channel, which a node subscribes last, once Redis confirmed all its other
-# subscriptions (issue 13): then every node that is up receives the message. Up: live (its
-# heartbeat) and connected (its inbox is subscribed; a node killed or cut off from Redis is
-# not), and every expected node (those the publisher saw live before its own connection to
-# Redis was lost; they may not have reconnected yet). Returns 0 when published, else the ids
-# of the nodes not ready (then nothing was published).
+# channel prefix, strict ('1'/'0'), expected node ids...  Publishes only if every node that
+# is up listens on its ready channel, which a node subscribes last, once Redis confirmed all
+# its other subscriptions (issue 13): then every node that is up receives the message. Up:
+# live (its heartbeat) and connected (its inbox is subscribed; a node killed or cut off from
+# Redis is not), and every expected node (those the publisher saw live before its own
+# connection to Redis was lost; they may not have reconnected yet). Returns 0 when published
+# to every node that is up, else the ids of the nodes not ready (then nothing was published,
+# unless not strict: best effort, published to the others).
 PUBLISH = """
 local missing = {}
 local function listens(channel)
@@ -226,11 +227,12 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     table.insert(missing, n)
   end
 end
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if not listens(ARGV[2] .. ARGV[i]) then table.insert(missing, ARGV[i]) end
 end
-if #missing > 0 then return missing end
+if #missing > 0 and ARGV[6] == '1' then return missing end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
+if #missing > 0 then return missing end
 return 0
 """
 

@@ -259,7 +259,7 @@ class EventsRuntime:
 
     async def _to_other_nodes(self, channel: ChannelPath, texts: list[str], strict: bool) -> None:
         try:
-            await self.peers.publish(channel, texts)
+            await self.peers.publish(channel, texts, strict)
         except BrokerUnavailable:  # counted and logged by ``peers``
             if strict:
                 raise EventsError(
