@@ -133,6 +133,12 @@ class Broker(Protocol):
         up has not confirmed its subscriptions yet; not strict (best effort: WebSocket-origin
         traffic, member events): publish to every node that can take it."""
 
+    async def publish_many(
+        self, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """``publish`` of several ``(topic, payload, exclude)`` as one: all or none (one API
+        request that publishes to several channels answers 503 only if none went out)."""
+
     # -- requests ----------------------------------------------------------------------------
 
     async def request(self, node_id: str, body: bytes, timeout: float) -> bytes:

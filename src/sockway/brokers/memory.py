@@ -158,6 +158,13 @@ class MemoryBroker:
                 if key == topic or (key.endswith("*") and topic.startswith(key[:-1])):
                     loop.call_soon(node._deliver, key, topic, payload, exclude)
 
+    async def publish_many(
+        self, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """One after the other (a memory bus never fails part-way: all reach the others)."""
+        for topic, payload, exclude in items:
+            await self.publish(topic, payload, exclude, strict=strict)
+
     def _deliver(self, key: str, topic: str, payload: bytes, exclude: str | None) -> None:
         if self._inbox is not None and key in self.subscriptions:
             self._inbox.on_publication(key, topic, payload, exclude)

@@ -180,16 +180,25 @@ class RedisBroker(RedisLink):
     async def publish(
         self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
     ) -> None:
-        """Reach every node that is up, or none (``redis_scripts.PUBLISH``): raises
-        ``BrokerUnavailable`` when a node that is up has not confirmed its subscriptions yet
-        (it reconnects after a Redis restart), and then nothing was published — unless not
-        ``strict``: then it is published to the nodes that can take it anyway."""
-        excl = b"" if exclude is None else b"=" + exclude.encode()
+        await self.publish_many([(topic, payload, exclude)], strict=strict)
+
+    async def publish_many(
+        self, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """Reach every node that is up, or none (``redis_scripts.PUBLISH``, one script for
+        all ``items``): raises ``BrokerUnavailable`` when a node that is up has not confirmed
+        its subscriptions yet (it reconnects after a Redis restart), and then nothing was
+        published — unless not ``strict``: then it is published to the nodes that can take
+        it anyway."""
+        if not items:
+            return
         k = self.keys
-        expected = self.expected()
-        args: list[str | bytes | int] = [k.hb_prefix, k.ready_prefix, k.channel(topic)]
-        args += [pack(self._node_b, excl, payload), k.inbox_prefix, "1" if strict else "0"]
-        args += expected
+        args: list[str | bytes | int] = [k.hb_prefix, k.ready_prefix, k.inbox_prefix]
+        args += ["1" if strict else "0", len(items)]
+        for topic, payload, exclude in items:
+            excl = b"" if exclude is None else b"=" + exclude.encode()
+            args += [k.channel(topic), pack(self._node_b, excl, payload)]
+        args += self.expected()
         [missing] = await self._call([script("publish", [k.nodes], args)])
         if missing == 0:
             self._expected.clear()

@@ -131,6 +131,19 @@ class PusherCluster:
             raise
         self.app.metrics.cluster_publications.labels(self.name, "out").inc()
 
+    async def publish_many(self, items: list[tuple[str, bytes, str | None]]) -> None:
+        """Several ``(rest, payload, exclude)`` to the other nodes, all or none (one HTTP API
+        request: ``publish``'s errors and counts)."""
+        try:
+            if not self.cluster.available:
+                raise BrokerUnavailable("the broker is unavailable")
+            await self.cluster.publish_many(self.name, items)
+        except BrokerUnavailable as exc:
+            self.app.metrics.cluster_publish_failures.labels(self.name).inc()
+            self.outage(f"{len(items)} publication(s) not sent to the other nodes", exc)
+            raise
+        self.app.metrics.cluster_publications.labels(self.name, "out").inc(len(items))
+
     def publish_soon(self, rest: str, payload: bytes, exclude: str | None = None) -> None:
         """To the other nodes without waiting (WebSocket-origin traffic): local delivery has
         happened already; a failure is logged and counted, never raised."""

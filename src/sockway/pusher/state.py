@@ -252,17 +252,27 @@ class PusherAppState:
     async def trigger(self, channel: str, event: str, data: str, socket_id: str | None) -> None:
         """An API-triggered event on every node; raises ``BrokerUnavailable`` when the other
         nodes cannot be reached (then it was delivered nowhere)."""
+        await self.trigger_many([(channel, event, data, socket_id)])
+
+    async def trigger_many(self, events: list[tuple[str, str, str, str | None]]) -> None:
+        """Several ``(channel, event, data, socket_id)`` of one HTTP API request (a trigger
+        to several channels, ``batch_events``) on every node, all or none: the other nodes
+        get them in one broker publication first, raising ``BrokerUnavailable`` when they
+        cannot (then none was delivered anywhere), then this node's subscribers."""
         if self.cluster is not None:
-            user_id = server_to_user_id(channel)
-            if user_id is not None:
-                rest = user_topic(user_id)
-            elif is_cache(channel):
-                rest = CACHE + channel  # every node keeps the last event (pusher_cluster)
-            else:
-                rest = channel
-            payload = wire.channel_event(event, channel, data)
-            await self.cluster.publish(rest, payload, socket_id)
-        self.publish(channel, event, data, socket_id)
+            items = []
+            for channel, event, data, socket_id in events:
+                user_id = server_to_user_id(channel)
+                if user_id is not None:
+                    rest = user_topic(user_id)
+                elif is_cache(channel):
+                    rest = CACHE + channel  # every node keeps the last event (pusher_cluster)
+                else:
+                    rest = channel
+                items.append((rest, wire.channel_event(event, channel, data), socket_id))
+            await self.cluster.publish_many(items)
+        for channel, event, data, socket_id in events:
+            self.publish(channel, event, data, socket_id)
 
     def publish(self, channel: str, event: str, data: str, socket_id: str | None) -> None:
         """Deliver an API-triggered event (``data`` exactly as the caller sent it) here."""
