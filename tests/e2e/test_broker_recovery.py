@@ -57,6 +57,7 @@ class Publisher:
     def __init__(self, http: aiohttp.ClientSession, port: int, name: str) -> None:
         self.http, self.url, self.name = http, f"http://127.0.0.1:{port}/dev/@channels/room", name
         self.answers: dict[str, int] = {}
+        self.times: dict[str, float] = {}  # body → when it was answered
         self.stop = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -68,6 +69,7 @@ class Publisher:
             async with self.http.post(self.url, data=body.encode()) as r:
                 assert r.status in (200, 503), await r.text()
                 self.answers[body] = r.status
+                self.times[body] = asyncio.get_running_loop().time()
             await asyncio.sleep(0.005)
 
     def count(self, status: int) -> int:
@@ -107,9 +109,8 @@ async def test_publications_across_a_redis_restart_reach_every_node_or_nobody(
                 readers.append(Reader(ws))
 
             answers: dict[str, int] = {}  # body → status
-            stop = asyncio.Event()
 
-            async def publisher(gw: Gateway, name: str) -> None:
+            async def publisher(gw: Gateway, name: str, stop: asyncio.Event) -> None:
                 """Numbered broadcasts to one node, back to back, until ``stop``."""
                 n = 0
                 while not stop.is_set():
@@ -122,12 +123,24 @@ async def test_publications_across_a_redis_restart_reach_every_node_or_nobody(
                         answers[body] = r.status
                     await asyncio.sleep(0.005)
 
-            tasks = [
-                asyncio.get_running_loop().create_task(publisher(gw, f"p{i}"))
-                for i, gw in enumerate(gateways)
-            ]
+            def publishers(prefix: str, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+                return [
+                    asyncio.get_running_loop().create_task(publisher(gw, f"{prefix}{i}", stop))
+                    for i, gw in enumerate(gateways)
+                ]
+
+            before = asyncio.Event()
+            tasks = publishers("p", before)
             await wait_until(lambda: sum(s == 200 for s in answers.values()) >= 10)
+            # Nothing in flight when Redis dies (a publication Redis queued for another node
+            # when it stops is lost: docs/brokers.md), then publishers again at once.
+            before.set()
+            await asyncio.gather(*tasks)
+            ok = sum(s == 200 for s in answers.values())
+            await wait_until(lambda: all(len(r.got) == ok for r in readers))
             redis.stop()
+            stop = asyncio.Event()
+            tasks = publishers("q", stop)
             await wait_until(lambda: not any(gw.cluster.available for gw in gateways))
             # Down long enough that the reconnect backoffs of the nodes differ.
             await asyncio.sleep(1.5)
@@ -160,7 +173,8 @@ async def test_a_node_that_has_not_resubscribed_is_waited_for(
     message the late node's member would miss; every 503 reached nobody."""
     redis = RedisServer(tmp_path / "redis").start()
     try:
-        a, b = await start_nodes(cluster_config(tmp_path, redis.url), 2)
+        # node_ttl_s: a waits for b at most this long after its own reconnect (b is held 0.5 s)
+        a, b = await start_nodes(cluster_config(tmp_path, redis.url, node_ttl_s=3.0), 2)
         nodes += [a, b]
         readers = []
         async with aiohttp.ClientSession() as http:
@@ -168,13 +182,23 @@ async def test_a_node_that_has_not_resubscribed_is_waited_for(
                 ws = await websockets.connect(f"ws://127.0.0.1:{node.port}/dev")
                 await ws.send('{"action":"whoami"}')
                 conn_id = str(await asyncio.wait_for(ws.recv(), 10))
-                url = f"http://127.0.0.1:{a.port}/dev/@connections/{quote(conn_id, safe='')}"
+                # on the node that holds it: its registration may not be in Redis yet
+                url = f"http://127.0.0.1:{node.port}/dev/@connections/{quote(conn_id, safe='')}"
                 async with http.put(f"{url}/channels/room") as r:
-                    assert r.status == 204  # forwarded to b for b's client
+                    assert r.status == 204
                 readers.append(Reader(ws))
-            pub = Publisher(http, a.port, "a")
-            await wait_until(lambda: pub.count(200) >= 10, timeout=10)
+            await asyncio.sleep(0.3)  # a heartbeat (0.2 s) of a has seen b live
+            first = Publisher(http, a.port, "a")
+            await wait_until(lambda: first.count(200) >= 10, timeout=10)
+            # Nothing in flight when Redis dies: pub/sub acknowledges a publication once Redis
+            # queued it, so one on its way to b when Redis stops is lost (docs/brokers.md).
+            first.stop.set()
+            await first.task
+            await wait_until(lambda: all(len(r.got) == first.count(200) for r in readers))
+            stopped_at = asyncio.get_running_loop().time()
             redis.stop()
+            pub = Publisher(http, a.port, "b")  # numbered anew: "b-0", ...
+            pub.answers.update(first.answers)
             for node in (a, b):
                 while await health(node.port) != "unreachable":
                     await asyncio.sleep(0.05)
@@ -183,12 +207,20 @@ async def test_a_node_that_has_not_resubscribed_is_waited_for(
             redis.start()
             while await health(a.port) != "connected":
                 await asyncio.sleep(0.05)
-            refused = pub.count(503)
-            await asyncio.sleep(0.5)  # a publishes while b has not resubscribed
+            a_back = asyncio.get_running_loop().time()
+            refused, answered = pub.count(503), len(pub.answers)
+            # a publishes while b has not resubscribed: held until a was answered twice more
+            # (b stays away at most 2.5 s, within a's wait for it: node_ttl_s 3 s)
+            deadline = asyncio.get_running_loop().time() + 2.5
+            while len(pub.answers) < answered + 2 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            refused_while_away = pub.count(503) - refused
+            loop = asyncio.get_running_loop()
+            events = {"stopped": stopped_at, "a back": a_back, "sigcont": loop.time()}
             b.proc.send_signal(signal.SIGCONT)
             while await health(b.port) != "connected":
                 await asyncio.sleep(0.05)
-            assert pub.count(503) > refused, "a was not refused while b was away"
+            events["b back"] = loop.time()
             ok = pub.count(200)
             await wait_until(lambda: pub.count(200) >= ok + 30, timeout=15)
             pub.stop.set()
@@ -197,11 +229,14 @@ async def test_a_node_that_has_not_resubscribed_is_waited_for(
             with contextlib.suppress(AssertionError):  # what is missing is reported below
                 await wait_until(lambda: all(set(r.got) >= delivered for r in readers), 10)
             for reader, name in zip(readers, "ab", strict=True):
-                missed = sorted(delivered - set(reader.got), key=lambda m: int(m[2:]))
-                assert not missed, f"{name}'s member missed {len(missed)} answered 200: {missed}"
+                missed = sorted(delivered - set(reader.got))
+                when = {m: round(pub.times[m] - stopped_at, 3) for m in missed if m in pub.times}
+                timeline = {k: round(v - stopped_at, 3) for k, v in events.items()}
+                assert not missed, f"{name}'s member missed {len(missed)}: {when}; {timeline}"
                 assert len(reader.got) == len(set(reader.got))  # none twice
                 assert set(reader.got) == delivered, "a 503 reached a member"
                 await reader.ws.close()
+            assert refused_while_away > 0, "a was not refused while b was away"
     finally:
         redis.stop()
 
@@ -224,7 +259,8 @@ async def test_channel_members_answer_at_once_after_a_node_is_killed(
                 await ws.send('{"action":"whoami"}')
                 ids[node.port] = conn_id = str(await asyncio.wait_for(ws.recv(), 10))
                 clients.append(ws)
-                url = f"http://127.0.0.1:{a.port}/dev/@connections/{quote(conn_id, safe='')}"
+                # on the node that holds it: its registration may not be in Redis yet
+                url = f"http://127.0.0.1:{node.port}/dev/@connections/{quote(conn_id, safe='')}"
                 async with http.put(f"{url}/channels/room") as r:
                     assert r.status == 204
             members = f"http://127.0.0.1:{a.port}/dev/@channels/room"

@@ -260,9 +260,12 @@ class RedisLink:
                 ):
                     pass
                 await self._beat(client)
+                live = await self._live(client)
             self._pubsub = pubsub
-            self._expected = self._peers - {self.node_id}
+            # Those seen live before (this node's previous session) that are not back yet.
+            self._expected = self._peers - live - {self.node_id}
             self._expected_until = asyncio.get_running_loop().time() + self.node_ttl_s
+            self._peers = live | self._expected
             tasks = [
                 asyncio.create_task(self._read(pubsub)),
                 asyncio.create_task(self._write(client)),
@@ -366,16 +369,21 @@ class RedisLink:
                 if not await self._beat(client):
                     log.warning("Redis broker: heartbeat of %s had expired; resync", self.node_id)
                     self._queue_resync(deliver=True)
-                live = await execute(
-                    client, script("nodes", [self.keys.nodes], [self.keys.hb_prefix, "live"])
-                )
-                self._peers = {n.decode() for n in live}
+                # Expected nodes stay known until back or expired (a session that ends again
+                # before they are back still waits for them).
+                self._peers = await self._live(client) | self._expected
                 try:
                     await self._sweep(client)
                 except DOWN:
                     raise
                 except Exception:  # e.g. a script error on odd data: retried next beat
                     log.exception("Redis broker: sweeping dead nodes failed")
+
+    async def _live(self, client: Redis) -> set[str]:
+        live = await execute(
+            client, script("nodes", [self.keys.nodes], [self.keys.hb_prefix, "live"])
+        )
+        return {n.decode() for n in live}
 
     async def _sweep(self, client: Redis) -> None:
         dead = await execute(
