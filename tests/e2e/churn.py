@@ -213,6 +213,9 @@ class Churn:
         self.members: list[Member] = []
         self.paused = asyncio.Event()  # set: churn runs
         self.paused.set()
+        self.publishing = asyncio.Event()  # set: publishers run
+        self.publishing.set()
+        self.in_flight = 0
         self.quiet_nodes: set[int] = set()  # no churn there (about to be killed)
         self.stop = asyncio.Event()
         self.events = {"joins": 0, "leaves": 0, "resets": 0, "stalls": 0}
@@ -398,8 +401,15 @@ class Churn:
         """Stop Redis (churn paused: presence falls back to each node's own view during an
         outage, documented), start it again empty, resume once every node is back."""
         self.paused.clear()
+        # Nothing in flight as Redis dies: a publication Redis queued for another node as it
+        # stops is lost, and pub/sub cannot tell the publisher (docs/brokers.md); publishing
+        # goes on at once while Redis is down (every answer must then be a 503).
+        self.publishing.clear()
+        while self.in_flight:
+            await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         redis.stop()
+        self.publishing.set()
         for port in ports:
             while await broker_state(port) != "unreachable":
                 await asyncio.sleep(0.05)
@@ -432,15 +442,19 @@ class Churn:
     async def publish(self, door: str) -> None:
         n = 0
         while not self.stop.is_set():
+            await self.publishing.wait()
             node = self.rng.choice(self.alive())
             port = self._port(node)
             sent = now()
+            self.in_flight += 1
             try:
                 status = await asyncio.wait_for(getattr(self, f"_publish_{door}")(port, n), 10)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if node in self.alive():
                     self.errors.append(f"{door} publication {n} via node {node}: {exc!r}")
                 status = 0  # unknown: the node died under it
+            finally:
+                self.in_flight -= 1
             self.flights.append(Flight(door, n, sent, now(), status, node))
             if status not in (0, 200, 503):
                 self.errors.append(f"{door} publication {n}: answered {status}")
@@ -590,6 +604,7 @@ class Churn:
             await asyncio.sleep(seconds)
             self.stop.set()
             self.paused.set()
+            self.publishing.set()
             await asyncio.gather(*tasks)
             # Everything due is read (a stalled reader catches up), then everybody leaves.
             deadline = now() + 10
