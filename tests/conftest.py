@@ -9,6 +9,7 @@ tests can ship handler modules with the same names.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from sockway.brokers.base import Broker
 from sockway.gateway.config import parse_config
@@ -23,6 +25,15 @@ from sockway.gateway.gateway import Gateway
 from tests.e2e.browser_support import browser  # noqa: F401 (a fixture: Debian's chromium)
 
 StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """Tests marked ``uvloop`` run on uvloop, the loop ``sockway serve`` runs on: some faults
+    show only there (a write to a transport the peer reset raises ``RuntimeError`` on uvloop;
+    asyncio's own loop drops it silently)."""
+    if item.get_closest_marker("uvloop") is not None:
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(autouse=True)

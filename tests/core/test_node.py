@@ -33,6 +33,7 @@ class RecordingSink:
     def __init__(self, buffered: int = 0) -> None:
         self.frames: list[bytes] = []
         self.closes: list[tuple[int, str]] = []
+        self.cuts: list[tuple[int, str]] = []  # dropped at once (slow consumers)
         self.buffered = buffered
 
     def write_frame(self, frame: bytes) -> None:
@@ -43,6 +44,9 @@ class RecordingSink:
 
     def close(self, code: int, reason: str) -> None:
         self.closes.append((code, reason))
+
+    def cut(self, code: int, reason: str) -> None:
+        self.cuts.append((code, reason))
 
 
 def make_conn(
@@ -372,7 +376,7 @@ def test_publish_closes_slow_consumers_and_serves_the_rest(node: Node) -> None:
     assert node.publish("chat", ROOM, b"payload") == (1, 1)
     assert sink_of(fast).frames == [encode_text_frame(b"payload")]
     assert slow_sink.frames == []  # never allowed to grow memory
-    assert slow_sink.closes == [SLOW_CONSUMER_CLOSE]
+    assert slow_sink.cuts == [SLOW_CONSUMER_CLOSE]
     assert SLOW_CONSUMER_CLOSE == (1008, "Slow consumer: outbox full")
 
 
@@ -382,9 +386,9 @@ def test_publish_bound_is_per_connection(node: Node) -> None:
     node.join(small, ROOM)
     node.join(large, ROOM)
     assert node.publish("chat", ROOM, b"x") == (1, 1)
-    assert sink_of(small).closes == [SLOW_CONSUMER_CLOSE]
+    assert sink_of(small).cuts == [SLOW_CONSUMER_CLOSE]
     assert sink_of(large).frames == [encode_text_frame(b"x")]
-    assert sink_of(large).closes == []
+    assert sink_of(large).cuts == []
 
 
 def test_slow_consumer_sink_may_remove_the_connection_on_close(node: Node) -> None:
@@ -392,8 +396,8 @@ def test_slow_consumer_sink_may_remove_the_connection_on_close(node: Node) -> No
     class RemovingSink(RecordingSink):
         conn: Connection | None = None
 
-        def close(self, code: int, reason: str) -> None:
-            super().close(code, reason)
+        def cut(self, code: int, reason: str) -> None:
+            super().cut(code, reason)
             assert self.conn is not None
             node.remove(self.conn)
 
@@ -425,3 +429,51 @@ def test_idle_connections_share_one_empty_channel_set(node: Node) -> None:
     assert a.channels == {ROOM} and not b.channels
     node.remove(a)
     assert a.channels is b.channels
+
+
+def test_slow_consumer_is_dropped_and_counted_once(node: Node) -> None:
+    # Issue 13 item 11: over its bound, a member gets nothing more and is counted by the
+    # publication that found it only, not by every broadcast until its transport ends.
+    slow_sink = RecordingSink(buffered=OUTBOX + 1)
+    slow = opened(node, make_conn("slow", sink=slow_sink))
+    other = opened(node, make_conn("other"))
+    node.join(slow, ROOM)
+    node.join(other, ROOM)
+    assert node.publish("chat", ROOM, b"1") == (1, 1)
+    assert slow.state is State.CLOSING and slow.gone
+    assert node.publish("chat", ROOM, b"2") == (1, 0)
+    assert slow_sink.cuts == [SLOW_CONSUMER_CLOSE]
+    assert slow.send_text(b"3", 0) is SendResult.GONE
+    with pytest.raises(ValueError):
+        node.join(slow, ChannelName("other-room"))
+    node.remove(slow)
+    assert slow.state is State.CLOSED
+    assert node.members("chat", ROOM) == [other]
+
+
+class FailingSink(RecordingSink):
+    def write_frame(self, frame: bytes) -> None:
+        raise OSError("boom")
+
+
+def test_a_failing_member_never_stops_the_fan_out(node: Node) -> None:
+    members = [opened(node, make_conn(f"m{i}")) for i in range(3)]
+    broken = opened(node, make_conn("broken", sink=FailingSink()))
+    for conn in [*members, broken]:
+        node.join(conn, ROOM)
+    assert node.publish("chat", ROOM, b"x") == (3, 0)
+    assert all(sink_of(c).frames == [encode_text_frame(b"x")] for c in members)
+    assert sink_of(broken).cuts == [(1011, "Internal error")]
+    assert broken.gone
+
+
+def test_a_closing_member_is_skipped_until_removed(node: Node) -> None:
+    a, b = opened(node, make_conn("a")), opened(node, make_conn("b"))
+    node.join(a, ROOM)
+    node.join(b, ROOM)
+    node.closing(a)
+    assert node.publish("chat", ROOM, b"x") == (1, 0)
+    assert sink_of(a).frames == []
+    assert set(node.members("chat", ROOM)) == {a, b}  # its front door's cleanup leaves
+    node.remove(a)
+    assert node.members("chat", ROOM) == [b]

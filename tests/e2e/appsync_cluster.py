@@ -52,10 +52,12 @@ class OutageBroker(MemoryBroker):
             await self.go.wait()
         await super().subscribed(key, timeout)
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
         if self.down or self.fail_publish:
             raise BrokerUnavailable("broker unreachable (test outage)")
-        await super().publish(topic, payload, exclude)
+        await super().publish(topic, payload, exclude, strict=strict)
 
 
 @dataclass

@@ -50,9 +50,11 @@ class OutageBroker(MemoryBroker):
         self._check()
         await super().subscribed(key, timeout)
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
         self._check()
-        await super().publish(topic, payload, exclude)
+        await super().publish(topic, payload, exclude, strict=strict)
 
     async def set_count(self, scope: str, channel: str, count: int) -> Transition | None:
         self._check()

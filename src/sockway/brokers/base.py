@@ -125,7 +125,19 @@ class Broker(Protocol):
         other nodes reach this node (a client is told "subscribed" only after this). Raises
         ``BrokerUnavailable`` when the broker is down or does not confirm within ``timeout``."""
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None: ...
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
+        """To every other node subscribed (module docstring). ``strict`` (publish APIs, whose
+        2xx promises it): raise ``BrokerUnavailable`` and publish nothing when a node that is
+        up has not confirmed its subscriptions yet; not strict (best effort: WebSocket-origin
+        traffic, member events): publish to every node that can take it."""
+
+    async def publish_many(
+        self, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """``publish`` of several ``(topic, payload, exclude)`` as one: all or none (one API
+        request that publishes to several channels answers 503 only if none went out)."""
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -147,7 +147,9 @@ class MemoryBroker:
         self._pending_unsubscribe.pop(key, None)
         self.subscriptions.discard(key)
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
         loop = asyncio.get_running_loop()
         for node in self.bus.nodes.values():
             if node is self or node._inbox is None:
@@ -155,6 +157,13 @@ class MemoryBroker:
             for key in node.subscriptions:
                 if key == topic or (key.endswith("*") and topic.startswith(key[:-1])):
                     loop.call_soon(node._deliver, key, topic, payload, exclude)
+
+    async def publish_many(
+        self, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """One after the other (a memory bus never fails part-way: all reach the others)."""
+        for topic, payload, exclude in items:
+            await self.publish(topic, payload, exclude, strict=strict)
 
     def _deliver(self, key: str, topic: str, payload: bytes, exclude: str | None) -> None:
         if self._inbox is not None and key in self.subscriptions:

@@ -177,9 +177,39 @@ class RedisBroker(RedisLink):
 
         self._fire_job(send)
 
-    async def publish(self, topic: str, payload: bytes, exclude: str | None = None) -> None:
-        excl = b"" if exclude is None else b"=" + exclude.encode()
-        await self._call([("PUBLISH", self.keys.channel(topic), pack(self._node_b, excl, payload))])
+    async def publish(
+        self, topic: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
+        await self.publish_many([(topic, payload, exclude)], strict=strict)
+
+    async def publish_many(
+        self, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """Reach every node that is up, or none (``redis_scripts.PUBLISH``, one script for
+        all ``items``): raises ``BrokerUnavailable`` when a node that is up has not confirmed
+        its subscriptions yet (it reconnects after a Redis restart), and then nothing was
+        published — unless not ``strict``: then it is published to the nodes that can take
+        it anyway."""
+        if not items:
+            return
+        k = self.keys
+        args: list[str | bytes | int] = [k.hb_prefix, k.ready_prefix, k.inbox_prefix]
+        args += ["1" if strict else "0", len(items)]
+        for topic, payload, exclude in items:
+            excl = b"" if exclude is None else b"=" + exclude.encode()
+            args += [k.channel(topic), pack(self._node_b, excl, payload)]
+        args += self.expected()
+        [missing] = await self._call([script("publish", [k.nodes], args)])
+        if missing == 0:
+            self._expected.clear()
+            return
+        not_ready = {n.decode() for n in missing}
+        self._expected.intersection_update(not_ready)
+        if not strict:
+            return  # published to the others; the late nodes miss it (best effort)
+        raise BrokerUnavailable(
+            f"node(s) {', '.join(sorted(not_ready))} not resubscribed yet; nothing was published"
+        )
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -192,9 +222,10 @@ class RedisBroker(RedisLink):
         return await self._ask(node_id, body, timeout)
 
     async def request_all(self, body: bytes, timeout: float) -> list[bytes]:
-        [live] = await self._call(
-            [script("nodes", [self.keys.nodes], [self.keys.hb_prefix, "live"])]
-        )
+        # Not waited for: a node killed a moment ago (its heartbeat has not expired yet) is
+        # no longer connected to Redis (issue 13).
+        args = [self.keys.hb_prefix, "reachable", self.keys.inbox_prefix]
+        [live] = await self._call([script("nodes", [self.keys.nodes], args)])
         ids = {n.decode() for n in live} | {self.node_id}
         asks = [
             self._ask_self(body, timeout) if n == self.node_id else self._ask(n, body, timeout)
@@ -286,8 +317,10 @@ class RedisBroker(RedisLink):
         [flat] = await self._call([script("members", keys, [self.keys.hb_prefix])])
         return {flat[i].decode(): bytes(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    async def _send_subscribe(self, keys: list[str]) -> None:
-        if self._pubsub is None or not keys:
+    async def _send_subscribe(self, keys: list[str], ready: bool = False) -> None:
+        """Subscribe ``keys`` and wait for Redis's confirmations; with ``ready`` then the
+        node's ready channel: from then on publications wait for nothing of this node."""
+        if self._pubsub is None:
             return
         loop = asyncio.get_running_loop()
         channels = [self.keys.channel(key) for key in keys if not key.endswith("*")]
@@ -302,6 +335,12 @@ class RedisBroker(RedisLink):
         async with asyncio.timeout(SOCKET_TIMEOUT_S):
             await asyncio.gather(*acks)
         self._confirmed.update(keys)
+        if ready:
+            channel = self.keys.ready(self.node_id)
+            ack = self._acks.setdefault(channel.encode(), loop.create_future())
+            await self._pubsub.subscribe(channel)
+            async with asyncio.timeout(SOCKET_TIMEOUT_S):
+                await ack
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind, channel = msg["type"], msg["channel"]

@@ -73,6 +73,12 @@ class RedisLink:
         self._pending: dict[bytes, asyncio.Future[bytes]] = {}  # reply id → answer
         self._acks: dict[bytes, asyncio.Future[None]] = {}  # channel → subscribe confirmation
         self._confirmed: set[str] = set()  # keys Redis confirmed in this session
+        # Nodes seen live at the last heartbeat; after a new session starts, those of them
+        # not back yet are still expected (``expected``) for ``node_ttl_s``: a publication
+        # waits for them (issue 13: they may not have resubscribed after a Redis restart).
+        self._peers: set[str] = set()
+        self._expected: set[str] = set()
+        self._expected_until = 0.0
         self._hb_lock = asyncio.Lock()
         self._inbox: Inbox | None = None
         self._pubsub: PubSub | None = None
@@ -87,8 +93,14 @@ class RedisLink:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    async def _send_subscribe(self, keys: list[str]) -> None:
+    async def _send_subscribe(self, keys: list[str], ready: bool = False) -> None:
         raise NotImplementedError
+
+    def expected(self) -> list[str]:
+        """Nodes seen live before this session that a publication still waits for."""
+        if self._expected and asyncio.get_running_loop().time() > self._expected_until:
+            self._expected.clear()  # not back within node_ttl_s: dead by the same rule
+        return sorted(self._expected)
 
     # -- the writer: every command of this node, in call order -------------------------------
 
@@ -240,17 +252,30 @@ class RedisLink:
                 await client.set(self.keys.epoch, secrets.token_hex(8), nx=True)
                 epoch = await execute(client, ("GET", self.keys.epoch))
                 deliver, self._epoch = self._epoch in (None, epoch), epoch
-                await self._beat(client)
                 pubsub = client.pubsub()
                 await pubsub.subscribe(self._inbox_ch)
+                # Confirmed before the heartbeat: a live node is reachable at once.
+                while (msg := await pubsub.get_message(timeout=SOCKET_TIMEOUT_S)) is None or (
+                    msg["type"] != "subscribe"
+                ):
+                    pass
+                await self._beat(client)
+                live = await self._live(client)
             self._pubsub = pubsub
+            # Those seen live before (this node's previous session) that are not back yet.
+            self._expected = self._peers - live - {self.node_id}
+            self._expected_until = asyncio.get_running_loop().time() + self.node_ttl_s
+            self._peers = live | self._expected
             tasks = [
                 asyncio.create_task(self._read(pubsub)),
                 asyncio.create_task(self._write(client)),
                 asyncio.create_task(self._heartbeat(client)),
             ]
-            # Everything called from here on is queued after the resubscribe and the resync.
-            self._queue.append(Job(lambda _: self._send_subscribe(sorted(self._subs)), None))
+            # Everything called from here on is queued after the resubscribe and the resync;
+            # the ready channel is subscribed last (``redis_scripts.PUBLISH``).
+            self._queue.append(
+                Job(lambda _: self._send_subscribe(sorted(self._subs), ready=True), None)
+            )
             self._queue_resync(deliver, force=True)
             self._available = self._session_up = True
             self._up.set()
@@ -344,12 +369,21 @@ class RedisLink:
                 if not await self._beat(client):
                     log.warning("Redis broker: heartbeat of %s had expired; resync", self.node_id)
                     self._queue_resync(deliver=True)
+                # Expected nodes stay known until back or expired (a session that ends again
+                # before they are back still waits for them).
+                self._peers = await self._live(client) | self._expected
                 try:
                     await self._sweep(client)
                 except DOWN:
                     raise
                 except Exception:  # e.g. a script error on odd data: retried next beat
                     log.exception("Redis broker: sweeping dead nodes failed")
+
+    async def _live(self, client: Redis) -> set[str]:
+        live = await execute(
+            client, script("nodes", [self.keys.nodes], [self.keys.hb_prefix, "live"])
+        )
+        return {n.decode() for n in live}
 
     async def _sweep(self, client: Redis) -> None:
         dead = await execute(

@@ -173,12 +173,20 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return existed
 """
 
-# KEYS: node set; ARGV: heartbeat key prefix, 'live' or 'dead'.  Matching node ids.
+# KEYS: node set; ARGV: heartbeat key prefix, 'live', 'dead' or 'reachable' [, inbox channel
+# prefix].  Matching node ids; reachable: live and connected to Redis (its inbox subscribed),
+# so a node killed a moment ago is not waited for until its heartbeat expires (issue 13).
 NODES = """
 local out = {}
 for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local is_live = redis.call('EXISTS', ARGV[1] .. n) == 1
-  if is_live == (ARGV[2] == 'live') then table.insert(out, n) end
+  if ARGV[2] == 'reachable' then
+    if is_live and redis.call('PUBSUB', 'NUMSUB', ARGV[3] .. n)[2] > 0 then
+      table.insert(out, n)
+    end
+  elseif is_live == (ARGV[2] == 'live') then
+    table.insert(out, n)
+  end
 end
 return out
 """
@@ -198,7 +206,42 @@ redis.call('DEL', KEYS[7])
 return changes
 """
 
+# KEYS: node set; ARGV: heartbeat key prefix, ready channel prefix, inbox channel prefix,
+# strict ('1'/'0'), n, then n (channel, message) pairs, then expected node ids.  Publishes the
+# n messages — all or none — only if every node that is up listens on its ready channel,
+# which a node subscribes last, once Redis confirmed all its other subscriptions (issue 13):
+# then every node that is up receives them. Up: live (its heartbeat) and connected (its inbox
+# is subscribed; a node killed or cut off from Redis is not), and every expected node (those
+# the publisher saw live before its own connection to Redis was lost; they may not have
+# reconnected yet). Returns 0 when published to every node that is up, else the ids of the
+# nodes not ready (then nothing was published, unless not strict: best effort, published to
+# the others).
+PUBLISH = """
+local missing = {}
+local function listens(channel)
+  return redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+end
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  -- a live node connected to Redis (its inbox is subscribed) that is still resubscribing
+  if redis.call('EXISTS', ARGV[1] .. n) == 1 and listens(ARGV[3] .. n)
+      and not listens(ARGV[2] .. n) then
+    table.insert(missing, n)
+  end
+end
+local n = tonumber(ARGV[5])
+for i = 6 + 2 * n, #ARGV do
+  if not listens(ARGV[2] .. ARGV[i]) then table.insert(missing, ARGV[i]) end
+end
+if #missing > 0 and ARGV[4] == '1' then return missing end
+for i = 0, n - 1 do
+  redis.call('PUBLISH', ARGV[6 + 2 * i], ARGV[7 + 2 * i])
+end
+if #missing > 0 then return missing end
+return 0
+"""
+
 ALL = {
+    "publish": PUBLISH,
     "set_count": SET_COUNT,
     "join": JOIN,
     "leave": LEAVE,

@@ -115,8 +115,20 @@ class Keys:
     def holders(self, scope: str, channel: str) -> str:
         return f"{self.p}:ph:{{{len(scope)}:{scope}:{channel}}}"
 
+    @property
+    def inbox_prefix(self) -> str:
+        return f"{self.p}:inbox:"
+
     def inbox(self, node: str) -> str:
-        return f"{self.p}:inbox:{node}"
+        return self.inbox_prefix + node
+
+    @property
+    def ready_prefix(self) -> str:
+        return f"{self.p}:ready:"
+
+    def ready(self, node: str) -> str:
+        """The pub/sub channel a node subscribes once all its subscriptions are confirmed."""
+        return self.ready_prefix + node
 
     def channel(self, key: str) -> str:
         """The pub/sub channel (or pattern) of a subscription key."""

@@ -28,10 +28,19 @@ class FrameSink(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start closing the connection with this close code (asynchronously)."""
 
+    def cut(self, code: int, reason: str) -> None:
+        """Drop the connection now, without waiting for the client (a slow consumer: a close
+        frame would wait behind the data it does not read). ``code`` is what the connection's
+        end reports (``$disconnect``); the client sees the TCP connection end."""
+
 
 class State(enum.Enum):
     CONNECTING = "connecting"  # $connect still running: not reachable (410)
     OPEN = "open"
+    # The transport is closed or being cut off (the peer reset it, a slow consumer): nothing
+    # is written to it any more and it joins nothing; its memberships end when its front
+    # door's cleanup has run (``Node.remove``), once.
+    CLOSING = "closing"
     CLOSED = "closed"
 
 
@@ -58,6 +67,11 @@ class Connection:
     # Most connections never join a channel: they share one empty frozenset until they do
     # (an empty set is 216 bytes per idle connection; bench/ANALYSIS.md "Idle connections").
     channels: set[ChannelName] | frozenset[ChannelName] = NO_CHANNELS
+
+    @property
+    def gone(self) -> bool:
+        """Closing or closed: never reachable again."""
+        return self.state is State.CLOSING or self.state is State.CLOSED
 
     def send_text(self, payload: bytes, now_ms: int) -> SendResult:
         """Send ``payload`` as one text frame."""

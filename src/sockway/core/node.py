@@ -5,6 +5,7 @@ One ``Node`` per process, built at start-up and passed explicitly (DESIGN: no mo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -18,6 +19,10 @@ SLOW_CONSUMER_CLOSE = (1008, "Slow consumer: outbox full")
 # RFC 6455 §7.4.1 1001: the server is going down (also API Gateway's close for idle and
 # over-age connections, apigw spec §6, §7).
 GOING_AWAY_CLOSE = (1001, "Going away")
+# RFC 6455 §7.4.1 1011: the server failed writing to the connection (our bug, logged).
+INTERNAL_ERROR_CLOSE = (1011, "Internal error")
+
+log = logging.getLogger("sockway.node")
 
 
 class NodeObserver(Protocol):
@@ -55,9 +60,34 @@ class Node:
         if self.observer is not None:
             self.observer.opened(conn)
 
+    def closing(self, conn: Connection) -> None:
+        """The connection's transport is closed (or closing): from now on nothing is written
+        to it and it joins nothing, while its front door's cleanup (leaving its channels, with
+        their member events and webhooks) still runs; ``remove`` ends it."""
+        if conn.state is State.OPEN:
+            conn.state = State.CLOSING
+
+    def drop_slow(self, conn: Connection) -> bool:
+        """Cut off a connection whose outbox is over its bound (``SLOW_CONSUMER_CLOSE``): it
+        gets nothing more and its transport is dropped now, so its front door's cleanup (it
+        leaves every channel) follows at once. True the first time only: the caller counts
+        it; it is logged here, once per connection."""
+        if conn.state is not State.OPEN:
+            return False
+        conn.state = State.CLOSING
+        log.warning(
+            "slow consumer %s disconnected: more than %d bytes unsent (%s)",
+            conn.id,
+            conn.outbox_max_bytes,
+            SLOW_CONSUMER_CLOSE[1],
+            extra={"api": conn.api_name, "connection_id": conn.id},
+        )
+        conn.sink.cut(*SLOW_CONSUMER_CLOSE)
+        return True
+
     def remove(self, conn: Connection) -> None:
         """Forget a connection and end all its channel memberships."""
-        was_open = conn.state is State.OPEN
+        was_open = conn.state is State.OPEN or conn.state is State.CLOSING
         conn.state = State.CLOSED
         if self._connections.pop(conn.id, None) is not None and was_open and self.observer:
             self.observer.closed(conn)
@@ -95,7 +125,7 @@ class Node:
 
     def join(self, conn: Connection, channel: ChannelName) -> None:
         """Add a membership; allowed while CONNECTING (delivery starts once OPEN)."""
-        if conn.state is State.CLOSED:
+        if conn.gone:
             raise ValueError("connection is closed")
         if channel in conn.channels:
             return
@@ -137,8 +167,12 @@ class Node:
         bytes; a text frame must be valid UTF-8, RFC 6455 §5.6).
 
         The frame is encoded once and written to each member without awaiting any of them.
-        A member whose outbox is full is disconnected (``SLOW_CONSUMER_CLOSE``), never allowed
-        to grow memory. Returns ``(delivered, dropped_slow_consumers)``.
+        A member whose outbox is full is disconnected (``drop_slow``), never allowed to grow
+        memory. A member that is closing (its peer reset the connection, its end is still
+        being cleaned up) is skipped; a write that fails anyway (our bug) is logged and that
+        member cut off: no member stops the loop (issue 13). Returns ``(delivered,
+        dropped_slow_consumers)``, each slow consumer counted by the publication that found
+        it only.
         """
         members = self._channels.get((api_name, channel))
         if not members:
@@ -147,6 +181,7 @@ class Node:
         now = self.now_ms()
         delivered = 0
         slow: list[Connection] = []
+        broken: list[Connection] = []
         open_ = State.OPEN
         for conn in members:
             # Connection.send_frame inlined: one Python call less per recipient (the loop is
@@ -157,9 +192,22 @@ class Node:
             if sink.buffered_bytes() > conn.outbox_max_bytes:
                 slow.append(conn)
                 continue
-            sink.write_frame(frame)
+            try:  # free unless it raises (Python 3.11 zero-cost exceptions)
+                sink.write_frame(frame)
+            except Exception:
+                log.exception(
+                    "writing to %s failed",
+                    conn.id,
+                    extra={"api": api_name, "connection_id": conn.id},
+                )
+                broken.append(conn)
+                continue
             conn.last_active_ms = now
             delivered += 1
-        for conn in slow:
-            conn.sink.close(*SLOW_CONSUMER_CLOSE)
-        return delivered, len(slow)
+        # After the loop: a sink may call back into the node (and change ``members``).
+        dropped = sum(self.drop_slow(conn) for conn in slow)
+        for conn in broken:
+            if conn.state is open_:
+                conn.state = State.CLOSING
+                conn.sink.cut(*INTERNAL_ERROR_CLOSE)
+        return delivered, dropped

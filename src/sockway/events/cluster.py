@@ -87,14 +87,14 @@ class EventsClusterMember(Generic[S]):
 
     # -- publications ---------------------------------------------------------------------
 
-    async def publish(self, channel: ChannelPath, texts: list[str]) -> None:
+    async def publish(self, channel: ChannelPath, texts: list[str], strict: bool = True) -> None:
         """Send the final events of one publication to the other nodes; raises
         ``BrokerUnavailable`` (counted, logged at most every ``OUTAGE_LOG_INTERVAL_S``) when
         the broker cannot take it — at once when it is known to be down."""
         try:
             if not self.cluster.available:
                 raise BrokerUnavailable("the broker is unavailable")
-            await self.cluster.publish(self.api, channel.path, orjson.dumps(texts))
+            await self.cluster.publish(self.api, channel.path, orjson.dumps(texts), strict=strict)
         except BrokerUnavailable as exc:
             self.failed(channel, exc)
             raise

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sockway.brokers.base import BrokerUnavailable
 from sockway.events.auth import EventsAuth
 from sockway.events.publish_http import PublishEndpoint
 from sockway.events.realtime import RealtimeEndpoint
@@ -64,9 +65,11 @@ class EventsFrontDoor:
             texts = rt.check_events([data])
         except EventsError as exc:
             raise ValueError(exc.message) from None
-        delivered = rt.fan_out(path, texts)
-        await rt.peers.publish(path, texts)
-        return delivered
+        try:  # the other nodes first: a refusal then means nobody got it (docs/brokers.md)
+            await rt.peers.publish(path, texts)
+        except BrokerUnavailable as exc:
+            raise ValueError(f"not published, nobody got it: {exc}") from None
+        return rt.fan_out(path, texts)
 
     def connection_details(self, connection_id: str) -> dict[str, Any]:
         conn = self.runtime.node.get(self.runtime.name, connection_id)

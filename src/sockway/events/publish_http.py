@@ -5,11 +5,11 @@ AWS_IAM signature covers this very request). Success: 200 ``{"failed": [...], "s
 [...]}``. Failure: the status of the spec's table and ``{"errors": [{errorType, message}]}``
 with the ``x-amzn-ErrorType`` header. CORS preflight is answered for browser clients.
 
-Across nodes (issue 6): a publish reaches the subscribers of every node, or — when the cluster
-broker is unavailable — is refused with a retryable 503 ``ServiceUnavailableException``
-(``Retry-After: 1``) before anything is delivered. Should the broker fail after this node's
-subscribers got the events, the answer is 503 as well, and a retry may deliver them twice on
-this node (see ``EventsRuntime.publish``).
+Across nodes (issue 6, 13): a publish reaches the subscribers of every node that is up, or —
+when the cluster broker is unavailable or a node that is up has not resubscribed yet — is
+refused with a retryable 503 ``ServiceUnavailableException`` (``Retry-After: 1``) and nothing
+is delivered anywhere, this node's subscribers included (see ``EventsRuntime.publish``,
+docs/brokers.md "Delivery guarantee").
 """
 
 from __future__ import annotations

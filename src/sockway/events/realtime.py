@@ -31,7 +31,6 @@ from yarl import URL
 from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ConnectionId
-from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.events import wire
 from sockway.events.auth import CONNECT, AuthRequest, lower_headers
 from sockway.events.runtime import EventsRuntime, Operation, Subscription, current_operation
@@ -202,9 +201,8 @@ class RealtimeEndpoint:
                         "out", self.rt.name, connection_id=session.conn.id, payload=frame.decode()
                     )
                 )
-        elif result is SendResult.OUTBOX_FULL:
+        elif result is SendResult.OUTBOX_FULL and self.rt.node.drop_slow(session.conn):
             self.rt.metrics.slow_consumers.labels(self.rt.name).inc()
-            session.conn.sink.close(*SLOW_CONSUMER_CLOSE)
 
     # -- messages -------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ handlers finish out of order (``ChannelSequencer``).
 When the broker is unavailable (issue 6 §4): a WebSocket publish still reaches this node's
 subscribers and is acknowledged as usual (the outage is logged and counted in
 ``sockway_cluster_publish_failures``); an HTTP publish is refused with 503
-``ServiceUnavailableException`` before anything is delivered, or — when the broker fails
-after local delivery — answered 503 too, so a retry may deliver twice on this node.
+``ServiceUnavailableException`` and nothing is delivered anywhere (the other nodes are sent it
+before this node's subscribers are; docs/brokers.md "Delivery guarantee").
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sockway.brokers.base import BrokerUnavailable
 from sockway.core.channels import ChannelPath, InvalidChannel, SubscriptionIndex, parse_channel
 from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame, text_frame_header
-from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.node import Node
 from sockway.events import handler_events as ev
 from sockway.events.auth import PUBLISH, SUBSCRIBE, AuthRequest, EventsAuth
 from sockway.events.cluster import EventsClusterMember
@@ -250,11 +250,11 @@ class EventsRuntime:
 
         Broadcast = this node's subscribers, then one broker publication for the other nodes,
         sent while the channel's turn is held so one node's publications to a channel reach
-        the others in order. ``all_nodes`` (HTTP publish): refuse with a retryable 503 when the
-        broker is unavailable before delivery, and answer 503 when it fails after local
-        delivery (a retry may then deliver twice here). Otherwise a broker outage only limits
-        the delivery to this node (logged, counted). Raises ``EventsError`` for a request that
-        fails as a whole.
+        the others in order. ``all_nodes`` (HTTP publish): the other nodes are sent it first
+        and a broker that cannot take it (down, or a node that is up not resubscribed yet)
+        answers a retryable 503 with nothing delivered anywhere; then this node's subscribers.
+        Otherwise a broker outage only limits the delivery to this node (logged, counted).
+        Raises ``EventsError`` for a request that fails as a whole.
         """
         channel = self.channel(raw_channel, subscribe=False)
         previous, mine = self.sequencer.enter(channel.path)
@@ -271,9 +271,14 @@ class EventsRuntime:
             await self.sequencer.wait_turn(previous)
             if all_nodes:
                 self._require_cluster(channel)
-            self.fan_out(channel, outcome.broadcast)
-            if outcome.broadcast:
-                await self._to_other_nodes(channel, outcome.broadcast, all_nodes)
+                # The other nodes first: a 503 then means nobody got it (docs/brokers.md).
+                if outcome.broadcast:
+                    await self._to_other_nodes(channel, outcome.broadcast, True)
+                self.fan_out(channel, outcome.broadcast)
+            else:
+                self.fan_out(channel, outcome.broadcast)
+                if outcome.broadcast:
+                    await self._to_other_nodes(channel, outcome.broadcast, False)
             return outcome
         finally:
             self.sequencer.leave(channel.path, mine)
@@ -289,13 +294,12 @@ class EventsRuntime:
 
     async def _to_other_nodes(self, channel: ChannelPath, texts: list[str], strict: bool) -> None:
         try:
-            await self.peers.publish(channel, texts)
+            await self.peers.publish(channel, texts, strict)
         except BrokerUnavailable:  # counted and logged by ``peers``
             if strict:
                 raise EventsError(
                     SERVICE_UNAVAILABLE,
-                    "The cluster broker is unavailable; the events reached the subscribers of "
-                    "one node only. A retry may deliver them twice there.",
+                    "The cluster broker is unavailable; nothing was published. Retry later.",
                     status=503,
                 ) from None
 
@@ -372,8 +376,8 @@ class EventsRuntime:
                 elif result is SendResult.OUTBOX_FULL:
                     slow.append(sub.conn)
         for conn in slow:
-            self.metrics.slow_consumers.labels(self.name).inc()
-            conn.sink.close(*SLOW_CONSUMER_CLOSE)
+            if self.node.drop_slow(conn):  # once per connection, however many it missed
+                self.metrics.slow_consumers.labels(self.name).inc()
         self.metrics.messages_out.labels(self.name).inc(sent)
         return sent
 

@@ -255,14 +255,31 @@ class Cluster:
         return self.node.publish(api, ChannelName(channel), payload, exclude)
 
     async def publish(
-        self, api: str, rest: str, payload: bytes, exclude: str | None = None
+        self,
+        api: str,
+        rest: str,
+        payload: bytes,
+        exclude: str | None = None,
+        *,
+        strict: bool = True,
     ) -> None:
-        """To the other nodes only (raises ``BrokerUnavailable``)."""
-        await self.broker.publish(topic(api, rest), payload, exclude)
+        """To the other nodes only (raises ``BrokerUnavailable``; ``strict``: see
+        ``Broker.publish``)."""
+        await self.broker.publish(topic(api, rest), payload, exclude, strict=strict)
+
+    async def publish_many(
+        self, api: str, items: list[tuple[str, bytes, str | None]], *, strict: bool = True
+    ) -> None:
+        """Several ``(rest, payload, exclude)`` to the other nodes, all or none (raises
+        ``BrokerUnavailable``)."""
+        keyed = [(topic(api, rest), payload, exclude) for rest, payload, exclude in items]
+        await self.broker.publish_many(keyed, strict=strict)
 
     def publish_soon(self, api: str, rest: str, payload: bytes, exclude: str | None = None) -> None:
-        """To the other nodes, without waiting; a broker outage is logged and counted."""
-        task = asyncio.get_running_loop().create_task(self.publish(api, rest, payload, exclude))
+        """To the other nodes, without waiting (best effort); an outage is logged and counted."""
+        task = asyncio.get_running_loop().create_task(
+            self.publish(api, rest, payload, exclude, strict=False)
+        )
         task.add_done_callback(_log_failure)
 
     def on_publication(self, key: str, topic_: str, payload: bytes, exclude: str | None) -> None:

@@ -116,18 +116,34 @@ class PusherCluster:
 
     # -- outgoing ---------------------------------------------------------------------------
 
-    async def publish(self, rest: str, payload: bytes, exclude: str | None = None) -> None:
+    async def publish(
+        self, rest: str, payload: bytes, exclude: str | None = None, *, strict: bool = True
+    ) -> None:
         """To the other nodes; raises ``BrokerUnavailable`` (HTTP API: 503), at once while the
-        broker is known to be down (counted in ``sockway_cluster_publish_failures``)."""
+        broker is known to be down (counted in ``sockway_cluster_publish_failures``);
+        ``strict``: see ``Broker.publish``."""
         try:
             if not self.cluster.available:
                 raise BrokerUnavailable("the broker is unavailable")
-            await self.cluster.publish(self.name, rest, payload, exclude)
+            await self.cluster.publish(self.name, rest, payload, exclude, strict=strict)
         except BrokerUnavailable as exc:
             self.app.metrics.cluster_publish_failures.labels(self.name).inc()
             self.outage(f"publication to {rest} not sent to the other nodes", exc)
             raise
         self.app.metrics.cluster_publications.labels(self.name, "out").inc()
+
+    async def publish_many(self, items: list[tuple[str, bytes, str | None]]) -> None:
+        """Several ``(rest, payload, exclude)`` to the other nodes, all or none (one HTTP API
+        request: ``publish``'s errors and counts)."""
+        try:
+            if not self.cluster.available:
+                raise BrokerUnavailable("the broker is unavailable")
+            await self.cluster.publish_many(self.name, items)
+        except BrokerUnavailable as exc:
+            self.app.metrics.cluster_publish_failures.labels(self.name).inc()
+            self.outage(f"{len(items)} publication(s) not sent to the other nodes", exc)
+            raise
+        self.app.metrics.cluster_publications.labels(self.name, "out").inc(len(items))
 
     def publish_soon(self, rest: str, payload: bytes, exclude: str | None = None) -> None:
         """To the other nodes without waiting (WebSocket-origin traffic): local delivery has
@@ -136,7 +152,9 @@ class PusherCluster:
             self.app.metrics.cluster_publish_failures.labels(self.name).inc()
             self.outage(f"publication to {rest} not sent to the other nodes", None)
             return
-        task = asyncio.get_running_loop().create_task(self.publish(rest, payload, exclude))
+        task = asyncio.get_running_loop().create_task(
+            self.publish(rest, payload, exclude, strict=False)
+        )
         task.add_done_callback(_published)
 
     def outage(self, what: str, exc: Exception | None) -> None:

@@ -367,6 +367,10 @@ class _PusherConnection:
 
     def closed(self, failure: tuple[int, str] | None) -> None:
         self.gone = True
+        if self.sock is not None:
+            # Nothing is written to it while its channels are left (that awaits the broker):
+            # the member events of its own leaving skip it, and those of others too.
+            self._door.app.node.closing(self.sock.conn)
         if self.started:
             close = failure or self.close_code or (1006, "")
             self._activity(

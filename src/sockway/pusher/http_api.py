@@ -243,8 +243,10 @@ class PusherHttpApi:
         cluster = self.app.cluster
         if cluster is not None and not cluster.available:
             raise BrokerUnavailable("the broker is down")  # before delivering anything
-        for channel, event in pairs:
-            await self.app.trigger(channel, event["name"], event["data"], event.get("socket_id"))
+        # One broker publication for all (issue 13): a 503 means none was delivered anywhere.
+        await self.app.trigger_many(
+            [(c, event["name"], event["data"], event.get("socket_id")) for c, event in pairs]
+        )
         infos = [await self._info(channel, event.get("info")) for channel, event in pairs]
         if batch:
             return {"batch": infos} if any(e.get("info") for _, e in pairs) else {}

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sockway.brokers.base import BrokerUnavailable
-from sockway.core.connection import State
 from sockway.core.ids import ChannelName
 from sockway.pusher import wire
 from sockway.pusher.channels import Kind, is_cache, kind_of
@@ -57,7 +56,7 @@ async def joined(app: PusherAppState, sock: PusherSocket, channel: str) -> None:
     nothing published reaches the socket before it (``PusherCluster.subscribing``)."""
     name = ChannelName(channel)
     async with _cluster(app).subscribing(channel):
-        if sock.conn.state is State.CLOSED:
+        if sock.conn.gone:
             return
         fresh = name not in sock.conn.channels
         app.node.join(sock.conn, name)
@@ -99,7 +98,7 @@ async def join_presence(
         previous = sock.presence.get(channel)
         if previous is not None and str(previous) != key:  # the socket changes user
             await _leave_presence_locked(app, sock, channel, keep_membership=True)
-        if sock.conn.state is State.CLOSED:
+        if sock.conn.gone:
             return
         app.node.join(sock.conn, ChannelName(channel))
         await count_reported(app, channel)  # channel_occupied before member_added

@@ -23,7 +23,7 @@ from typing import Any
 from sockway.core.connection import Connection, SendResult
 from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ChannelName
-from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.node import Node
 from sockway.core.presence import Presence
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Activity, Tap
@@ -96,9 +96,8 @@ class PusherAppState:
                     Activity("out", self.name, connection_id=sock.conn.id, payload=payload.decode())
                 )
             self.bytes_out.inc(len(payload))
-        elif result is SendResult.OUTBOX_FULL:
+        elif result is SendResult.OUTBOX_FULL and self.node.drop_slow(sock.conn):
             self.metrics.slow_consumers.labels(self.name).inc()
-            sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
 
     def close_with_error(self, sock: PusherSocket, code: int, message: str) -> None:
         """``pusher:error`` then close with the same code (spec §1.3)."""
@@ -291,17 +290,27 @@ class PusherAppState:
     async def trigger(self, channel: str, event: str, data: str, socket_id: str | None) -> None:
         """An API-triggered event on every node; raises ``BrokerUnavailable`` when the other
         nodes cannot be reached (then it was delivered nowhere)."""
+        await self.trigger_many([(channel, event, data, socket_id)])
+
+    async def trigger_many(self, events: list[tuple[str, str, str, str | None]]) -> None:
+        """Several ``(channel, event, data, socket_id)`` of one HTTP API request (a trigger
+        to several channels, ``batch_events``) on every node, all or none: the other nodes
+        get them in one broker publication first, raising ``BrokerUnavailable`` when they
+        cannot (then none was delivered anywhere), then this node's subscribers."""
         if self.cluster is not None:
-            user_id = server_to_user_id(channel)
-            if user_id is not None:
-                rest = user_topic(user_id)
-            elif is_cache(channel):
-                rest = CACHE + channel  # every node keeps the last event (pusher_cluster)
-            else:
-                rest = channel
-            payload = wire.channel_event(event, channel, data)
-            await self.cluster.publish(rest, payload, socket_id)
-        self.publish(channel, event, data, socket_id)
+            items = []
+            for channel, event, data, socket_id in events:
+                user_id = server_to_user_id(channel)
+                if user_id is not None:
+                    rest = user_topic(user_id)
+                elif is_cache(channel):
+                    rest = CACHE + channel  # every node keeps the last event (pusher_cluster)
+                else:
+                    rest = channel
+                items.append((rest, wire.channel_event(event, channel, data), socket_id))
+            await self.cluster.publish_many(items)
+        for channel, event, data, socket_id in events:
+            self.publish(channel, event, data, socket_id)
 
     def publish(self, channel: str, event: str, data: str, socket_id: str | None) -> None:
         """Deliver an API-triggered event (``data`` exactly as the caller sent it) here."""
@@ -331,8 +340,8 @@ class PusherAppState:
             if result is SendResult.SENT:
                 self.metrics.messages_out.labels(self.name).inc()
                 self.bytes_out.inc(len(payload))
-            elif result is SendResult.OUTBOX_FULL:
-                sock.conn.sink.close(*SLOW_CONSUMER_CLOSE)
+            elif result is SendResult.OUTBOX_FULL and self.node.drop_slow(sock.conn):
+                self.metrics.slow_consumers.labels(self.name).inc()
 
     async def terminate_user(self, user_id: str) -> None:
         """Every node closes the user's sockets (raises ``BrokerUnavailable``)."""

@@ -74,7 +74,13 @@ class AiohttpSink:
         self._closing: asyncio.Task[None] | None = None  # referenced so it is not collected
 
     def write_frame(self, frame: bytes) -> None:
-        self.transport.write(frame)
+        """Queue ``frame``; nothing once the transport is closed (the peer reset it and
+        aiohttp has not noticed yet), where uvloop raises ``RuntimeError`` (issue 13)."""
+        try:
+            self.transport.write(frame)
+        except RuntimeError:
+            if not self.transport.is_closing():
+                raise
 
     def buffered_bytes(self) -> int:
         return int(self.transport.get_write_buffer_size())
@@ -83,7 +89,16 @@ class AiohttpSink:
         if self.close_cause is not None:
             return
         self.close_cause = (code, reason)
+        if self.transport.is_closing():
+            return
         self._closing = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    def cut(self, code: int, reason: str) -> None:
+        """Drop the connection now (``FrameSink.cut``): aiohttp's receive loop then ends."""
+        if self.close_cause is None:
+            self.close_cause = (code, reason)
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def violation(self, code: int, reason: str) -> None:
         """``FrameGuard`` found a frame that breaks a rule (over the frame limit: 1009, not
@@ -96,7 +111,7 @@ class AiohttpSink:
             return
         self.close_cause = (code, reason)
         payload = code.to_bytes(2, "big") + reason.encode()[:123]
-        self.transport.write(bytes((0x88, len(payload))) + payload)
+        self.write_frame(bytes((0x88, len(payload))) + payload)
         self.transport.close()
 
     async def _close(self, code: int, reason: str) -> None:
@@ -106,7 +121,7 @@ class AiohttpSink:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S
             )
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, RuntimeError):  # RuntimeError: closed meanwhile
             self.transport.abort()
 
 

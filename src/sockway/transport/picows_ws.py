@@ -190,7 +190,14 @@ class PicowsSink:
         self.close_cause: tuple[int, str] | None = None
 
     def write_frame(self, frame: bytes) -> None:
-        self._raw.write(frame)
+        """Queue ``frame``; nothing when the transport is already closed — the peer reset
+        the connection and its end (``on_ws_disconnected``) has not run yet — where uvloop
+        raises ``RuntimeError`` (issue 13: it aborted fan-outs at that member)."""
+        try:
+            self._raw.write(frame)
+        except RuntimeError:
+            if not self._raw.is_closing():
+                raise
 
     def buffered_bytes(self) -> int:
         return int(self._raw.get_write_buffer_size())
@@ -202,7 +209,7 @@ class PicowsSink:
         if self.close_cause is not None:
             return
         self.close_cause = (code, reason)
-        if self._ws.is_disconnected:
+        if self._ws.is_disconnected or self._raw.is_closing():
             return
         self._ws.send_close(WSCloseCode(code), reason.encode()[:_REASON_MAX_BYTES])
         self._abort = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._raw.abort)
@@ -211,6 +218,14 @@ class PicowsSink:
         """Answer a client's ping with its payload (RFC 6455 §5.5.3)."""
         if not self._ws.is_close_frame_sent:
             self._ws.send_pong(payload)
+
+    def cut(self, code: int, reason: str) -> None:
+        """Drop the connection now (``FrameSink.cut``), also during a close under way."""
+        if self.close_cause is None:
+            self.close_cause = (code, reason)
+        self.ended()
+        if not self._raw.is_closing():
+            self._raw.abort()
 
     def answer_close(self) -> None:
         """The client sent a close frame: answer it with 1000 (as aiohttp does; unless ours
@@ -235,6 +250,8 @@ class Sink(Protocol):
     def buffered_bytes(self) -> int: ...
 
     def close(self, code: int, reason: str) -> None: ...
+
+    def cut(self, code: int, reason: str) -> None: ...
 
 
 Hold = Callable[["asyncio.Future[Any]"], None]

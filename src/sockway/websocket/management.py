@@ -29,7 +29,6 @@ from aiohttp import web
 from sockway.brokers.base import BrokerUnavailable
 from sockway.core.connection import Connection, SendResult, State
 from sockway.core.ids import ChannelName
-from sockway.core.node import SLOW_CONSUMER_CLOSE
 from sockway.frontdoor.cluster import Cluster, topic
 from sockway.frontdoor.sigv4 import SigV4Failure, verify
 from sockway.observability.tap import Activity
@@ -275,7 +274,7 @@ class ManagementApi:
     def _channel_membership(self, method: str, conn: Connection | None, channel: str) -> Outcome:
         # Joining is allowed during $connect (CONNECTING): the membership starts delivering when
         # the handshake completes and ends if $connect rejects. Everything else needs OPEN.
-        if conn is None or conn.state is State.CLOSED:
+        if conn is None or conn.gone:
             return GONE
         if method == "PUT":
             self.runtime.node.join(conn, ChannelName(channel))
@@ -331,7 +330,13 @@ class ManagementApi:
         return int(delivered)
 
     async def _broadcast(self, channel: str, body: bytes) -> web.Response:
+        """The other nodes first: a 503 then means nobody got it, this node's members
+        neither (docs/brokers.md "Delivery guarantee"); a 200 that every node that is up did."""
         name = self.runtime.name
+        try:
+            await self.cluster.publish(name, channel, body)
+        except BrokerUnavailable as exc:
+            return unavailable(exc).response()
         delivered, dropped = self.runtime.node.publish(name, ChannelName(channel), body)
         tap = self.runtime.tap
         if tap.detailed:
@@ -345,20 +350,8 @@ class ManagementApi:
                 )
             )
         self.runtime.metrics.messages_out.labels(name).inc(delivered)
-        if dropped:
+        if dropped:  # each logged once by the node
             self.runtime.metrics.slow_consumers.labels(name).inc(dropped)
-            log.warning(
-                "channel %s: closed %d slow consumers (%s)",
-                channel,
-                dropped,
-                SLOW_CONSUMER_CLOSE[1],
-                extra={"api": name},
-            )
-        try:
-            await self.cluster.publish(name, channel, body)
-        except BrokerUnavailable as exc:
-            # Local members got it; a retry would repeat it for them (documented).
-            return unavailable(exc).response()
         return _answer(200, {"delivered": delivered, "disconnectedSlowConsumers": dropped})
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sockway.core.connection import Connection, SendResult
 from sockway.core.ids import ConnectionId
-from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
+from sockway.core.node import Node
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Activity, Tap, invocation
 from sockway.runtimes import output
@@ -267,9 +267,8 @@ class ApiRuntime:
                 self.tap.emit(
                     Activity("out", self.name, connection_id=conn.id, payload=payload.decode())
                 )
-        elif result is SendResult.OUTBOX_FULL:
+        elif result is SendResult.OUTBOX_FULL and self.node.drop_slow(conn):
             self.metrics.slow_consumers.labels(self.name).inc()
-            conn.sink.close(*SLOW_CONSUMER_CLOSE)
         return result
 
     # -- $disconnect ----------------------------------------------------------------------
@@ -426,4 +425,7 @@ class _Unprepared:
         return 0
 
     def close(self, code: int, reason: str) -> None:
+        return None
+
+    def cut(self, code: int, reason: str) -> None:
         return None
