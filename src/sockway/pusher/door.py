@@ -32,6 +32,7 @@ from sockway.pusher.state import PusherAppState, PusherSocket
 from sockway.pusher.webhook_targets import build_target
 from sockway.pusher.webhooks import Webhooks
 from sockway.transport.aiohttp_ws import AiohttpSink, serve_aiohttp
+from sockway.transport.eager import start_message
 from sockway.transport.picows_ws import (
     Hold,
     MessageHandler,
@@ -255,7 +256,7 @@ class _PusherConnection:
             return None
         if pending is None:
             return None
-        return asyncio.get_running_loop().create_task(self._finish_frame(pending))
+        return start_message(self._finish_frame(pending))  # eager on 3.12+
 
     async def _finish_frame(self, pending: Awaitable[None]) -> None:
         try:

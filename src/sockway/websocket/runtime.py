@@ -24,6 +24,7 @@ from sockway.core.ids import ConnectionId
 from sockway.core.node import SLOW_CONSUMER_CLOSE, Node
 from sockway.observability.metrics import Metrics
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
+from sockway.transport.eager import start_message
 from sockway.transport.picows_ws import Hold, Sink, until_closed
 from sockway.websocket import wire
 from sockway.websocket.events import ApiIdentity, ConnectionFacts, disconnect_event, message_event
@@ -61,7 +62,8 @@ class ApiConnection:
 
     def message(self, data: str | bytes) -> asyncio.Task[None] | None:
         """Each text message runs on its own task, so one connection's messages run
-        concurrently, as on AWS (up to ``max_inflight_messages``)."""
+        concurrently, as on AWS (up to ``max_inflight_messages``); started eagerly on 3.12+
+        (``transport/eager.py``): ``None`` when it finished without suspending."""
         if isinstance(data, bytes):
             assert self.sink is not None
             self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: → 1003
@@ -70,8 +72,9 @@ class ApiConnection:
         conn = self.conn
         conn.last_active_ms = runtime.node.now_ms()
         runtime._messages_in.inc()
-        task = asyncio.get_running_loop().create_task(runtime._dispatch(conn, self.facts, data))
-        runtime.inflight.add(task)
+        task = start_message(runtime._dispatch(conn, self.facts, data))
+        if task is not None:
+            runtime.inflight.add(task)
         return task
 
     def client_closed(self, code: int, reason: str) -> None:
