@@ -30,12 +30,15 @@ EAGER = sys.version_info >= (3, 12)
 
 if sys.version_info >= (3, 12):
 
-    def start_message(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
-        """Run ``coro`` as a task of the running loop, started eagerly; ``None`` when it
-        already finished without suspending (its effects are done). An exception raised by
-        such a coroutine goes to the loop's exception handler, as an unretrieved task
-        exception would."""
-        loop = asyncio.get_running_loop()
+    def start_message(
+        coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None
+    ) -> asyncio.Task[T] | None:
+        """Run ``coro`` as a task of ``loop`` (the running one), started eagerly; ``None``
+        when it already finished without suspending (its effects are done). An exception
+        raised by such a coroutine goes to the loop's exception handler, as an unretrieved
+        task exception would."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         task = asyncio.Task(coro, loop=loop, eager_start=True)
         if not task.done():
             return task
@@ -47,6 +50,9 @@ if sys.version_info >= (3, 12):
 
 else:
 
-    def start_message(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
-        """Run ``coro`` as a task of the running loop (scheduled: no eager start on 3.11)."""
-        return asyncio.get_running_loop().create_task(coro)
+    def start_message(
+        coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop | None = None
+    ) -> asyncio.Task[T] | None:
+        """Run ``coro`` as a task of ``loop`` (the running one; scheduled: no eager start on
+        3.11, where ``get_running_loop()`` is a ``getpid()`` syscall: pass the loop)."""
+        return (loop or asyncio.get_running_loop()).create_task(coro)

@@ -47,9 +47,10 @@ class ApiConnection:
     each text message dispatched (§3.1), binary data refused (§6), then ``$disconnect`` with
     how the connection ended (§3.4)."""
 
-    __slots__ = ("_runtime", "client_close", "conn", "facts", "sink")
+    __slots__ = ("_loop", "_runtime", "client_close", "conn", "facts", "sink")
 
     def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
+        self._loop = asyncio.get_running_loop()  # once, not per message (a syscall on 3.11)
         self._runtime = runtime
         self.conn = conn
         self.facts = facts
@@ -70,9 +71,9 @@ class ApiConnection:
             return None
         runtime = self._runtime
         conn = self.conn
-        conn.last_active_ms = runtime.node.now_ms()
+        conn.last_active_ms = now_ms = runtime.node.now_ms()
         runtime._messages_in.inc()
-        task = start_message(runtime._dispatch(conn, self.facts, data))
+        task = start_message(runtime._dispatch(conn, self.facts, data, now_ms), self._loop)
         if task is not None:
             runtime.inflight.add(task)
         return task
@@ -174,7 +175,9 @@ class ApiRuntime:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def _dispatch(self, conn: Connection, facts: ConnectionFacts, body: str) -> None:
+    async def _dispatch(
+        self, conn: Connection, facts: ConnectionFacts, body: str, received_ms: int
+    ) -> None:
         request_id = self.new_id()
         extra = {"api": self.name, "connection_id": conn.id, "request_id": request_id}
         route_key = select_route(self.expression, body, self.route_keys)
@@ -189,7 +192,7 @@ class ApiRuntime:
             body=body,
             message_id=self.new_id(),
             request_id=request_id,
-            now_ms=self.node.now_ms(),
+            now_ms=received_ms,  # requestTimeEpoch: when the message arrived
             authorizer=conn.authorizer,
         )
         try:
