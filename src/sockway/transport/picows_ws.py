@@ -150,19 +150,18 @@ class PicowsSink:
     """``FrameSink`` over a picows connection: pre-built frames go straight to the socket's
     transport, as with aiohttp (one ``write`` per recipient, no await)."""
 
-    __slots__ = ("_abort", "_raw", "_ws", "close_cause")
+    __slots__ = ("_abort", "_raw", "_ws", "buffered_bytes", "close_cause", "write_frame")
 
     def __init__(self, ws: WSTransport) -> None:
         self._ws = ws
         self._raw: asyncio.Transport = ws.underlying_transport
         self._abort: asyncio.TimerHandle | None = None
         self.close_cause: tuple[int, str] | None = None
-
-    def write_frame(self, frame: bytes) -> None:
-        self._raw.write(frame)
-
-    def buffered_bytes(self) -> int:
-        return int(self._raw.get_write_buffer_size())
+        # ``FrameSink.write_frame`` / ``buffered_bytes`` are the transport's own C methods,
+        # bound once: no Python frame per recipient in a fan-out (issue 18: counted with
+        # ``make bench-instructions``; the wall-clock bench could not see it).
+        self.write_frame: Callable[[bytes], None] = self._raw.write
+        self.buffered_bytes: Callable[[], int] = self._raw.get_write_buffer_size
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (RFC 6455 §7.1.2); the client's answering close ends
