@@ -83,7 +83,7 @@ bench-quick:
 
 # Instruction counts of the server under valgrind's callgrind (issue 18): fixed workloads, the
 # measured phase only, sockway and raw picows in one run, on the default interpreter and on the
-# oldest supported one (~2-3 min each) -> bench/INSTRUCTIONS.md (appended to bench/RESULTS.md).
+# oldest supported one (~5-7 min each) -> bench/INSTRUCTIONS.md (appended to bench/RESULTS.md).
 bench-instructions: install $(if $(SECOND),$(SECOND)/bin/.sockway-installed)
 	$(BIN)/python bench/instructions.py $(ARGS)
 	$(if $(SECOND),$(SECOND)/bin/python bench/instructions.py $(ARGS))

@@ -21,11 +21,12 @@ Workloads (the same for sockway and raw picows, ``bench/refservers.py``, in one 
   (200 per connection, closed loop, every answer checked byte for byte): instructions per
   request. sockway: the websocket API's ``echo`` route, an in-process ``async def`` handler
   (``bench/sockway-bench.yaml``); picows: its ``/echo``.
-- ``fanout``: 1,000 subscribers, 10 warm-up publications each delivered to all of them, then 200
-  publications, each published once the previous one reached every subscriber: instructions per
-  delivered message. Each front door publishes through its own HTTP path and frames as
-  ``bench/run.py`` does (websocket API ``@channels``, AppSync ``POST /event``, Pusher's signed
-  HTTP API); picows through its ``/pub`` WebSocket.
+- ``fanout``: 1,000 (then 5,000) subscribers, 10 warm-up publications each delivered to all of
+  them, then 200 (40) publications, each published once the previous one reached every
+  subscriber — 200,000 measured deliveries either way: instructions per delivered message.
+  Each front door publishes through its own HTTP path and frames as ``bench/run.py`` does
+  (websocket API ``@channels``, AppSync ``POST /event``, Pusher's signed HTTP API); picows
+  through its ``/pub`` WebSocket.
 
 Results: one JSON line per trial in ``bench/results/instructions-<stamp>.jsonl`` and this
 interpreter's section of ``bench/INSTRUCTIONS.md`` (other interpreters' sections are kept),
@@ -399,7 +400,7 @@ def _fmt(v: float) -> str:
 
 def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """This interpreter's section of INSTRUCTIONS.md: the bars, then every trial."""
-    ref = {r["scenario"]: r for r in rows if r["system"] == "picows" and "ir" in r}
+    ref = {(r["scenario"], r.get("n")): r for r in rows if r["system"] == "picows" and "ir" in r}
     lines = [
         f"## Python {meta['python']} ({meta['date']})",
         "",
@@ -424,7 +425,7 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         if r["system"].endswith("-base"):
             door += " (baseline)"
         sys_cols = f"{r['syscalls_per_op']:.3g} | {r['clock_reads_per_op']:.3g}"
-        base = ref.get(r["scenario"])
+        base = ref.get((r["scenario"], r.get("n")))
         if r["system"] == "picows" or base is None:
             lines.append(f"| {name} | {door} | {_fmt(r['ir_per_op'])} | - | - | - | {sys_cols} |")
             continue
@@ -450,7 +451,8 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"publish errors {r['publish_errors']}"
         )
         lines.append(
-            f"| {r['scenario']} {r['system']} | {r['ops']:,} | {check} | {r['ir']:,} "
+            f"| {r['scenario']} {r.get('n', '')} {r['system']} | {r['ops']:,} | {check} "
+            f"| {r['ir']:,} "
             f"| {r['s']:.0f} |"
         )
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
@@ -481,8 +483,14 @@ def main() -> None:
     ap.add_argument("--systems", help="comma list: only these servers")
     ap.add_argument("--requests", type=int, default=20_000, help="echo: measured requests")
     ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--subscribers", type=int, default=1_000)
-    ap.add_argument("--publications", type=int, default=200)
+    ap.add_argument(
+        "--subscribers",
+        default="1000,5000",
+        help="fan-out sizes (comma list); each gets --deliveries / N publications",
+    )
+    ap.add_argument(
+        "--deliveries", type=int, default=200_000, help="fan-out: measured messages per trial"
+    )
     ap.add_argument("--timeout", type=float, default=900.0, help="per wait, seconds")
     ap.add_argument("--baseline-src", help="also run each sockway row from this src/ directory")
     ap.add_argument("--no-write", action="store_true", help="do not touch INSTRUCTIONS.md")
@@ -490,19 +498,21 @@ def main() -> None:
     only = args.only.split(",")
     picked = args.systems.split(",") if args.systems else None
     systems = dict(SYSTEMS)
-    plan: list[tuple[str, str]] = []
-    for scen, names in (("echo", ECHO_SYSTEMS), ("fanout", FANOUT_SYSTEMS)):
+    plan: list[tuple[str, int, str]] = []
+    sizes = [int(n) for n in args.subscribers.split(",")]
+    rows_of = [("echo", 0, ECHO_SYSTEMS)] + [("fanout", n, FANOUT_SYSTEMS) for n in sizes]
+    for scen, size, names in rows_of:
         if scen not in only:
             continue
         for name in names:
             if picked and name not in picked:
                 continue
-            plan.append((scen, name))
+            plan.append((scen, size, name))
             if args.baseline_src and name.startswith("sockway"):
                 systems[f"{name}-base"] = replace(
                     systems[name], name=f"{name}-base", env={"PYTHONPATH": args.baseline_src}
                 )
-                plan.append((scen, f"{name}-base"))
+                plan.append((scen, size, f"{name}-base"))
     (HERE / "results").mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outdir = HERE / "results" / f"callgrind-{stamp}"
@@ -522,18 +532,19 @@ def main() -> None:
     print(f"instruction counts on Python {meta['python']}: {len(plan)} trials; raw: {raw}")
     with open(raw, "w") as fh:
         fh.write(json.dumps({"meta": meta}) + "\n")
-        for scen, name in plan:
+        for scen, size, name in plan:
             t0 = time.monotonic()
-            print(f"  {scen:6} {name:20} ", end="", flush=True)
+            print(f"  {scen:6} {size or '':>5} {name:20} ", end="", flush=True)
             row: dict[str, Any] = {"scenario": scen, "system": name}
             srv = None
             try:
-                srv = Callgrind(systems[name], f"{scen}-{name}", outdir)
+                srv = Callgrind(systems[name], f"{scen}{size or ''}-{name}", outdir)
                 if scen == "echo":
                     per = max(1, args.requests // args.clients)
                     coro = echo_trial(srv, args.clients, 20, per, args.timeout)
                 else:
-                    coro = fanout_trial(srv, args.subscribers, 10, args.publications, args.timeout)
+                    pubs = max(1, args.deliveries // size)
+                    coro = fanout_trial(srv, size, 10, pubs, args.timeout)
                 row.update(uvloop.run(coro))
                 print(
                     f"{row['ir_per_op']:>12,.0f} Ir/op  ({time.monotonic() - t0:.0f} s)",

@@ -89,7 +89,7 @@ def test_instruction_counts_of_a_tiny_workload(tmp_path: Path) -> None:
             sys.executable,
             str(BENCH / "instructions.py"),
             *("--requests", "200", "--clients", "10", "--subscribers", "20"),
-            *("--publications", "5", "--systems", "sockway,sockway-pusher,picows"),
+            *("--deliveries", "100", "--systems", "sockway,sockway-pusher,picows"),
             "--no-write",
         ],
         capture_output=True,
