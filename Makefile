@@ -73,7 +73,7 @@ MATRIX_WARNING = $(if $(NEWEST),true,echo "*** WARNING: no Python 3.12 or 3.13 f
   "found: the oldest supported interpreter is not tested." >&2)
 
 # Benchmarks (issue 7): the gateway against raw picows / Node ws / websockets / aiohttp servers
-# in the same run, pinned to one core each side. Full: 12-15 min -> bench/RESULTS.md;
+# in the same run, pinned to one core each side. Full: 8-12 min (under 15 busy) -> bench/RESULTS.md;
 # QUICK=1 (or bench-quick): one short smoke run, ~2.5 min -> bench/results/RESULTS-quick.md.
 bench: install
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(ARGS)

@@ -1,6 +1,6 @@
 """sockway's benchmark (issue 7): the gateway against raw servers started in the same run.
 
-    make bench          # full: 3 runs of every scenario (12-15 min on 2 cores) -> bench/RESULTS.md
+    make bench          # full: up to 3 runs per row (8-12 min on 2 cores) -> bench/RESULTS.md
     make bench-quick    # smoke: 1 short run (~2.5 min) -> bench/results/RESULTS-quick.md
 
 The gateway is ``sockway serve --config bench/sockway-bench.yaml`` (handlers in
