@@ -1,5 +1,6 @@
-"""RESULTS.md: the bars of issue 7 as same-run ratios, per-scenario medians, and the analysis
-kept by hand in ``bench/ANALYSIS.md`` (appended verbatim, so ``make bench`` never loses it)."""
+"""RESULTS.md: the bars of issue 7 as same-run ratios, per-scenario medians, the instruction
+counts of ``make bench-instructions`` (``bench/INSTRUCTIONS.md``) and the analysis kept by hand in
+``bench/ANALYSIS.md`` (both appended verbatim, so ``make bench`` never loses them)."""
 
 from __future__ import annotations
 
@@ -376,7 +377,10 @@ def render(
         "it includes the gateway's child processes (handler workers), and "
         "`gateway_us_per_msg` is the gateway process alone (`server_processes`: how many).",
     ]
-    analysis = HERE / "ANALYSIS.md"
-    if analysis.exists():
-        head += ["", analysis.read_text().rstrip()]
+    # The instruction counts (issue 18) are a separate, slower-to-change run
+    # (``make bench-instructions``): its latest figures are carried into every RESULTS.md,
+    # each section with the command and date that produced it.
+    for extra in (HERE / "INSTRUCTIONS.md", HERE / "ANALYSIS.md"):
+        if extra.exists():
+            head += ["", extra.read_text().rstrip()]
     return "\n".join(head) + "\n"

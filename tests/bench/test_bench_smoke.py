@@ -77,3 +77,40 @@ def test_quick_run_of_the_cross_node_cost_delivers_every_message(tmp_path: Path)
     assert remote["gateway_B_cpu_s"] > 0
     assert remote["redis_info_cpu_s"] > 0
     assert "## Cost of cross-node delivery (issue 6)" in out.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_instruction_counts_of_a_tiny_workload(tmp_path: Path) -> None:
+    """bench/instructions.py (issue 18) under valgrind's callgrind: sockway and picows each
+    counted over exactly the measured requests and deliveries, every answer checked. Fails
+    (does not skip) without valgrind. No figure is asserted beyond "something was counted"."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "instructions.py"),
+            *("--requests", "200", "--clients", "10", "--subscribers", "20"),
+            *("--deliveries", "100", "--systems", "sockway,sockway-pusher,picows"),
+            "--no-write",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
+    rows = [json.loads(x) for x in Path(raw).read_text().splitlines()[1:]]
+    assert [(r["scenario"], r["system"]) for r in rows] == [
+        ("echo", "sockway"),
+        ("echo", "picows"),
+        ("fanout", "sockway"),
+        ("fanout", "sockway-pusher"),
+        ("fanout", "picows"),
+    ]
+    for row in rows:
+        assert "error" not in row, row["error"]
+        assert row["ir"] > 0 and row["syscalls_per_op"] > 0
+        if row["scenario"] == "echo":
+            assert row["ops"] == 200 and row["wrong"] == 0
+        else:
+            assert row["ops"] == row["expected"] == 100 and row["publish_errors"] == 0
+    assert "| two-way round trip" in run.stdout

@@ -49,6 +49,12 @@ async def hold(event, context):
 """
 
 
+NO_SUSPEND = """
+async def echo(event, context):
+    return {"statusCode": 200, "body": event["body"]}
+"""
+
+
 def _hold_api(tmp_path: Path, window: int) -> dict[str, object]:
     return api(
         handlers_dir(tmp_path, HOLD, "hold.py"),
@@ -86,6 +92,28 @@ async def test_a_burst_read_at_once_keeps_the_in_flight_window(
     import hold  # the handlers' module, loaded in this process by the in-process runtime
 
     assert hold.PEAK[0] == 2
+    raw.close()
+
+
+@VIA
+async def test_answers_of_a_handler_that_never_suspends_keep_the_order_sent(
+    start_gateway: StartGateway, tmp_path: Path, via: str
+) -> None:
+    # An `async def` handler that awaits nothing: on 3.12+ each message runs eagerly, inside
+    # the read that delivered it, and frees its window slot at once (transport/eager.py); on
+    # 3.11 each is a scheduled task, run in arrival order. Either way a burst far beyond the
+    # window is answered completely and in the order it was sent.
+    code = handlers_dir(tmp_path, NO_SUSPEND, "nosuspend.py")
+    routes = {"$default": {"handler": "nosuspend.echo", "route_response": True}}
+    limits = {"max_inflight_messages": 2}
+    gw = await start_gateway({"apis": [api(code, routes=routes, limits=limits)]})
+    raw = await _connect(gw.port, via)
+    sent = [b"m%d" % i for i in range(60)]
+    raw.writer.write(b"".join(RawClient.encode_frame(0x1, m) for m in sent))
+    got = [(await asyncio.wait_for(raw.read_frame(), 10))[1] for _ in range(60)]
+    assert got == sent
+    raw.send_frame(0x1, b"after")  # the window is free again
+    assert (await asyncio.wait_for(raw.read_frame(), 5))[1] == b"after"
     raw.close()
 
 

@@ -163,6 +163,38 @@ def test_json_that_is_not_an_object_has_no_action(text: str) -> None:
     assert evaluate(ACTION, text) == ""
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"action": "send"}',
+        '{"action": ""}',
+        '{"other": 1}',
+        '{"action": 12}',
+        '{"action": 1.50}',
+        '{"action": 123456789012345678901234567890}',
+        '{"action": null}',
+        '{"action": true}',
+        '{"action": {"b": [1, "x"]}}',
+        '{"action": ["a", 2]}',
+        '{"action": NaN}',
+        '{"action": "\\ud800"}',
+        "[1]",
+        '"s"',
+        "7",
+        "not json",
+        "",
+    ],
+)
+def test_the_single_key_shortcut_selects_what_the_general_path_selects(text: str) -> None:
+    # `$request.body.action` takes a shortcut (one top-level key); the answer must be the
+    # general evaluation's for every kind of body.
+    fast = SelectionExpression.compile(ACTION)
+    assert fast.single_key == "action"
+    general = SelectionExpression.compile(ACTION)
+    object.__setattr__(general, "single_key", None)
+    assert fast.evaluate(text) == general.evaluate(text)
+
+
 # -- select_route ---------------------------------------------------------------------------
 
 ROUTES = frozenset({CONNECT_ROUTE, DISCONNECT_ROUTE, DEFAULT_ROUTE, "sendmessage", "chat/join"})

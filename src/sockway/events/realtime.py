@@ -42,6 +42,7 @@ from sockway.transport.aiohttp_ws import (
     version_refusal,
     websocket_response,
 )
+from sockway.transport.eager import start_message
 from sockway.transport.picows_ws import (
     Hold,
     PicowsConnection,
@@ -464,8 +465,9 @@ class _EventsConnection:
             return None
         rt = endpoint.rt
         rt.metrics.messages_in.labels(rt.name).inc()
-        task = asyncio.get_running_loop().create_task(endpoint._dispatch(session, data))
-        rt.inflight.add(task)
+        task = start_message(endpoint._dispatch(session, data))  # eager on 3.12+
+        if task is not None:
+            rt.inflight.add(task)
         return task
 
     def client_closed(self, code: int, reason: str) -> None:

@@ -42,6 +42,7 @@ from sockway.transport.aiohttp_ws import (
     version_refusal,
     websocket_response,
 )
+from sockway.transport.eager import start_message
 from sockway.transport.picows_ws import (
     Hold,
     MessageHandler,
@@ -325,7 +326,7 @@ class _PusherConnection:
             return None
         if pending is None:
             return None
-        return asyncio.get_running_loop().create_task(self._finish_frame(pending))
+        return start_message(self._finish_frame(pending))  # eager on 3.12+
 
     async def _finish_frame(self, pending: Awaitable[None]) -> None:
         try:

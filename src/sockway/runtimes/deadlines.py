@@ -63,20 +63,31 @@ class _Wheel:
 
 
 _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
+# The wheel used last: one loop serves every deadline of a gateway, and the weak dictionary's
+# lookup is a Python-level call per invocation (issue 18, two-way route profile).
+_last: tuple[asyncio.AbstractEventLoop | None, _Wheel | None] = (None, None)
+
+
+def _wheel_of(loop: asyncio.AbstractEventLoop) -> _Wheel:
+    global _last
+    last_loop, wheel = _last
+    if last_loop is loop and wheel is not None:
+        return wheel
+    wheel = _wheels.get(loop)
+    if wheel is None:
+        wheel = _wheels[loop] = _Wheel(loop)
+    _last = (loop, wheel)
+    return wheel
 
 
 class Deadline:
     """One ``async with`` block bounded in time (see the module docstring)."""
 
-    __slots__ = ("_cancelling", "_task", "_wheel", "expired", "key", "when")
+    __slots__ = ("_cancelling", "_seconds", "_task", "_wheel", "expired", "key", "when")
 
     def __init__(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        wheel = _wheels.get(loop)
-        if wheel is None:
-            wheel = _wheels[loop] = _Wheel(loop)
-        self._wheel = wheel
-        self.when = loop.time() + seconds
+        self._seconds = seconds
+        self.when = 0.0  # loop time, set on entering
         self.key = 0
         self.expired = False
         self._task: asyncio.Task[object] | None = None
@@ -86,9 +97,13 @@ class Deadline:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("deadline() should be used inside a task")
+        # The task's loop, not get_running_loop(): on 3.11 that is a getpid() syscall per call.
+        loop = task.get_loop()
+        self._wheel = wheel = _wheel_of(loop)
+        self.when = loop.time() + self._seconds
         self._task = task
         self._cancelling = task.cancelling()
-        self._wheel.add(self)
+        wheel.add(self)
         return self
 
     async def __aexit__(

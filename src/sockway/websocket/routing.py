@@ -75,9 +75,19 @@ class SelectionExpression:
     # Computed once here, not per message (bench, echo route: the per-message any() was 4.6 %
     # of the gateway's samples).
     reads_body: bool = field(init=False)
+    # The usual expression, ``$request.body.action``: one top-level key and nothing else, read
+    # without the general path's list, generators and join (issue 18, two-way route profile).
+    single_key: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reads_body", any(isinstance(p, _Var) for p in self.parts))
+        only = self.parts[0] if len(self.parts) == 1 else None
+        single = (
+            only.path[0]
+            if isinstance(only, _Var) and len(only.path) == 1 and isinstance(only.path[0], str)
+            else None
+        )
+        object.__setattr__(self, "single_key", single)
 
     @classmethod
     def compile(cls, source: str) -> SelectionExpression:
@@ -126,6 +136,21 @@ class SelectionExpression:
     def _evaluate(self, body: str) -> str | None:
         if not self.reads_body:
             return "".join(p for p in self.parts if isinstance(p, str))
+        key = self.single_key
+        if key is not None:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                if not isinstance(doc, dict):
+                    return ""  # nothing to select: as the general path's absent value
+                value = doc.get(key, _MISSING)
+                if isinstance(value, str):
+                    return value
+                if value is _MISSING:
+                    return ""
+                # a number, object, ...: the general path keeps its text as written
         # orjson first (~5x faster than the stdlib parser on a small message; bench/ANALYSIS):
         # when every selected value is a string or absent, its answer is the same. Anything
         # else (a number, whose text only the stdlib parser keeps exactly, or a body orjson

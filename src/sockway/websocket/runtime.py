@@ -26,6 +26,7 @@ from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Activity, Tap, invocation
 from sockway.runtimes import output
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
+from sockway.transport.eager import start_message
 from sockway.transport.picows_ws import Hold, Sink, until_closed
 from sockway.websocket import wire
 from sockway.websocket.events import ApiIdentity, ConnectionFacts, disconnect_event, message_event
@@ -48,9 +49,10 @@ class ApiConnection:
     each text message dispatched (§3.1), binary data refused (§6), then ``$disconnect`` with
     how the connection ended (§3.4)."""
 
-    __slots__ = ("_runtime", "client_close", "conn", "facts", "sink")
+    __slots__ = ("_loop", "_runtime", "client_close", "conn", "facts", "sink")
 
     def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
+        self._loop = asyncio.get_running_loop()  # once, not per message (a syscall on 3.11)
         self._runtime = runtime
         self.conn = conn
         self.facts = facts
@@ -63,17 +65,19 @@ class ApiConnection:
 
     def message(self, data: str | bytes) -> asyncio.Task[None] | None:
         """Each text message runs on its own task, so one connection's messages run
-        concurrently, as on AWS (up to ``max_inflight_messages``)."""
+        concurrently, as on AWS (up to ``max_inflight_messages``); started eagerly on 3.12+
+        (``transport/eager.py``): ``None`` when it finished without suspending."""
         if isinstance(data, bytes):
             assert self.sink is not None
             self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: → 1003
             return None
         runtime = self._runtime
         conn = self.conn
-        conn.last_active_ms = runtime.node.now_ms()
+        conn.last_active_ms = now_ms = runtime.node.now_ms()
         runtime._messages_in.inc()
-        task = asyncio.get_running_loop().create_task(runtime._dispatch(conn, self.facts, data))
-        runtime.inflight.add(task)
+        task = start_message(runtime._dispatch(conn, self.facts, data, now_ms), self._loop)
+        if task is not None:
+            runtime.inflight.add(task)
         return task
 
     def client_closed(self, code: int, reason: str) -> None:
@@ -174,7 +178,9 @@ class ApiRuntime:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def _dispatch(self, conn: Connection, facts: ConnectionFacts, body: str) -> None:
+    async def _dispatch(
+        self, conn: Connection, facts: ConnectionFacts, body: str, received_ms: int
+    ) -> None:
         request_id = self.new_id()
         extra = {"api": self.name, "connection_id": conn.id, "request_id": request_id}
         route_key = select_route(self.expression, body, self.route_keys)
@@ -190,7 +196,7 @@ class ApiRuntime:
             body=body,
             message_id=self.new_id(),
             request_id=request_id,
-            now_ms=self.node.now_ms(),
+            now_ms=received_ms,  # requestTimeEpoch: when the message arrived
             authorizer=conn.authorizer,
         )
         started = time.monotonic()
