@@ -292,6 +292,41 @@ async def test_process_runtime_output_reaches_the_invocation(
     assert any(line.startswith("[WARNING]\t") and line.endswith("\tworker warned") for line in logs)
 
 
+NODE_HANDLER = """
+export const handler = async (event, context) => {
+  console.log("node printed", context.awsRequestId);
+  console.warn("node warned");
+  return { statusCode: 200, body: "ok" };
+};
+"""
+
+
+async def test_nodejs_runtime_output_reaches_the_invocation(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    # Node workers share the process runtime's pool and its log path (runtimes/nodejs.py).
+    code = handlers_dir(tmp_path, NODE_HANDLER, "node_h.mjs")
+    config = {
+        "name": "w",
+        "type": "websocket",
+        "stage": "dev",
+        "code_dir": str(code),
+        "runtime": "nodejs",
+        "routes": {"hello": {"handler": "node_h.handler", "route_response": True}},
+    }
+    gw = await start_gateway({"apis": [config], "nodejs": {"aws_sdk": []}})
+    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/dev") as ws:
+        await ws.send(json.dumps({"action": "hello"}))
+        assert await ws.recv() == "ok"
+    async with aiohttp.ClientSession() as http:
+        _, state = await _get(http, f"http://127.0.0.1:{gw.port}/_sockway/api/state")
+    (inv,) = [i for i in state["invocations"] if i["routeKey"] == "hello"]
+    logs = inv["detail"]["logs"]
+    rid = inv["requestId"]
+    assert any(f"\t{rid}\tINFO\tnode printed {rid}" in line for line in logs), logs
+    assert any("\tWARN\tnode warned" in line for line in logs), logs
+
+
 AUTHORIZER = """
 def handler(event, context):
     return {

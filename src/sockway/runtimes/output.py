@@ -10,9 +10,9 @@ runs get ``request_id`` (the gateway's log formats show it), and both are kept i
 untouched. Sync handlers see the variable because ``PythonIntegration`` runs them in a copy of
 the caller's context.
 
-Worker processes (``runtime: process``) format their own lines as Lambda does; the lines they
-write while an invocation runs are kept for it too (``record``). Not captured: the Node.js, HTTP
-and Lambda runtimes (their output stays where it goes today).
+Worker processes (``runtime: process`` and ``runtime: nodejs``) format their own lines as
+Lambda does; the lines they write while an invocation runs are kept for it too (``record``).
+Not captured: the HTTP and Lambda runtimes (their output stays where it goes today).
 """
 
 from __future__ import annotations
