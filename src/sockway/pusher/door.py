@@ -184,10 +184,8 @@ class PusherFrontDoor:
     async def _finish(self) -> None:
         """Sessions end (their webhooks are queued), then webhook deliveries finish."""
         await until_closed(lambda: self.open_count)
-        while self.sessions:
-            await asyncio.gather(*self.sessions, return_exceptions=True)
-        while self.app.watchlists.tasks:  # the offline announcements of the last sockets
-            await asyncio.gather(*self.app.watchlists.tasks, return_exceptions=True)
+        await _all_done(self.sessions)
+        await _all_done(self.app.watchlists.tasks)  # the offline announcements of the last sockets
         if self.app.cluster is not None:
             await self.app.cluster.cluster.flush()  # channel_vacated of the last leaves
         await self.app.webhooks.finish()
@@ -472,6 +470,18 @@ async def _by_key(registry: PusherRegistry, request: web.Request) -> web.StreamR
         return PusherHttpApi.error(401, "Unknown auth_key.")
     tail = f"users/{request.match_info['user_id']}/terminate_connections"
     return await door.http.handle(request, tail)
+
+
+async def _all_done(tasks: set[asyncio.Task[Any]]) -> None:
+    """Wait until every task of ``tasks`` is done, those added meanwhile too.
+
+    Only the tasks not done yet are awaited: a done task leaves the set in a done callback,
+    which runs on a later loop iteration, and awaiting ``gather`` of done tasks never yields,
+    so ``while tasks: await gather(*tasks)`` spun forever at 100 % CPU on a shutdown that met
+    one (seen on Python 3.13, whose eager tasks finish before their callbacks run).
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def build_pusher_app(settings: PusherApp, ctx: GatewayContext) -> PusherFrontDoor:
