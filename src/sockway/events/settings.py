@@ -13,8 +13,13 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from sockway.frontdoor.settings import ApiBase, Credential, Strict
-from sockway.runtimes.settings import FunctionSettings, handler_code_dir, handler_runtime
+from sockway.frontdoor.settings import ApiBase, Credential, Strict, derived_api_id
+from sockway.runtimes.settings import (
+    FunctionSettings,
+    handler_code_dir,
+    handler_runtime,
+    refuse_inprocess_problems,
+)
 
 AuthType = Literal[
     "API_KEY", "AWS_LAMBDA", "OPENID_CONNECT", "AMAZON_COGNITO_USER_POOLS", "AWS_IAM"
@@ -252,13 +257,7 @@ class EventsApi(ApiBase):
                 spec = getattr(ns, slot)
                 if spec is not None:
                     functions.append((f"namespaces.{name}.{slot}", spec))
-        problems = [
-            f"{where}.{problem}"
-            for where, spec in functions
-            for problem in spec.inprocess_problems(self.runtime)
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
+        refuse_inprocess_problems(functions, self.runtime)
         return self
 
     @property
@@ -279,13 +278,7 @@ class EventsApi(ApiBase):
     @property
     def effective_api_id(self) -> str:
         """Configured ``api_id``, else 26 characters derived from the name (AppSync's length)."""
-        if self.api_id is not None:
-            return self.api_id
-        import hashlib
-
-        digest = hashlib.sha256(self.name.encode()).digest()
-        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-        return "".join(alphabet[b % 36] for b in digest[:26])
+        return self.api_id if self.api_id is not None else derived_api_id(self.name, 26)
 
 
 # The auth provider ``type`` tags (pydantic puts them into error locations; not config keys).

@@ -8,6 +8,7 @@ are frozen once loaded. Every bound is declared once with its default and the re
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,3 +39,10 @@ class ApiBase(Strict):
     runtime: Runtime = Field(DEFAULT_RUNTIME, description="default runtime of the API's handlers")
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     lambda_: LambdaSettings = Field(default_factory=lambda: LambdaSettings(), alias="lambda")
+
+
+def derived_api_id(name: str, length: int) -> str:
+    """An API id of ``length`` characters [a-z0-9] derived from the API's name: stable across
+    restarts, as a deployed API's id is."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "".join("abcdefghijklmnopqrstuvwxyz0123456789"[b % 36] for b in digest[:length])

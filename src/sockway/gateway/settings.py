@@ -20,7 +20,7 @@ from sockway.frontdoor.settings import Strict
 from sockway.observability.access_log import PRESETS, VARIABLES, unknown_variables
 from sockway.pusher.settings import PusherApp
 from sockway.runtimes.node_sdk import NodejsSettings
-from sockway.runtimes.settings import FunctionSettings
+from sockway.runtimes.settings import FunctionSettings, refuse_inprocess_problems
 from sockway.websocket.settings import WebSocketApi
 
 
@@ -145,13 +145,7 @@ class Settings(Strict):
     @field_validator("functions")
     @classmethod
     def _functions_keep_settings(cls, value: dict[str, LocalFunction]) -> dict[str, LocalFunction]:
-        problems = [
-            f"{name}.{problem}"
-            for name, function in value.items()
-            for problem in function.inprocess_problems("inprocess")
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
+        refuse_inprocess_problems(value.items(), "inprocess")
         return value
 
     @field_validator("workers")

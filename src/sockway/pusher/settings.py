@@ -12,7 +12,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Strict
-from sockway.runtimes.settings import FunctionSettings, handler_code_dir, handler_runtime
+from sockway.runtimes.settings import (
+    FunctionSettings,
+    handler_code_dir,
+    handler_runtime,
+    refuse_inprocess_problems,
+)
 
 WEBHOOK_EVENT_TYPES = (
     "channel_occupied",
@@ -186,14 +191,8 @@ class PusherApp(ApiBase):
 
     @model_validator(mode="after")
     def _runtimes_keep_settings(self) -> PusherApp:
-        problems = [
-            f"webhooks[{i}].{problem}"
-            for i, hook in enumerate(self.webhooks)
-            if hook.handler is not None
-            for problem in hook.inprocess_problems(self.runtime)
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
+        hooks = [(f"webhooks[{i}]", h) for i, h in enumerate(self.webhooks) if h.handler]
+        refuse_inprocess_problems(hooks, self.runtime)
         return self
 
     @field_validator("app_id", mode="before")

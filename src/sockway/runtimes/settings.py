@@ -9,7 +9,7 @@ Secrets (``http.secret``, ``http.headers`` values) are excluded from ``repr`` an
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -123,6 +123,20 @@ class FunctionSettings(BaseModel):
                 "gateway's thread pool, which reserves nothing per function)"
             )
         return problems
+
+
+def refuse_inprocess_problems(
+    functions: Iterable[tuple[str, FunctionSettings]], api_runtime: str
+) -> None:
+    """Raise ``ValueError`` naming ``where.key`` for every setting one of ``functions``
+    (``(where, settings)`` pairs) asks for that its runtime cannot keep (``inprocess_problems``)."""
+    problems = [
+        f"{where}.{problem}"
+        for where, function in functions
+        for problem in function.inprocess_problems(api_runtime)
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class HttpSettings(BaseModel):

@@ -6,19 +6,19 @@ defaults are API Gateway's.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from sockway.frontdoor.settings import ApiBase, Credential, Strict
+from sockway.frontdoor.settings import ApiBase, Credential, Strict, derived_api_id
 from sockway.runtimes.refs import HandlerForm, handler_form
 from sockway.runtimes.settings import (
     FunctionSettings,
     InvocationType,
     handler_code_dir,
     handler_runtime,
+    refuse_inprocess_problems,
 )
 from sockway.websocket.authorizer import IdentitySourceError, check_identity_source
 from sockway.websocket.routing import ExpressionError, SelectionExpression
@@ -174,23 +174,13 @@ class WebSocketApi(ApiBase):
         ]
         if self.authorizer is not None:
             functions.append(("authorizer", self.authorizer))
-        problems = [
-            f"{where}.{problem}"
-            for where, spec in functions
-            for problem in spec.inprocess_problems(self.runtime)
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
+        refuse_inprocess_problems(functions, self.runtime)
         return self
 
     @property
     def effective_api_id(self) -> str:
         """Configured ``api_id``, else one derived from the name (stable across restarts)."""
-        if self.api_id is not None:
-            return self.api_id
-        digest = hashlib.sha256(self.name.encode()).digest()
-        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-        return "".join(alphabet[b % 36] for b in digest[:10])
+        return self.api_id if self.api_id is not None else derived_api_id(self.name, 10)
 
 
 def handler_refs(i: int, api: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
