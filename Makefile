@@ -28,7 +28,7 @@ VENV_CLEAR := $(if $(and $(VENV_VER),$(filter-out $(PY_VER),$(VENV_VER))),--clea
 # The second run of `make test`: only when the default is not already the oldest.
 SECOND := $(if $(filter-out $(OLDEST),$(PY_VER)),$(if $(PYTHON_OLDEST),$(VENV_OLDEST)))
 
-.PHONY: serve test lint install clean bench bench-quick bench-instructions autobahn FORCE
+.PHONY: serve test lint install browser clean bench bench-quick bench-instructions autobahn FORCE
 
 $(BIN)/.sockway-installed: pyproject.toml $(if $(VENV_CLEAR),FORCE)
 	$(PYTHON) -m venv $(VENV_CLEAR) $(VENV)
@@ -44,7 +44,20 @@ $(BIN)/.sockway-dev-installed: $(BIN)/.sockway-installed
 node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --loglevel=error
 
-install: $(BIN)/.sockway-dev-installed node_modules/.package-lock.json
+# Debian's chromium for the browser tests (tests/e2e/browser_support.py): never a downloaded
+# browser. Installed with apt-get when missing and we may (root); otherwise say how, loudly.
+CHROMIUM ?= $(or $(SOCKWAY_CHROMIUM),/usr/bin/chromium)
+browser:
+	@if [ -x "$(CHROMIUM)" ] || command -v "$(CHROMIUM)" >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests (apt-get, ~1-2 min once)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	  || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }; \
+	else echo "*** WARNING: no chromium at $(CHROMIUM) and no root to apt-get it: the browser" \
+	  "tests will fail. Run 'sudo apt-get install -y chromium' or set SOCKWAY_CHROMIUM." >&2; fi
+
+install: $(BIN)/.sockway-dev-installed node_modules/.package-lock.json browser
 
 # The Autobahn testsuite (tests/e2e/test_autobahn.py) is Python 2 code: installed with the
 # machine's pyenv Python 2.7 into .autobahn/ (git-ignored), ~50 s once.

@@ -131,14 +131,22 @@ class Callgrind:
         before = set(self.outdir.glob(f"{self.label}.*"))
         self._control("-d")
         deadline = time.monotonic() + 60
+        seen: dict[Path, str] = {}
         while time.monotonic() < deadline:
             new = [p for p in self.outdir.glob(f"{self.label}.*") if p not in before]
             for path in new:
                 text = path.read_text(errors="replace")
-                events = re.search(r"^events: (.+)$", text, re.M)
-                totals = re.search(r"^totals: ([\d ]+)$", text, re.M)
+                # callgrind may still be writing the file: only a complete, newline-ended
+                # totals line with one value per event is the finished dump.
+                events = re.search(r"^events: (.+)\n", text, re.M)
+                totals = re.search(r"^totals: ([\d ]+)\n", text, re.M)
                 if events and totals:
                     names, values = events.group(1).split(), totals.group(1).split()
+                    if len(values) != len(names) and seen.get(path) != text:
+                        seen[path] = text  # maybe mid-write: read it again next poll
+                        continue
+                    # a settled file may omit trailing zero totals (callgrind's format)
+                    values += ["0"] * (len(names) - len(values))
                     out = dict(zip(names, map(int, values), strict=True))
                     out["clock"] = _clock_syscalls(path)
                     return out
