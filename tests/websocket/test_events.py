@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketMessageEventModel,
 )
 
-from sockway.transport.picows_ws import REASON_FRAME_TOO_BIG, REASON_MESSAGE_TOO_BIG
+from sockway.transport.handler import REASON_FRAME_TOO_BIG, REASON_MESSAGE_TOO_BIG
 from sockway.websocket import wire as messages
 from sockway.websocket.events import (
     ApiIdentity,

@@ -20,7 +20,7 @@ from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo
 from sockway.runtimes.base import Integration
 from sockway.runtimes.factory import FunctionSpec
 from sockway.runtimes.settings import FunctionSettings
-from sockway.transport.picows_ws import until_closed
+from sockway.transport.handler import until_closed
 from sockway.transport.sniffer import UpgradeHandler
 
 

@@ -43,13 +43,8 @@ from sockway.transport.aiohttp_ws import (
     websocket_response,
 )
 from sockway.transport.eager import start_message
-from sockway.transport.picows_ws import (
-    Hold,
-    PicowsConnection,
-    Sink,
-    refuse_upgrade,
-    start_websocket,
-)
+from sockway.transport.handler import Hold, Sink
+from sockway.transport.picows_ws import PicowsConnection, refuse_upgrade, start_websocket
 from sockway.transport.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.appsync")

@@ -21,7 +21,7 @@ from sockway.pusher import wire
 from sockway.pusher.session import handle_frame
 from sockway.pusher.state import PusherSocket
 from sockway.transport.eager import start_message
-from sockway.transport.picows_ws import Hold, Sink
+from sockway.transport.handler import Hold, Sink
 
 if TYPE_CHECKING:
     from sockway.pusher.door import PusherFrontDoor

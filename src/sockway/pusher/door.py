@@ -39,12 +39,8 @@ from sockway.transport.aiohttp_ws import (
     version_refusal,
     websocket_response,
 )
-from sockway.transport.picows_ws import (
-    MessageHandler,
-    PicowsConnection,
-    start_websocket,
-    until_closed,
-)
+from sockway.transport.handler import MessageHandler, until_closed
+from sockway.transport.picows_ws import PicowsConnection, start_websocket
 from sockway.transport.sniffer import UpgradeHandler
 from sockway.transport.upgrade_head import RequestHead
 

@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 from sockway.transport.frame_guard import FrameGuard
-from sockway.transport.picows_ws import (
+from sockway.transport.handler import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TIMEOUT_S,
     CLOSE_TOO_BIG,

@@ -24,13 +24,13 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, cast
 
 from sockway.transport.frame_guard import FrameGuard
-from sockway.transport.picows_ws import (
+from sockway.transport.handler import (
     VERSION_REFUSAL_BODY,
     VERSION_REFUSAL_HEADERS,
     VERSION_REFUSAL_STATUS,
-    refuse_upgrade,
     version_supported,
 )
+from sockway.transport.picows_ws import refuse_upgrade
 from sockway.transport.upgrade_head import (
     HEAD_MAX_BYTES,
     BadHead,

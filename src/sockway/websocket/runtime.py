@@ -27,7 +27,7 @@ from sockway.observability.tap import Activity, Tap, invocation
 from sockway.runtimes import output
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
 from sockway.transport.eager import start_message
-from sockway.transport.picows_ws import Hold, Sink, until_closed
+from sockway.transport.handler import Hold, Sink, until_closed
 from sockway.websocket import wire
 from sockway.websocket.events import ApiIdentity, ConnectionFacts, disconnect_event, message_event
 from sockway.websocket.routing import SelectionExpression, select_route
