@@ -20,8 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -29,10 +28,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from sockway.core.connection import Connection, SendResult
-from sockway.core.frames import encode_text_frame
-from sockway.core.ids import ConnectionId
 from sockway.events import wire
-from sockway.events.auth import CONNECT, AuthRequest, lower_headers
+from sockway.events.auth import lower_headers
+from sockway.events.connection import CLOSE_NORMAL, EventsConnection, EventsSession
 from sockway.events.runtime import EventsRuntime, Operation, Subscription, current_operation
 from sockway.events.wire import EventsError
 from sockway.observability.tap import Activity
@@ -42,30 +40,12 @@ from sockway.transport.aiohttp_ws import (
     version_refusal,
     websocket_response,
 )
-from sockway.transport.eager import start_message
-from sockway.transport.handler import Hold, Sink
 from sockway.transport.picows_ws import PicowsConnection, refuse_upgrade, start_websocket
 from sockway.transport.upgrade_head import RequestHead
 
 log = logging.getLogger("sockway.appsync")
 
-CLOSE_NORMAL = 1000
 _HIDDEN_HEADERS = frozenset({"cookie", "sec-websocket-protocol", "sec-websocket-key"})
-
-
-@dataclass(eq=False)
-class EventsSession:
-    """Per-connection state of the realtime protocol."""
-
-    conn: Connection
-    upgrade_headers: dict[str, str]
-    source_ip: str
-    subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    pending: set[str] = field(default_factory=set)  # subscribe ids being authorized
-    acked: bool = False
-    last_ka_ms: int = 0
-    publish_window_s: int = 0  # the second being counted, and its publish requests
-    publishes_in_window: int = 0
 
 
 def connect_headers(
@@ -108,7 +88,7 @@ def _upgrade_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class RealtimeEndpoint:
-    """The realtime path of one events API, on both transports (``_EventsConnection``)."""
+    """The realtime path of one events API, on both transports (``EventsConnection``)."""
 
     def __init__(self, runtime: EventsRuntime) -> None:
         self.rt = runtime
@@ -134,7 +114,7 @@ class RealtimeEndpoint:
         except (ConnectionResetError, OSError):
             return ws
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        handler = _EventsConnection(
+        handler = EventsConnection(
             self,
             _upgrade_headers(request.headers),
             str(peer[0]) if peer else "127.0.0.1",
@@ -164,7 +144,7 @@ class RealtimeEndpoint:
         peer = transport.get_extra_info("peername")
         source_ip = str(peer[0]) if peer else "127.0.0.1"
         limits = rt.settings.limits
-        handler = _EventsConnection(
+        handler = EventsConnection(
             self, _upgrade_headers(headers), source_ip, headers.get("User-Agent"), auth_headers
         )
         listener = PicowsConnection(
@@ -177,7 +157,7 @@ class RealtimeEndpoint:
             log.exception("handshake failed", extra={"api": rt.name})
             transport.abort()
 
-    def _forget(self, session: EventsSession) -> None:
+    def forget(self, session: EventsSession) -> None:
         rt = self.rt
         for sub in session.subscriptions.values():
             rt.remove_subscription(sub)
@@ -186,7 +166,7 @@ class RealtimeEndpoint:
         rt.node.remove(session.conn)
         rt.metrics.connections.labels(rt.name).dec()
 
-    def _send(self, session: EventsSession, frame: bytes) -> None:
+    def send(self, session: EventsSession, frame: bytes) -> None:
         result = session.conn.send_text(frame, self.rt.node.now_ms())
         if result is SendResult.SENT:
             self.rt.metrics.messages_out.labels(self.rt.name).inc()
@@ -202,14 +182,14 @@ class RealtimeEndpoint:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def _dispatch(self, session: EventsSession, text: str) -> None:
+    async def dispatch(self, session: EventsSession, text: str) -> None:
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
             message = None
         if not isinstance(message, dict):
             err = EventsError(wire.INVALID_INPUT, "Message is not a JSON object")
-            self._send(session, wire.failure("error", None, err))
+            self.send(session, wire.failure("error", None, err))
             return
         kind = message.get("type")
         raw_id = message.get("id")
@@ -219,11 +199,11 @@ class RealtimeEndpoint:
             return
         if kind not in ("subscribe", "unsubscribe", "publish"):
             err = EventsError(wire.UNSUPPORTED, f"Unsupported operation type: {kind}")
-            self._send(session, wire.failure("error", shown_id, err))
+            self.send(session, wire.failure("error", shown_id, err))
             return
         if not wire.valid_operation_id(raw_id):
             err = EventsError(wire.BAD_REQUEST, "id must match ^[a-zA-Z0-9-_+]{1,128}$")
-            self._send(session, wire.failure(f"{kind}_error", shown_id, err))
+            self.send(session, wire.failure(f"{kind}_error", shown_id, err))
             return
         op_id = str(raw_id)
         started, status = time.monotonic(), 200
@@ -237,11 +217,11 @@ class RealtimeEndpoint:
                 await self._publish(session, op_id, message)
         except EventsError as exc:
             status = exc.status if exc.status >= 400 else 400
-            self._send(session, wire.failure(f"{kind}_error", op_id, exc))
+            self.send(session, wire.failure(f"{kind}_error", op_id, exc))
         except Exception:  # our bug: log it, answer, keep the connection (DESIGN habit 3)
             status = 500
             log.exception("%s %s failed", kind, op_id, extra={"api": self.rt.name})
-            self._send(session, wire.failure(f"{kind}_error", op_id, wire.internal_failure()))
+            self.send(session, wire.failure(f"{kind}_error", op_id, wire.internal_failure()))
         tap = self.rt.tap
         if tap.active:
             tap.emit(
@@ -260,10 +240,10 @@ class RealtimeEndpoint:
             )
 
     def _ack(self, session: EventsSession) -> None:
-        self._send(session, wire.connection_ack(self.rt.settings.limits.connection_timeout_ms))
+        self.send(session, wire.connection_ack(self.rt.settings.limits.connection_timeout_ms))
         session.acked = True
         session.last_ka_ms = self.rt.node.now_ms()
-        self._send(session, wire.KA)
+        self.send(session, wire.KA)
 
     def _operation(self, session: EventsSession, message: dict[str, Any], body: bytes) -> Operation:
         raw_auth = message.get("authorization")
@@ -298,7 +278,7 @@ class RealtimeEndpoint:
                 sub = Subscription(session.conn, op_id, channel, wire.data_frame_head(op_id))
                 session.subscriptions[op_id] = sub
                 rt.add_subscription(sub)
-                self._send(session, wire.success("subscribe_success", op_id))
+                self.send(session, wire.success("subscribe_success", op_id))
         finally:
             session.pending.discard(op_id)
 
@@ -307,7 +287,7 @@ class RealtimeEndpoint:
         if sub is None:
             raise EventsError(wire.UNKNOWN_OPERATION, f"Unknown operation id {op_id}")
         self.rt.remove_subscription(sub)
-        self._send(session, wire.success("unsubscribe_success", op_id))
+        self.send(session, wire.success("unsubscribe_success", op_id))
 
     async def _publish(self, session: EventsSession, op_id: str, message: dict[str, Any]) -> None:
         second = self.rt.node.now_ms() // 1000
@@ -323,7 +303,7 @@ class RealtimeEndpoint:
         op = self._operation(session, message, body)
         outcome = await self.rt.publish(raw_channel, raw_events, op)
         result = wire.publish_result(op_id, outcome.successful, outcome.failed)
-        self._send(session, orjson.dumps(result))
+        self.send(session, orjson.dumps(result))
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -338,140 +318,9 @@ class RealtimeEndpoint:
                 continue
             if session.acked and now_ms - session.last_ka_ms >= ka_ms:
                 session.last_ka_ms = now_ms
-                self._send(session, wire.KA)
+                self.send(session, wire.KA)
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 session.conn.sink.close(1001, "Going away")
-
-
-class _EventsConnection:
-    """One realtime connection, on either transport (``MessageHandler``): the connect
-    authorization holds every message (§2.1), then each runs on its own task (§2.2)."""
-
-    __slots__ = (
-        "_auth",
-        "_client_close",
-        "_endpoint",
-        "_source_ip",
-        "_upgrade_headers",
-        "_user_agent",
-        "admitted",
-        "gone",
-        "session",
-    )
-
-    def __init__(
-        self,
-        endpoint: RealtimeEndpoint,
-        upgrade_headers: dict[str, str],
-        source_ip: str,
-        user_agent: str | None,
-        auth: dict[str, str],
-    ) -> None:
-        self._endpoint = endpoint
-        self._upgrade_headers = upgrade_headers
-        self._source_ip = source_ip
-        self._user_agent = user_agent
-        self._auth = auth
-        self.session: EventsSession | None = None
-        self.admitted = False
-        self.gone = False
-        self._client_close: tuple[int, str] | None = None
-
-    def opened(self, sink: Sink, hold: Hold) -> None:
-        rt = self._endpoint.rt
-        conn = Connection(
-            id=ConnectionId(rt.new_id()),
-            api_name=rt.name,
-            sink=sink,
-            connected_at_ms=rt.node.now_ms(),
-            source_ip=self._source_ip,
-            user_agent=self._user_agent,
-            outbox_max_bytes=rt.settings.limits.outbox_max_bytes,
-        )
-        self.session = EventsSession(conn, self._upgrade_headers, self._source_ip)
-        rt.open_count += 1
-        task = asyncio.get_running_loop().create_task(self._admit(self.session, sink))
-        rt.sessions.add(task)
-        task.add_done_callback(rt.sessions.discard)
-        hold(task)
-
-    async def _admit(self, session: EventsSession, sink: Sink) -> None:
-        rt = self._endpoint.rt
-        started = time.monotonic()
-        try:
-            await rt.auth.authorize(
-                AuthRequest(CONNECT, None, self._auth, b"{}", session.source_ip),
-                rt.settings.connect_modes(),
-            )
-        except EventsError as exc:
-            rt.metrics.connect_rejects.labels(rt.name, "401").inc()
-            self._activity("connect", session.conn, 401, started)
-            sink.write_frame(encode_text_frame(wire.connection_error(exc)))
-            sink.close(CLOSE_NORMAL, "")
-            return
-        if self.gone:
-            return
-        conn = session.conn
-        rt.node.add(conn)
-        rt.node.open(conn)
-        self._endpoint.sessions[conn] = session
-        rt.metrics.connects.labels(rt.name).inc()
-        rt.metrics.connections.labels(rt.name).inc()
-        self.admitted = True
-        self._activity("connect", conn, 200, started)
-
-    def _activity(
-        self,
-        kind: Literal["connect", "disconnect"],
-        conn: Connection,
-        status: int,
-        started: float | None,
-        close: tuple[int, str] | None = None,
-    ) -> None:
-        tap = self._endpoint.rt.tap
-        if tap.active:
-            detail: dict[str, Any] = {"user_agent": self._user_agent}
-            if close is not None:
-                detail.update(close_code=close[0], close_reason=close[1])
-            tap.emit(
-                Activity(
-                    kind,
-                    conn.api_name,
-                    connection_id=conn.id,
-                    route_key=f"${kind}",
-                    status=status,
-                    latency_ms=None if started is None else (time.monotonic() - started) * 1000,
-                    ip=self._source_ip,
-                    detail=detail,
-                )
-            )
-
-    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
-        session = self.session
-        if not self.admitted or session is None:
-            return None  # refused: closing
-        endpoint = self._endpoint
-        if isinstance(data, bytes):
-            err = EventsError(wire.INVALID_INPUT, "Binary frames are not supported")
-            endpoint._send(session, wire.failure("error", None, err))
-            return None
-        rt = endpoint.rt
-        rt.metrics.messages_in.labels(rt.name).inc()
-        task = start_message(endpoint._dispatch(session, data))  # eager on 3.12+
-        if task is not None:
-            rt.inflight.add(task)
-        return task
-
-    def client_closed(self, code: int, reason: str) -> None:
-        self._client_close = (code, reason)
-
-    def closed(self, failure: tuple[int, str] | None) -> None:
-        self.gone = True
-        self._endpoint.rt.open_count -= 1
-        if self.admitted and self.session is not None:
-            self._endpoint._forget(self.session)
-            close = failure or self._client_close or (1006, "")
-            self._activity("disconnect", self.session.conn, 200, None, close)

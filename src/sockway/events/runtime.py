@@ -136,7 +136,7 @@ class ChannelSequencer:
 
 
 # The WebSocket operation being handled on this task, (connection id, operation id): its
-# handler invocations are linked to it in the console (``realtime._dispatch`` sets it).
+# handler invocations are linked to it in the console (``RealtimeEndpoint.dispatch`` sets it).
 current_operation: ContextVar[tuple[str, str] | None] = ContextVar(
     "sockway_events_operation", default=None
 )
