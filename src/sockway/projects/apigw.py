@@ -2,12 +2,14 @@
 
 Read: ``Api`` (``ProtocolType: WEBSOCKET``, ``RouteSelectionExpression``), ``Route``
 (``RouteKey``, ``Target`` = ``integrations/{id}``, ``AuthorizationType`` ``NONE`` / ``CUSTOM`` with
-``AuthorizerId`` on ``$connect``, ``RouteResponseSelectionExpression``), ``RouteResponse``
+``AuthorizerId`` on ``$connect``, ``RouteResponseSelectionExpression``, ``RequestParameters``
+declaring optional ``$connect`` headers and query strings), ``RouteResponse``
 (``$default``: with the route's ``RouteResponseSelectionExpression: $default`` the route is
 two-way), ``Integration`` (``AWS_PROXY`` to a template function, the integration URI as the bare
 function ARN or the ``arn:aws:apigateway:…:lambda:path/2015-03-31/functions/{arn}/invocations``
-form; ``HTTP_PROXY`` to a URL; ``TimeoutInMillis``), ``Authorizer`` (``REQUEST``,
-``AuthorizerUri``, ``IdentitySource``), ``Stage`` (``StageName``, ``StageVariables``).
+form; ``HTTP_PROXY`` to a URL with ``IntegrationMethod`` and ``RequestParameters``, served as
+API Gateway does, README "HTTP_PROXY integrations"; ``TimeoutInMillis``), ``Authorizer``
+(``REQUEST``, ``AuthorizerUri``, ``IdentitySource``), ``Stage`` (``StageName``, ``StageVariables``).
 Anything that changes what a client sees and sockway cannot do is a problem naming the
 logical id and property; the rest is listed as not emulated.
 """
@@ -21,6 +23,11 @@ from typing import Any
 from sockway.projects.lambda_functions import FunctionDef
 from sockway.projects.problems import Findings
 from sockway.projects.resources import Resource, by_type
+from sockway.runtimes.request_parameters import (
+    RequestParameterError,
+    connect_only,
+    parse_mapping,
+)
 
 API = "AWS::ApiGatewayV2::Api"
 ROUTE = "AWS::ApiGatewayV2::Route"
@@ -35,6 +42,8 @@ TYPES = (API, ROUTE, ROUTE_RESPONSE, INTEGRATION, AUTHORIZER, STAGE, DEPLOYMENT)
 
 _FUNCTION_NAME = re.compile(r":function:([A-Za-z0-9_\-]+)")
 DEFAULT_INTEGRATION_TIMEOUT_S = 29.0
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_ROUTE_PARAMETER = re.compile(r"^route\.request\.(header|querystring)\.[a-zA-Z0-9._$\-]+$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ _PROPS = {
                 "AuthorizerId",
                 "ApiKeyRequired",
                 "RouteResponseSelectionExpression",
+                "RequestParameters",
             }
         ),
         frozenset({"OperationName"}),
@@ -77,11 +87,18 @@ _PROPS = {
     ROUTE_RESPONSE: _Props(frozenset({"ApiId", "RouteId", "RouteResponseKey"}), frozenset()),
     INTEGRATION: _Props(
         frozenset(
-            {"ApiId", "IntegrationType", "IntegrationUri", "TimeoutInMillis", "ConnectionType"}
+            {
+                "ApiId",
+                "IntegrationType",
+                "IntegrationUri",
+                "IntegrationMethod",
+                "RequestParameters",
+                "TimeoutInMillis",
+                "ConnectionType",
+            }
         ),
         frozenset(
             {
-                "IntegrationMethod",
                 "CredentialsArn",
                 "Description",
                 "PassthroughBehavior",
@@ -275,14 +292,15 @@ class WebSocketReader:
         if integration is None:
             self.findings.problem(route.where("Target"), f"{target}: no such integration")
             return None
-        spec = self._integration(integration)
+        self._route_parameters(route)
+        spec = self._integration(integration, route)
         if spec is None:
             return None
         if two_way:
             spec["route_response"] = True
         return spec
 
-    def _integration(self, integration: Resource) -> dict[str, Any] | None:
+    def _integration(self, integration: Resource, route: Resource) -> dict[str, Any] | None:
         props = integration.properties
         kind = props.get("IntegrationType")
         timeout = float(props.get("TimeoutInMillis", 29000)) / 1000
@@ -292,25 +310,86 @@ class WebSocketReader:
             )
         uri = props.get("IntegrationUri")
         if kind == "AWS_PROXY":
+            if props.get("RequestParameters"):
+                self.findings.problem(
+                    integration.where("RequestParameters"),
+                    "honoured only on HTTP_PROXY integrations (a Lambda proxy event carries "
+                    "the whole request)",
+                )
             function = self._function(integration, uri, "IntegrationUri")
             if function is None:
                 return None
             return function.settings(timeout)
         if kind == "HTTP_PROXY":
-            if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-                self.findings.problem(integration.where("IntegrationUri"), "must be an http(s) URL")
-                return None
-            self.findings.warn(
-                f"{integration.logical_id}: HTTP_PROXY: {uri} receives sockway's HTTP handler "
-                "request (the proxy event as JSON, README 'HTTP endpoints as handlers'), not "
-                "the bare message"
-            )
-            return {"handler": uri, "timeout_s": timeout}
+            return self._http_proxy(integration, route, uri, timeout)
         self.findings.problem(
             integration.where("IntegrationType"),
             f"{kind!r}: only AWS_PROXY (Lambda proxy) and HTTP_PROXY integrations are supported",
         )
         return None
+
+    def _http_proxy(
+        self, integration: Resource, route: Resource, uri: Any, timeout: float
+    ) -> dict[str, Any] | None:
+        """README "HTTP_PROXY integrations": the message as-is to the URL (runtimes.http_proxy)."""
+        props = integration.properties
+        if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
+            self.findings.problem(integration.where("IntegrationUri"), "must be an http(s) URL")
+            return None
+        method = props.get("IntegrationMethod", "POST")
+        if not isinstance(method, str) or method.upper() not in _METHODS:
+            self.findings.problem(
+                integration.where("IntegrationMethod"),
+                f"{method!r}: one of {', '.join(sorted(_METHODS))}",
+            )
+            return None
+        parameters = props.get("RequestParameters") or {}
+        if not isinstance(parameters, dict):
+            self.findings.problem(integration.where("RequestParameters"), "must be a map")
+            return None
+        parameters = {str(k): v for k, v in parameters.items()}
+        try:
+            mappings = parse_mapping(parameters)
+        except RequestParameterError as exc:
+            self.findings.problem(integration.where("RequestParameters"), str(exc))
+            return None
+        reads = connect_only(mappings)
+        key = route.properties.get("RouteKey")
+        if reads and key != "$connect":
+            self.findings.problem(
+                integration.where("RequestParameters"),
+                f"{', '.join(reads)}: route request headers and query strings exist only on "
+                f"$connect, and route {route.logical_id} ({key}) uses this integration",
+            )
+            return None
+        return {
+            "handler": uri,
+            "timeout_s": timeout,
+            "http_proxy": {"method": method.upper(), "request_parameters": parameters},
+        }
+
+    def _route_parameters(self, route: Resource) -> None:
+        """A route's ``RequestParameters`` only declare what ``$connect`` may carry; sockway
+        does not reject a request that lacks a ``Required`` one."""
+        declared = route.properties.get("RequestParameters")
+        if not declared:
+            return
+        if not isinstance(declared, dict):
+            self.findings.problem(route.where("RequestParameters"), "must be a map")
+            return
+        for name, options in declared.items():
+            where = route.where("RequestParameters", str(name))
+            if not _ROUTE_PARAMETER.match(str(name)):
+                self.findings.problem(
+                    where, "only route.request.header.NAME / route.request.querystring.NAME"
+                )
+            elif route.properties.get("RouteKey") != "$connect":
+                self.findings.problem(where, "route request parameters exist only on $connect")
+            required = options.get("Required") if isinstance(options, dict) else None
+            if required in (True, "true", "True"):
+                self.findings.problem(
+                    f"{where}.Required", "required route parameters are not enforced by sockway"
+                )
 
     def _function(self, resource: Resource, uri: Any, key: str) -> FunctionDef | None:
         match = _FUNCTION_NAME.search(uri) if isinstance(uri, str) else None
