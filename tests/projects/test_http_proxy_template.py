@@ -21,6 +21,7 @@ import pytest
 import websockets
 from aiohttp import web
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from sockway.projects.resources import derived_id
 from tests.e2e.projects_support import copy_project, serve_project
@@ -70,10 +71,16 @@ async def backend() -> AsyncIterator[Backend]:
         if request.path == "/connect":
             if request.query.get("token") == "deny":
                 return web.Response(status=403, text="go away")
-            return web.Response(status=200)
+            offered = request.headers.get("Sec-WebSocket-Protocol", "")
+            chosen = {"Sec-WebSocket-Protocol": "game.v2"} if "game.v2" in offered else {}
+            return web.Response(status=200, headers=chosen)
         if request.path == "/moves":
+            if "X-Game" not in request.headers:
+                return web.json_response({"error": "which game?"}, status=400)
             reply = {"ok": True, "connectionId": request.headers.get("connectionId")}
             return web.json_response(reply, status=202)
+        if request.path == "/replays":
+            await asyncio.sleep(5)  # longer than the integration's TimeoutInMillis (300)
         return web.Response(status=204)
 
     app = web.Application()
@@ -130,8 +137,12 @@ async def test_http_proxy_routes_pass_messages_through(tmp_path: Path) -> None:
         await game.next("/connect")
 
         async with websockets.connect(
-            f"{url}?token=t0k3n&other=x", additional_headers={"X-Client-Version": "7.1"}
+            f"{url}?token=t0k3n&other=x",
+            additional_headers={"X-Client-Version": "7.1"},
+            subprotocols=[Subprotocol("game.v1"), Subprotocol("game.v2")],
         ) as ws:
+            # The backend chose a subprotocol with its answer's Sec-WebSocket-Protocol.
+            assert ws.subprotocol == "game.v2"
             connect = await game.next("/connect")
             assert connect.method == "POST"
             assert connect.body == b""
@@ -143,6 +154,7 @@ async def test_http_proxy_routes_pass_messages_through(tmp_path: Path) -> None:
             assert _header(connect, "X-Forwarded-For") == "127.0.0.1"
             assert _header(connect, "Sec-WebSocket-Key") is None
             assert _header(connect, "Upgrade") is None
+            assert _header(connect, "Sec-WebSocket-Protocol") == "game.v1, game.v2"
             # Only the mapped query parameter reaches the backend.
             assert connect.query == [("token", "t0k3n")]
 
@@ -163,6 +175,18 @@ async def test_http_proxy_routes_pass_messages_through(tmp_path: Path) -> None:
             assert query["api"] == derived_id("api/GameApi", 10)  # the id sockway gave the API
             reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
             assert reply == {"ok": True, "connectionId": connection_id}
+
+            # The backend's answer reaches the client whatever its status (a proxy integration
+            # has no integration response); a mapping whose source is missing is left out.
+            await ws.send('{"action": "move", "to": [1, 1]}')
+            assert _header(await game.next("/moves"), "X-Game") is None
+            assert json.loads(await asyncio.wait_for(ws.recv(), 30)) == {"error": "which game?"}
+
+            # No answer within TimeoutInMillis: API Gateway's timeout frame.
+            await ws.send('{"action": "replay"}')
+            assert (await game.next("/replays")).method == "POST"  # IntegrationMethod default
+            slow = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert slow["message"] == "Endpoint request timed out"
 
             # The mapped id is the connection's own: @connections reaches this client.
             async with aiohttp.ClientSession() as http:

@@ -120,8 +120,9 @@ def parse_source(key: str, value: str) -> Source:
         return Source(match.group(1), (match.group(2),))
     if value == "route.request.body":
         return Source("body")
-    if value.startswith("route.request.body."):
-        return Source("body", _json_path(key, value.removeprefix("route.request.body.")))
+    if value.startswith(("route.request.body.", "route.request.body[")):
+        rest = value.removeprefix("route.request.body")
+        return Source("body", _json_path(key, rest.removeprefix(".")))
     if match := _STAGE.match(value):
         return Source("stage", (match.group(1),))
     if value.startswith("context."):
