@@ -8,7 +8,7 @@ declaring optional ``$connect`` headers and query strings), ``RouteResponse``
 two-way), ``Integration`` (``AWS_PROXY`` to a template function, the integration URI as the bare
 function ARN or the ``arn:aws:apigateway:…:lambda:path/2015-03-31/functions/{arn}/invocations``
 form; ``HTTP_PROXY`` to a URL with ``IntegrationMethod`` and ``RequestParameters``, served as
-API Gateway does, README "HTTP_PROXY integrations"; ``TimeoutInMillis``), ``Authorizer``
+API Gateway does, ``projects.apigw_http``; ``TimeoutInMillis``), ``Authorizer``
 (``REQUEST``, ``AuthorizerUri``, ``IdentitySource``), ``Stage`` (``StageName``, ``StageVariables``).
 Anything that changes what a client sees and sockway cannot do is a problem naming the
 logical id and property; the rest is listed as not emulated.
@@ -20,14 +20,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sockway.projects.apigw_http import check_route_parameters, http_proxy_route
 from sockway.projects.lambda_functions import FunctionDef
 from sockway.projects.problems import Findings
 from sockway.projects.resources import Resource, by_type
-from sockway.runtimes.request_parameters import (
-    RequestParameterError,
-    connect_only,
-    parse_mapping,
-)
 
 API = "AWS::ApiGatewayV2::Api"
 ROUTE = "AWS::ApiGatewayV2::Route"
@@ -42,8 +38,6 @@ TYPES = (API, ROUTE, ROUTE_RESPONSE, INTEGRATION, AUTHORIZER, STAGE, DEPLOYMENT)
 
 _FUNCTION_NAME = re.compile(r":function:([A-Za-z0-9_\-]+)")
 DEFAULT_INTEGRATION_TIMEOUT_S = 29.0
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_ROUTE_PARAMETER = re.compile(r"^route\.request\.(header|querystring)\.[a-zA-Z0-9._$\-]+$")
 
 
 @dataclass(frozen=True)
@@ -292,7 +286,7 @@ class WebSocketReader:
         if integration is None:
             self.findings.problem(route.where("Target"), f"{target}: no such integration")
             return None
-        self._route_parameters(route)
+        check_route_parameters(route, self.findings)
         spec = self._integration(integration, route)
         if spec is None:
             return None
@@ -321,75 +315,12 @@ class WebSocketReader:
                 return None
             return function.settings(timeout)
         if kind == "HTTP_PROXY":
-            return self._http_proxy(integration, route, uri, timeout)
+            return http_proxy_route(integration, route, timeout, self.findings)
         self.findings.problem(
             integration.where("IntegrationType"),
             f"{kind!r}: only AWS_PROXY (Lambda proxy) and HTTP_PROXY integrations are supported",
         )
         return None
-
-    def _http_proxy(
-        self, integration: Resource, route: Resource, uri: Any, timeout: float
-    ) -> dict[str, Any] | None:
-        """README "HTTP_PROXY integrations": the message as-is to the URL (runtimes.http_proxy)."""
-        props = integration.properties
-        if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-            self.findings.problem(integration.where("IntegrationUri"), "must be an http(s) URL")
-            return None
-        method = props.get("IntegrationMethod", "POST")
-        if not isinstance(method, str) or method.upper() not in _METHODS:
-            self.findings.problem(
-                integration.where("IntegrationMethod"),
-                f"{method!r}: one of {', '.join(sorted(_METHODS))}",
-            )
-            return None
-        parameters = props.get("RequestParameters") or {}
-        if not isinstance(parameters, dict):
-            self.findings.problem(integration.where("RequestParameters"), "must be a map")
-            return None
-        parameters = {str(k): v for k, v in parameters.items()}
-        try:
-            mappings = parse_mapping(parameters)
-        except RequestParameterError as exc:
-            self.findings.problem(integration.where("RequestParameters"), str(exc))
-            return None
-        reads = connect_only(mappings)
-        key = route.properties.get("RouteKey")
-        if reads and key != "$connect":
-            self.findings.problem(
-                integration.where("RequestParameters"),
-                f"{', '.join(reads)}: route request headers and query strings exist only on "
-                f"$connect, and route {route.logical_id} ({key}) uses this integration",
-            )
-            return None
-        return {
-            "handler": uri,
-            "timeout_s": timeout,
-            "http_proxy": {"method": method.upper(), "request_parameters": parameters},
-        }
-
-    def _route_parameters(self, route: Resource) -> None:
-        """A route's ``RequestParameters`` only declare what ``$connect`` may carry; sockway
-        does not reject a request that lacks a ``Required`` one."""
-        declared = route.properties.get("RequestParameters")
-        if not declared:
-            return
-        if not isinstance(declared, dict):
-            self.findings.problem(route.where("RequestParameters"), "must be a map")
-            return
-        for name, options in declared.items():
-            where = route.where("RequestParameters", str(name))
-            if not _ROUTE_PARAMETER.match(str(name)):
-                self.findings.problem(
-                    where, "only route.request.header.NAME / route.request.querystring.NAME"
-                )
-            elif route.properties.get("RouteKey") != "$connect":
-                self.findings.problem(where, "route request parameters exist only on $connect")
-            required = options.get("Required") if isinstance(options, dict) else None
-            if required in (True, "true", "True"):
-                self.findings.problem(
-                    f"{where}.Required", "required route parameters are not enforced by sockway"
-                )
 
     def _function(self, resource: Resource, uri: Any, key: str) -> FunctionDef | None:
         match = _FUNCTION_NAME.search(uri) if isinstance(uri, str) else None
