@@ -302,3 +302,19 @@ def test_the_region_is_the_stacks(tmp_path: Path) -> None:
     )
     assert project.config["apis"][0]["region"] == "eu-west-1"
     assert "*.execute-api.eu-west-1.amazonaws.com" in project.config["tls"]["names"]
+
+
+def test_every_bad_request_parameter_is_named(tmp_path: Path) -> None:
+    """``check-config --template`` lists each mapping sockway cannot evaluate, not the first."""
+    replace = (
+        _AWS_PROXY,
+        _HTTP_PROXY + ", RequestParameters: {integration.request.header.a: context.nope, "
+        "integration.request.path.p: context.connectionId, "
+        "integration.request.header.c: route.request.querystring.q, "
+        "integration.request.header.ok: context.connectionId}}",
+    )
+    problems = [p for p in _problems(tmp_path, "", replace) if p.startswith("Integ.")]
+    assert len(problems) == 3, problems
+    assert "integration.request.header.a: 'context.nope'" in problems[0]
+    assert "integration.request.path.p: only" in problems[1]
+    assert "route.request.querystring.q: route request headers" in problems[2]

@@ -18,6 +18,7 @@ from typing import Any
 from sockway.projects.problems import Findings
 from sockway.projects.resources import Resource
 from sockway.runtimes.request_parameters import (
+    ParameterMapping,
     RequestParameterError,
     connect_only,
     parse_mapping,
@@ -49,12 +50,13 @@ def http_proxy_route(
         findings.problem(integration.where("RequestParameters"), "must be a map")
         return None
     parameters = {str(k): v for k, v in parameters.items()}
-    try:
-        mappings = parse_mapping(parameters)
-    except RequestParameterError as exc:
-        findings.problem(integration.where("RequestParameters"), str(exc))
-        return None
-    reads = connect_only(mappings)
+    mappings: list[ParameterMapping] = []
+    for name, value in parameters.items():  # each entry on its own: every bad one is named
+        try:
+            mappings.extend(parse_mapping({name: value}))
+        except RequestParameterError as exc:
+            findings.problem(integration.where("RequestParameters"), str(exc))
+    reads = connect_only(tuple(mappings))
     key = route.properties.get("RouteKey")
     if reads and key != "$connect":
         findings.problem(
@@ -62,6 +64,8 @@ def http_proxy_route(
             f"{', '.join(reads)}: route request headers and query strings exist only on "
             f"$connect, and route {route.logical_id} ({key}) uses this integration",
         )
+        return None
+    if len(mappings) < len(parameters):
         return None
     return {
         "handler": uri,
