@@ -38,6 +38,14 @@ Resources:
 """
 
 
+_AWS_PROXY = (
+    "    Properties: {ApiId: !Ref Api, IntegrationType: AWS_PROXY, IntegrationUri: !GetAtt Fn.Arn}"
+)
+_HTTP_PROXY = (
+    "    Properties: {ApiId: !Ref Api, IntegrationType: HTTP_PROXY, IntegrationUri: http://h/x"
+)
+
+
 def _read(tmp_path: Path, extra: str = "", replace: tuple[str, str] = ("", "")) -> Project:
     (tmp_path / "code" / "handlers").mkdir(parents=True, exist_ok=True)
     (tmp_path / "code" / "handlers" / "app.py").write_text("def handler(e, c):\n    return {}\n")
@@ -133,6 +141,76 @@ def test_local_layers_go_on_the_function_path(tmp_path: Path) -> None:
             "Transform: 'Custom': only AWS::Serverless-2016-10-31",
         ),
         (("", ""), "Parameters:\n  Needed: {Type: String}\n", "Parameters.Needed: no Default"),
+        (
+            (_AWS_PROXY, _HTTP_PROXY + ", IntegrationMethod: FETCH}"),
+            "",
+            "Integ.Properties.IntegrationMethod: 'FETCH': one of",
+        ),
+        (
+            (
+                _AWS_PROXY,
+                _HTTP_PROXY + ", RequestParameters: {integration.request.path.p: "
+                "context.connectionId}}",
+            ),
+            "",
+            "Integ.Properties.RequestParameters: integration.request.path.p: only "
+            "integration.request.header.NAME",
+        ),
+        (
+            (
+                _AWS_PROXY,
+                _HTTP_PROXY + ", RequestParameters: {integration.request.header.a: "
+                "context.identity.apiKey}}",
+            ),
+            "",
+            "Integ.Properties.RequestParameters: integration.request.header.a: "
+            "'context.identity.apiKey': sockway's events carry these context variables",
+        ),
+        (
+            # Route request headers exist only on $connect; this integration serves $default.
+            (
+                _AWS_PROXY,
+                _HTTP_PROXY + ", RequestParameters: {integration.request.header.a: "
+                "route.request.header.Auth}}",
+            ),
+            "",
+            "Integ.Properties.RequestParameters: route.request.header.Auth: route request "
+            "headers and query strings exist only on $connect, and route Route ($default)",
+        ),
+        (
+            (
+                _AWS_PROXY,
+                _AWS_PROXY.removesuffix("}") + ", RequestParameters: "
+                "{integration.request.header.a: context.connectionId}}",
+            ),
+            "",
+            "Integ.Properties.RequestParameters: honoured only on HTTP_PROXY integrations",
+        ),
+        (
+            (
+                "RouteKey: $default",
+                "RouteKey: $default\n      RequestParameters: "
+                "{route.request.header.X: {Required: false}}",
+            ),
+            "",
+            "Route.Properties.RequestParameters.route.request.header.X: route request "
+            "parameters exist only on $connect",
+        ),
+        (
+            (
+                "RouteKey: $default",
+                "RouteKey: $connect\n      RequestParameters: "
+                "{route.request.querystring.t: {Required: true}}",
+            ),
+            "",
+            "Route.Properties.RequestParameters.route.request.querystring.t.Required: required "
+            "route parameters are not enforced",
+        ),
+        (
+            (_AWS_PROXY, _HTTP_PROXY + ", RequestTemplates: {application/json: x}}"),
+            "",
+            "Integ.Properties.RequestTemplates: not supported by sockway",
+        ),
     ],
 )
 def test_what_cannot_be_honoured_is_named(
@@ -161,7 +239,11 @@ def test_http_proxy_and_the_api_endpoint(tmp_path: Path) -> None:
           DEBUG: true
 """
     project = _read(tmp_path, extra, replace)
-    assert project.config["apis"][0]["routes"]["$default"]["handler"] == "http://127.0.0.1:7/x"
+    route = project.config["apis"][0]["routes"]["$default"]
+    assert route["handler"] == "http://127.0.0.1:7/x"
+    # Served as API Gateway's HTTP_PROXY (the message as-is), IntegrationMethod's default POST.
+    assert route["http_proxy"] == {"method": "POST", "request_parameters": {}}
+    assert not any("HTTP_PROXY" in w for w in project.warnings)
     other = next(v for k, v in project.config["functions"].items() if "-Other-" in k)
     env = other["environment"]
     assert env["WS"] == "wss://127.0.0.1:9999"
@@ -220,3 +302,19 @@ def test_the_region_is_the_stacks(tmp_path: Path) -> None:
     )
     assert project.config["apis"][0]["region"] == "eu-west-1"
     assert "*.execute-api.eu-west-1.amazonaws.com" in project.config["tls"]["names"]
+
+
+def test_every_bad_request_parameter_is_named(tmp_path: Path) -> None:
+    """``check-config --template`` lists each mapping sockway cannot evaluate, not the first."""
+    replace = (
+        _AWS_PROXY,
+        _HTTP_PROXY + ", RequestParameters: {integration.request.header.a: context.nope, "
+        "integration.request.path.p: context.connectionId, "
+        "integration.request.header.c: route.request.querystring.q, "
+        "integration.request.header.ok: context.connectionId}}",
+    )
+    problems = [p for p in _problems(tmp_path, "", replace) if p.startswith("Integ.")]
+    assert len(problems) == 3, problems
+    assert "integration.request.header.a: 'context.nope'" in problems[0]
+    assert "integration.request.path.p: only" in problems[1]
+    assert "route.request.querystring.q: route request headers" in problems[2]

@@ -2,12 +2,14 @@
 
 Read: ``Api`` (``ProtocolType: WEBSOCKET``, ``RouteSelectionExpression``), ``Route``
 (``RouteKey``, ``Target`` = ``integrations/{id}``, ``AuthorizationType`` ``NONE`` / ``CUSTOM`` with
-``AuthorizerId`` on ``$connect``, ``RouteResponseSelectionExpression``), ``RouteResponse``
+``AuthorizerId`` on ``$connect``, ``RouteResponseSelectionExpression``, ``RequestParameters``
+declaring optional ``$connect`` headers and query strings), ``RouteResponse``
 (``$default``: with the route's ``RouteResponseSelectionExpression: $default`` the route is
 two-way), ``Integration`` (``AWS_PROXY`` to a template function, the integration URI as the bare
 function ARN or the ``arn:aws:apigateway:…:lambda:path/2015-03-31/functions/{arn}/invocations``
-form; ``HTTP_PROXY`` to a URL; ``TimeoutInMillis``), ``Authorizer`` (``REQUEST``,
-``AuthorizerUri``, ``IdentitySource``), ``Stage`` (``StageName``, ``StageVariables``).
+form; ``HTTP_PROXY`` to a URL with ``IntegrationMethod`` and ``RequestParameters``, served as
+API Gateway does, ``projects.apigw_http``; ``TimeoutInMillis``), ``Authorizer``
+(``REQUEST``, ``AuthorizerUri``, ``IdentitySource``), ``Stage`` (``StageName``, ``StageVariables``).
 Anything that changes what a client sees and sockway cannot do is a problem naming the
 logical id and property; the rest is listed as not emulated.
 """
@@ -18,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sockway.projects.apigw_http import check_route_parameters, http_proxy_route
 from sockway.projects.lambda_functions import FunctionDef
 from sockway.projects.problems import Findings
 from sockway.projects.resources import Resource, by_type
@@ -70,6 +73,7 @@ _PROPS = {
                 "AuthorizerId",
                 "ApiKeyRequired",
                 "RouteResponseSelectionExpression",
+                "RequestParameters",
             }
         ),
         frozenset({"OperationName"}),
@@ -77,11 +81,18 @@ _PROPS = {
     ROUTE_RESPONSE: _Props(frozenset({"ApiId", "RouteId", "RouteResponseKey"}), frozenset()),
     INTEGRATION: _Props(
         frozenset(
-            {"ApiId", "IntegrationType", "IntegrationUri", "TimeoutInMillis", "ConnectionType"}
+            {
+                "ApiId",
+                "IntegrationType",
+                "IntegrationUri",
+                "IntegrationMethod",
+                "RequestParameters",
+                "TimeoutInMillis",
+                "ConnectionType",
+            }
         ),
         frozenset(
             {
-                "IntegrationMethod",
                 "CredentialsArn",
                 "Description",
                 "PassthroughBehavior",
@@ -275,14 +286,15 @@ class WebSocketReader:
         if integration is None:
             self.findings.problem(route.where("Target"), f"{target}: no such integration")
             return None
-        spec = self._integration(integration)
+        check_route_parameters(route, self.findings)
+        spec = self._integration(integration, route)
         if spec is None:
             return None
         if two_way:
             spec["route_response"] = True
         return spec
 
-    def _integration(self, integration: Resource) -> dict[str, Any] | None:
+    def _integration(self, integration: Resource, route: Resource) -> dict[str, Any] | None:
         props = integration.properties
         kind = props.get("IntegrationType")
         timeout = float(props.get("TimeoutInMillis", 29000)) / 1000
@@ -292,20 +304,18 @@ class WebSocketReader:
             )
         uri = props.get("IntegrationUri")
         if kind == "AWS_PROXY":
+            if props.get("RequestParameters"):
+                self.findings.problem(
+                    integration.where("RequestParameters"),
+                    "honoured only on HTTP_PROXY integrations (a Lambda proxy event carries "
+                    "the whole request)",
+                )
             function = self._function(integration, uri, "IntegrationUri")
             if function is None:
                 return None
             return function.settings(timeout)
         if kind == "HTTP_PROXY":
-            if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
-                self.findings.problem(integration.where("IntegrationUri"), "must be an http(s) URL")
-                return None
-            self.findings.warn(
-                f"{integration.logical_id}: HTTP_PROXY: {uri} receives sockway's HTTP handler "
-                "request (the proxy event as JSON, README 'HTTP endpoints as handlers'), not "
-                "the bare message"
-            )
-            return {"handler": uri, "timeout_s": timeout}
+            return http_proxy_route(integration, route, timeout, self.findings)
         self.findings.problem(
             integration.where("IntegrationType"),
             f"{kind!r}: only AWS_PROXY (Lambda proxy) and HTTP_PROXY integrations are supported",

@@ -10,7 +10,8 @@ Forms (``runtimes.refs`` tells them apart):
   processes of its own (``runtimes.process``);
 - ``[dir/]file.export`` with ``runtime: nodejs`` — a JavaScript handler in Node.js workers
   (``runtimes.nodejs``);
-- ``http://…`` / ``https://…`` — an HTTP endpoint (``runtimes.http``);
+- ``http://…`` / ``https://…`` — an HTTP endpoint (``runtimes.http``), or with ``http_proxy``
+  settings an API Gateway ``HTTP_PROXY`` integration (``runtimes.http_proxy``);
 - ``arn:aws:lambda:…:function:NAME[:Q]`` / ``lambda:NAME[:Q]`` — AWS Lambda
   (``runtimes.aws_lambda``).
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from sockway.runtimes.aws_lambda import LambdaClients, LambdaIntegration
 from sockway.runtimes.base import Integration
 from sockway.runtimes.http import HttpIntegration, HttpTransport
+from sockway.runtimes.http_proxy import HttpProxyIntegration
 from sockway.runtimes.inprocess import HandlerLoadError, PythonIntegration, load_handler
 from sockway.runtimes.node_sdk import NodejsSettings
 from sockway.runtimes.nodejs import NodeIntegration, NodeRuntime, check_node_handler_ref
@@ -42,7 +44,7 @@ from sockway.runtimes.refs import (
     parse_lambda_ref,
     safe_url,
 )
-from sockway.runtimes.settings import HttpSettings, LambdaSettings
+from sockway.runtimes.settings import HttpProxySettings, HttpSettings, LambdaSettings
 
 log = logging.getLogger("sockway.integrations")
 
@@ -63,6 +65,7 @@ class FunctionSpec:
     reserved_concurrency: int | None = None  # process runtime: over it → throttled
     http: HttpSettings = field(default_factory=HttpSettings)
     aws_lambda: LambdaSettings = field(default_factory=LambdaSettings)
+    http_proxy: HttpProxySettings | None = None  # an http(s) ref as HTTP_PROXY, not an event
 
     @property
     def function_arn(self) -> str:
@@ -151,6 +154,14 @@ class IntegrationFactory:
 
     def _build_http(self, spec: FunctionSpec) -> Integration:
         self.http.register(spec.ref, spec.http.max_concurrency)
+        if spec.http_proxy is not None:
+            return HttpProxyIntegration(
+                url=spec.ref,
+                function_name=spec.function_name,
+                settings=spec.http_proxy,
+                transport=self.http,
+                max_response_bytes=spec.http.max_response_bytes,
+            )
         key = spec.http.signing_key()
         if key is None:
             log.warning(

@@ -138,7 +138,7 @@ class HttpIntegration:
                 async with self._transport.session().post(
                     self._url, data=body, headers=headers, allow_redirects=False
                 ) as response:
-                    payload = await self._read(response)
+                    payload = await read_body(response, self._max_bytes, self._where)
                     status = response.status
                     function_error = response.headers.get(FUNCTION_ERROR_HEADER)
         except TimeoutError as exc:
@@ -150,26 +150,6 @@ class HttpIntegration:
                 "EndpointUnreachable", f"POST {self._where} failed: {type(exc).__name__}: {exc}"
             ) from exc
         return self._result(status, function_error, payload)
-
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        length = response.content_length
-        if length is not None and length > self._max_bytes:
-            raise self._too_large(response.status)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise self._too_large(response.status)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self, status: int) -> InvocationError:
-        return InvocationError(
-            "ResponseTooLarge",
-            f"{self._where} answered HTTP {status} with more than "
-            f"{self._max_bytes} bytes (http.max_response_bytes)",
-        )
 
     def _result(self, status: int, function_error: str | None, payload: bytes) -> Any:
         where = f"{self._where} answered HTTP {status}"
@@ -198,6 +178,26 @@ class HttpIntegration:
             raise InvocationError("EndpointError", f"{where}: {_snippet(payload)}")
         error_type, message, stack = error
         raise InvocationError(error_type, message, f"{stack}\n({where})" if stack else f"({where})")
+
+
+async def read_body(response: aiohttp.ClientResponse, max_bytes: int, where: str) -> bytes:
+    """The whole response body; ``ResponseTooLarge`` past ``max_bytes`` (read no further)."""
+    length = response.content_length
+    if length is None or length <= max_bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                break
+            chunks.append(chunk)
+        else:
+            return b"".join(chunks)
+    raise InvocationError(
+        "ResponseTooLarge",
+        f"{where} answered HTTP {response.status} with more than "
+        f"{max_bytes} bytes (http.max_response_bytes)",
+    )
 
 
 def function_error_of(value: Any, default_type: str) -> tuple[str, str, str] | None:

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from sockway.runtimes.request_parameters import RequestParameterError, parse_mapping
+
 InvocationType = Literal["RequestResponse", "Event"]
 
 # How a handler runs (README "Handler runtimes"): ``inprocess`` calls a Python function in the
@@ -222,3 +224,34 @@ class LambdaSettings(BaseModel):
         "Gateway does not retry a Lambda integration",
     )
     connect_timeout_s: float = Field(5, gt=0, le=60)
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class HttpProxySettings(BaseModel):
+    """A route served as API Gateway's ``HTTP_PROXY`` integration (README "HTTP_PROXY
+    integrations"): the handler URL receives the client's message as-is, not an event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: HttpMethod = Field("POST", description="IntegrationMethod; API Gateway's default")
+    request_parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description="integration.request.header.NAME / .querystring.NAME ← a mapping "
+        "expression (context.connectionId, route.request.body.a.b, 'static', …)",
+    )
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("request_parameters")
+    @classmethod
+    def _mappings(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            parse_mapping(value)
+        except RequestParameterError as exc:
+            raise ValueError(str(exc)) from None
+        return value

@@ -108,6 +108,7 @@ def build_websocket_api(api: WebSocketApi, ctx: GatewayContext) -> WebSocketFron
                 reserved_concurrency=function.reserved_concurrency,
                 http=api.http,
                 aws_lambda=aws_lambda,
+                http_proxy=function.http_proxy if isinstance(function, RouteSpec) else None,
             )
         )
 

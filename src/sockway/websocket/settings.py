@@ -13,8 +13,10 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from sockway.frontdoor.settings import ApiBase, Credential, Strict, derived_api_id
 from sockway.runtimes.refs import HandlerForm, handler_form
+from sockway.runtimes.request_parameters import connect_only, parse_mapping
 from sockway.runtimes.settings import (
     FunctionSettings,
+    HttpProxySettings,
     InvocationType,
     handler_code_dir,
     handler_runtime,
@@ -54,6 +56,26 @@ class RouteSpec(FunctionSettings):
     invocation_type: InvocationType | None = Field(
         None, description="Lambda handlers only: overrides lambda.invocation_type for this route"
     )
+    http_proxy: HttpProxySettings | None = Field(
+        None,
+        description="http(s) handlers only: API Gateway's HTTP_PROXY integration (the message "
+        "as-is, not the proxy event; README 'HTTP_PROXY integrations')",
+    )
+
+    @model_validator(mode="after")
+    def _http_proxy_keys(self) -> RouteSpec:
+        if self.http_proxy is None:
+            return self
+        if handler_form(self.handler) is not HandlerForm.HTTP:
+            raise ValueError("http_proxy needs an http:// or https:// handler URL")
+        functional = ("runtime", "code_dir", "environment", "memory_mb", "reserved_concurrency")
+        present = [key for key in functional if getattr(self, key) is not None]
+        if present:
+            raise ValueError(
+                f"{', '.join(present)}: not used by an http_proxy route (the endpoint is an "
+                "HTTP service, not a function sockway runs)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lambda_only(self) -> RouteSpec:
@@ -166,6 +188,21 @@ class WebSocketApi(ApiBase):
         if isinstance(value, dict):
             return {k: ({"handler": v} if isinstance(v, str) else v) for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _route_request_on_connect(self) -> WebSocketApi:
+        """Route request headers and query strings exist only on ``$connect`` (AWS "Set up
+        data mapping for WebSocket APIs": "supported only for the $connect route")."""
+        for key, spec in self.routes.items():
+            if spec.http_proxy is None or key == "$connect":
+                continue
+            reads = connect_only(parse_mapping(spec.http_proxy.request_parameters))
+            if reads:
+                raise ValueError(
+                    f"routes.{key}.http_proxy.request_parameters: {', '.join(reads)}: route "
+                    "request headers and query strings can be mapped only on $connect"
+                )
+        return self
 
     @model_validator(mode="after")
     def _runtimes_keep_settings(self) -> WebSocketApi:
