@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,7 +170,10 @@ def serve(
         host = port = None  # the generated configuration has the listen address (port fixed)
         click.echo("\n".join(prepared.banner()))
     try:
-        _serve_config(config_path, soketi_path, host, port, reload, workers, worker_fd, tls_port)
+        held = prepared.listen_socket if prepared is not None else None
+        _serve_config(
+            config_path, soketi_path, host, port, reload, workers, worker_fd, tls_port, held
+        )
     finally:
         if prepared is not None:
             prepared.stop()
@@ -192,7 +196,7 @@ def _prepare_project(
         return prepare(serverless_path, "serverless", **options)
     except ConfigError as exc:
         _fail(exc.problems)
-    except RuntimeError as exc:
+    except (RuntimeError, ListenError) as exc:
         _fail([str(exc)])
     raise AssertionError("unreachable")
 
@@ -206,7 +210,10 @@ def _serve_config(
     workers: int | None,
     worker_fd: int | None,
     tls_port: int | None,
+    listen_socket: socket.socket | None = None,
 ) -> None:
+    """``listen_socket``: already bound to the configuration's ``listen`` (project mode's
+    ``--port 0``); the gateway (or the supervisor) keeps it instead of binding anew."""
     try:
         if soketi_path is not None:
             if config_path is not None:
@@ -243,10 +250,18 @@ def _serve_config(
 
             assert config_path is not None  # the demo has no broker, so one worker
             argv = _worker_argv(config_path.resolve(), settings, reload)
-            sys.exit(supervise(settings, count, argv, f"sockway {__version__}"))
+            sys.exit(supervise(settings, count, argv, f"sockway {__version__}", listen_socket))
         import uvloop
 
-        uvloop.run(_serve(settings, demo=config_path is None, reload=reload, worker_fd=worker_fd))
+        uvloop.run(
+            _serve(
+                settings,
+                demo=config_path is None,
+                reload=reload,
+                worker_fd=worker_fd,
+                listen_socket=listen_socket,
+            )
+        )
     except ListenError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -321,11 +336,17 @@ def banner(gateway: Gateway, demo: bool) -> list[str]:
 
 
 async def _serve(
-    settings: Settings, demo: bool, reload: bool = False, worker_fd: int | None = None
+    settings: Settings,
+    demo: bool,
+    reload: bool = False,
+    worker_fd: int | None = None,
+    listen_socket: socket.socket | None = None,
 ) -> None:
     from sockway.gateway.gateway import Gateway
 
-    gateway = Gateway(settings, reload=reload, reuse_port=worker_fd is not None)
+    gateway = Gateway(
+        settings, reload=reload, reuse_port=worker_fd is not None, listen_socket=listen_socket
+    )
     await gateway.start()
     # What startup built (modules, config, routes, handlers) lives as long as the process:
     # moved out of the cyclic collector's way, so a full collection scans what connections
