@@ -91,9 +91,11 @@ async def test_port_0_is_held_from_its_choice_to_the_announcement(
         assert announced is not None, banner
         assert int(announced.group(1)) == chosen
         assert f"ws://127.0.0.1:{chosen}/dev" in banner  # the API's URL names it too
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{chosen}/health") as resp:
-                assert resp.status == 200
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{chosen}/health") as resp,
+        ):
+            assert resp.status == 200
     finally:
         if squatter is not None:
             squatter.close()
