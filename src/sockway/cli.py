@@ -151,6 +151,9 @@ def serve(
     if soketi_path is not None and (template_path is not None or serverless_path is not None):
         _fail(["--soketi-config: not with --template or --serverless"])
     if template_path is not None or serverless_path is not None:
+        held = None
+        if port == 0:  # chosen now (the handlers' environment names it), held until served
+            held = _reserve(host or "127.0.0.1")
         prepared = _prepare_project(
             config_path,
             template_path,
@@ -165,6 +168,7 @@ def serve(
             broker_url=broker_url,
             start_services=True,
             progress=lambda line: click.echo(line, err=True),
+            listen_socket=held,
         )
         config_path = prepared.config_path
         host = port = None  # the generated configuration has the listen address (port fixed)
@@ -196,9 +200,20 @@ def _prepare_project(
         return prepare(serverless_path, "serverless", **options)
     except ConfigError as exc:
         _fail(exc.problems)
-    except (RuntimeError, ListenError) as exc:
+    except RuntimeError as exc:
         _fail([str(exc)])
     raise AssertionError("unreachable")
+
+
+def _reserve(host: str) -> socket.socket:
+    """A free port on ``host``, bound (not listening) until the gateway listens on it."""
+    from sockway.transport.listener import reserve_port
+
+    try:
+        return reserve_port(host, 0)
+    except ListenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 def _serve_config(
@@ -253,15 +268,7 @@ def _serve_config(
             sys.exit(supervise(settings, count, argv, f"sockway {__version__}", listen_socket))
         import uvloop
 
-        uvloop.run(
-            _serve(
-                settings,
-                demo=config_path is None,
-                reload=reload,
-                worker_fd=worker_fd,
-                listen_socket=listen_socket,
-            )
-        )
+        uvloop.run(_serve(settings, config_path is None, reload, worker_fd, listen_socket))
     except ListenError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

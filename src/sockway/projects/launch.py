@@ -2,10 +2,10 @@
 ``--serverless``, ``check-config --template``).
 
 ``prepare`` translates the project (``projects.template`` / ``projects.serverless``), fixes the
-listen address first (``--port 0`` picks a free port now, the handlers' environment names it:
-the port stays bound — ``PreparedProject.listen_socket``, a ``listener.reserve_port`` socket —
-and the gateway, or the supervisor of ``--workers N``, listens on that very socket, so nothing
-can take the port between this choice and the announcement),
+listen address first (``--port 0``: the command has bound a socket to a free port and hands
+it over as ``listen_socket``; the handlers' environment names its port, ``PreparedProject``
+keeps it bound and the gateway, or the supervisor of ``--workers N``, listens on that very
+socket, so nothing can take the port between this choice and the announcement),
 starts the local DynamoDB and creates the tables when asked to, and writes the configuration it
 produced to ``{state_dir}/project.sockway.yaml`` — the file ``serve`` then runs (and hands to
 the workers of ``--workers N``), and the one to read to see what sockway made of the project.
@@ -27,7 +27,6 @@ from sockway.projects.dynamodb import TEST_CREDENTIAL, LocalDynamoDB
 from sockway.projects.project import Project
 from sockway.projects.template import read_template
 from sockway.runtimes.aws_hosts import ENV as AWS_HOSTS_ENV
-from sockway.transport.listener import reserve_port
 
 ProjectKind = Literal["template", "serverless"]
 GENERATED_CONFIG = "project.sockway.yaml"
@@ -40,7 +39,7 @@ class PreparedProject:
     dynamodb: LocalDynamoDB | None = None
     lines: list[str] = field(default_factory=list)
     # ``--port 0``: the bound (not listening) socket holding the chosen port until the
-    # gateway listens on it; ``None`` for a fixed port.
+    # gateway listens on it (``listener.reserve_port``); ``None`` for a fixed port.
     listen_socket: socket.socket | None = None
 
     def banner(self) -> list[str]:
@@ -81,9 +80,11 @@ def prepare(
     region: str | None = None,
     start_services: bool = True,
     progress: Callable[[str], None] | None = None,
+    listen_socket: socket.socket | None = None,
 ) -> PreparedProject:
     """Translate, start the local services (``start_services``) and write the configuration;
-    ``progress`` is told each slow step (installing dependencies) as it starts and ends."""
+    ``progress`` is told each slow step (installing dependencies) as it starts and ends.
+    ``listen_socket`` (bound, not listening) fixes the port, and is closed by ``stop``."""
     path = path.resolve()
     base = path if path.is_dir() else path.parent
     state_dir = base / ".sockway"
@@ -91,10 +92,11 @@ def prepare(
     host = host or "127.0.0.1"
     if port is None:
         port = 8080
-    held = None
-    if port == 0:  # ListenError (a host not ours) propagates: nothing started yet
-        held = reserve_port(host, 0)
+    held = listen_socket
+    if held is not None:
         port = int(held.getsockname()[1])
+    elif port == 0:
+        raise ValueError("port 0: bind a socket first and give it as listen_socket")
     public = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     public = f"[{public}]" if ":" in public else public
     local_host = f"{public}:{port}"
