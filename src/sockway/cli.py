@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,6 +151,9 @@ def serve(
     if soketi_path is not None and (template_path is not None or serverless_path is not None):
         _fail(["--soketi-config: not with --template or --serverless"])
     if template_path is not None or serverless_path is not None:
+        held = None
+        if port == 0:  # chosen now (the handlers' environment names it), held until served
+            held = _reserve(host or "127.0.0.1")
         prepared = _prepare_project(
             config_path,
             template_path,
@@ -164,12 +168,16 @@ def serve(
             broker_url=broker_url,
             start_services=True,
             progress=lambda line: click.echo(line, err=True),
+            listen_socket=held,
         )
         config_path = prepared.config_path
         host = port = None  # the generated configuration has the listen address (port fixed)
         click.echo("\n".join(prepared.banner()))
     try:
-        _serve_config(config_path, soketi_path, host, port, reload, workers, worker_fd, tls_port)
+        held = prepared.listen_socket if prepared is not None else None
+        _serve_config(
+            config_path, soketi_path, host, port, reload, workers, worker_fd, tls_port, held
+        )
     finally:
         if prepared is not None:
             prepared.stop()
@@ -197,6 +205,17 @@ def _prepare_project(
     raise AssertionError("unreachable")
 
 
+def _reserve(host: str) -> socket.socket:
+    """A free port on ``host``, bound (not listening) until the gateway listens on it."""
+    from sockway.transport.listener import reserve_port
+
+    try:
+        return reserve_port(host, 0)
+    except ListenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 def _serve_config(
     config_path: Path | None,
     soketi_path: Path | None,
@@ -206,7 +225,10 @@ def _serve_config(
     workers: int | None,
     worker_fd: int | None,
     tls_port: int | None,
+    listen_socket: socket.socket | None = None,
 ) -> None:
+    """``listen_socket``: already bound to the configuration's ``listen`` (project mode's
+    ``--port 0``); the gateway (or the supervisor) keeps it instead of binding anew."""
     try:
         if soketi_path is not None:
             if config_path is not None:
@@ -243,10 +265,10 @@ def _serve_config(
 
             assert config_path is not None  # the demo has no broker, so one worker
             argv = _worker_argv(config_path.resolve(), settings, reload)
-            sys.exit(supervise(settings, count, argv, f"sockway {__version__}"))
+            sys.exit(supervise(settings, count, argv, f"sockway {__version__}", listen_socket))
         import uvloop
 
-        uvloop.run(_serve(settings, demo=config_path is None, reload=reload, worker_fd=worker_fd))
+        uvloop.run(_serve(settings, config_path is None, reload, worker_fd, listen_socket))
     except ListenError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -321,11 +343,17 @@ def banner(gateway: Gateway, demo: bool) -> list[str]:
 
 
 async def _serve(
-    settings: Settings, demo: bool, reload: bool = False, worker_fd: int | None = None
+    settings: Settings,
+    demo: bool,
+    reload: bool = False,
+    worker_fd: int | None = None,
+    listen_socket: socket.socket | None = None,
 ) -> None:
     from sockway.gateway.gateway import Gateway
 
-    gateway = Gateway(settings, reload=reload, reuse_port=worker_fd is not None)
+    gateway = Gateway(
+        settings, reload=reload, reuse_port=worker_fd is not None, listen_socket=listen_socket
+    )
     await gateway.start()
     # What startup built (modules, config, routes, handlers) lives as long as the process:
     # moved out of the cyclic collector's way, so a full collection scans what connections

@@ -115,6 +115,11 @@ async def test_amplify_subscribes_and_publishes_over_wss_and_https(
     assert result["badError"] == (
         "Connection failed: BadRequestException: Channel namespace 'nowhere' not found"
     )
+    # A refused events.post names the reason, not "Unknown error" (spec §1.4).
+    assert result["postRefused"] == "BadRequestException: Channel namespace 'nowhere' not found"
+    assert result["postDenied"] == (
+        "UnauthorizedException: You are not authorized to make this call."
+    )
     assert [json.loads((await raw.recv())["event"]) for _ in range(2)] == sent
     await raw.close()
 

@@ -208,12 +208,19 @@ async def test_http_publish_reaches_subscribers(start_gateway: StartGateway) -> 
         async with http.post(url, json=body) as resp:
             assert resp.status == 401
             assert resp.headers["x-amzn-ErrorType"] == "UnauthorizedException"
-            assert (await resp.json())["errors"][0]["errorType"] == "UnauthorizedException"
+            # errors[] for Android/Swift; the top-level message is what Amplify JS shows.
+            denied = "You are not authorized to make this call."
+            assert await resp.json() == {
+                "errors": [{"errorType": "UnauthorizedException", "message": denied}],
+                "message": denied,
+            }
         async with http.post(
             url, json={"channel": "/default/*", "events": ["1"]}, headers={"x-api-key": API_KEY}
         ) as resp:
             assert resp.status == 400
-            assert (await resp.json())["errors"][0]["errorType"] == "BadRequestException"
+            refused = await resp.json()
+            assert refused["errors"][0]["errorType"] == "BadRequestException"
+            assert refused["message"] == refused["errors"][0]["message"] != ""
         async with http.post(url, data=b"{", headers={"x-api-key": API_KEY}) as resp:
             assert resp.status == 400
         async with http.options(url) as resp:

@@ -2,8 +2,11 @@
 
 Body ``{"channel": "...", "events": ["<json>", ...]}``; auth from the request headers (an
 AWS_IAM signature covers this very request). Success: 200 ``{"failed": [...], "successful":
-[...]}``. Failure: the status of the spec's table and ``{"errors": [{errorType, message}]}``
-with the ``x-amzn-ErrorType`` header. CORS preflight is answered for browser clients.
+[...]}``. Failure: the status of the spec's table and ``{"errors": [{errorType, message}],
+"message": message}`` with the ``x-amzn-ErrorType`` header: Android and Swift decode ``errors``,
+Amplify JS (``events.post``) parses the AWS JSON error convention — the name from
+``x-amzn-ErrorType``, the text from a top-level ``message``, else "Unknown error" — so both are
+sent. CORS preflight is answered for browser clients.
 
 Across nodes (issue 6, 13): a publish reaches the subscribers of every node that is up, or —
 when the cluster broker is unavailable or a node that is up has not resubscribed yet — is
@@ -43,7 +46,7 @@ def _error(exc: EventsError) -> web.Response:
         headers["Retry-After"] = "1"  # draining, or the cluster broker is down: retryable
     return web.Response(
         status=exc.status,
-        body=orjson.dumps({"errors": [exc.as_dict()]}),
+        body=orjson.dumps({"errors": [exc.as_dict()], "message": exc.message}),
         content_type="application/json",
         headers=headers,
     )

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_envir
 from sockway.runtimes.factory import FunctionSpec, IntegrationFactory
 from sockway.runtimes.node_sdk import NodeNotFound
 from sockway.runtimes.settings import DEFAULT_RUNTIME
-from sockway.transport.listener import Listener, bind_socket
+from sockway.transport.listener import Listener, bind_socket, listen_on
 from sockway.transport.tls import TlsMaterial, auto_certificate, ca_bundle
 
 log = logging.getLogger("sockway")
@@ -54,10 +55,18 @@ class Gateway:
         reload: bool = False,
         broker: Broker | None = None,
         reuse_port: bool = False,
+        listen_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         # SO_REUSEPORT on the listeners: a worker of ``sockway serve --workers N``.
         self.reuse_port = reuse_port
+        # Bound already to ``settings.listen`` (``listener.reserve_port``): the main listener
+        # listens on it instead of binding again, so a port chosen earlier is never given up.
+        if listen_socket is not None:
+            port = parse_hostport(settings.listen)[1]
+            if port not in (0, listen_socket.getsockname()[1]):
+                raise ValueError(f"listen_socket is not bound to {settings.listen}")
+        self._listen_socket = listen_socket
         self.integrations = IntegrationFactory(
             ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="handler"),
             reload=reload,  # --reload: restart process-runtime workers when their code changes
@@ -228,8 +237,11 @@ class Gateway:
             assert factory is not None
             shared_tls = tls_ctx is not None and (s.tls is None or s.tls.listen is None)
             upgrades = {p: h for door in self.front_doors for p, h in door.upgrades().items()}
+            held, self._listen_socket = self._listen_socket, None
             main = Listener(
-                bind_socket(host, port, reuse_port=self.reuse_port),
+                bind_socket(host, port, reuse_port=self.reuse_port)
+                if held is None
+                else listen_on(held),
                 factory,
                 tls_ctx if shared_tls else None,
                 sniff=shared_tls,

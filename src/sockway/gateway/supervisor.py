@@ -4,7 +4,8 @@ The supervisor serves nothing itself. It
 
 - reserves the port(s): a bound, not listening SO_REUSEPORT socket per listener, kept open for
   its whole life, so port 0 is resolved once and every worker (and every restarted worker)
-  binds the same port (``listener.reserve_port``);
+  binds the same port (``listener.reserve_port``; a project's ``--port 0`` hands over the
+  reservation ``projects.launch`` made);
 - creates the development CA (``tls: {certificate: auto}``) once, before any worker starts,
   so workers only read it;
 - starts N workers (``python -m sockway serve … --worker-fd FD``), each a complete gateway
@@ -82,9 +83,17 @@ class Supervisor:
     """Runs ``workers`` gateway processes until SIGTERM/SIGINT; ``run()`` returns the status."""
 
     def __init__(
-        self, settings: Settings, workers: int, argv: WorkerArgv, header: str = "sockway"
+        self,
+        settings: Settings,
+        workers: int,
+        argv: WorkerArgv,
+        header: str = "sockway",
+        reserved: socket.socket | None = None,
     ) -> None:
         self.settings = settings
+        # ``settings.listen`` reserved already (``listener.reserve_port``, project mode's
+        # ``--port 0``): kept as the main port's reservation instead of reserving again.
+        self._reserved = reserved
         self.workers = workers
         self._argv = argv
         self._header = header
@@ -99,7 +108,7 @@ class Supervisor:
 
     def _reserve(self) -> list[socket.socket]:
         host, port = parse_hostport(self.settings.listen)
-        held = [reserve_port(host, port)]
+        held = [self._reserved if self._reserved is not None else reserve_port(host, port)]
         self.port = int(held[0].getsockname()[1])
         tls = self.settings.tls
         if tls is not None and tls.listen is not None:
@@ -222,9 +231,15 @@ class Supervisor:
             writer.close()
 
 
-def supervise(settings: Settings, workers: int, argv: WorkerArgv, header: str) -> int:
+def supervise(
+    settings: Settings,
+    workers: int,
+    argv: WorkerArgv,
+    header: str,
+    reserved: socket.socket | None = None,
+) -> int:
     """Run the supervisor in its own event loop; the process's exit status."""
-    supervisor = Supervisor(settings, workers, argv, header)
+    supervisor = Supervisor(settings, workers, argv, header, reserved)
     try:
         return asyncio.run(supervisor.run())
     finally:

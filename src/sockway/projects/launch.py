@@ -2,7 +2,10 @@
 ``--serverless``, ``check-config --template``).
 
 ``prepare`` translates the project (``projects.template`` / ``projects.serverless``), fixes the
-listen address first (``--port 0`` picks a free port now: the handlers' environment names it),
+listen address first (``--port 0``: the command has bound a socket to a free port and hands
+it over as ``listen_socket``; the handlers' environment names its port, ``PreparedProject``
+keeps it bound and the gateway, or the supervisor of ``--workers N``, listens on that very
+socket, so nothing can take the port between this choice and the announcement),
 starts the local DynamoDB and creates the tables when asked to, and writes the configuration it
 produced to ``{state_dir}/project.sockway.yaml`` — the file ``serve`` then runs (and hands to
 the workers of ``--workers N``), and the one to read to see what sockway made of the project.
@@ -11,6 +14,7 @@ the workers of ``--workers N``), and the one to read to see what sockway made of
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Literal
 import yaml
 
 from sockway.projects.dependencies import add_dependencies
-from sockway.projects.dynamodb import TEST_CREDENTIAL, LocalDynamoDB, free_port
+from sockway.projects.dynamodb import TEST_CREDENTIAL, LocalDynamoDB
 from sockway.projects.project import Project
 from sockway.projects.template import read_template
 from sockway.runtimes.aws_hosts import ENV as AWS_HOSTS_ENV
@@ -34,6 +38,9 @@ class PreparedProject:
     config_path: Path
     dynamodb: LocalDynamoDB | None = None
     lines: list[str] = field(default_factory=list)
+    # ``--port 0``: the bound (not listening) socket holding the chosen port until the
+    # gateway listens on it (``listener.reserve_port``); ``None`` for a fixed port.
+    listen_socket: socket.socket | None = None
 
     def banner(self) -> list[str]:
         lines = [*self.project.summary(), f"  configuration: {self.config_path}"]
@@ -41,6 +48,8 @@ class PreparedProject:
         return lines
 
     def stop(self) -> None:
+        if self.listen_socket is not None:
+            self.listen_socket.close()
         if self.dynamodb is not None:
             self.dynamodb.stop()
 
@@ -71,9 +80,11 @@ def prepare(
     region: str | None = None,
     start_services: bool = True,
     progress: Callable[[str], None] | None = None,
+    listen_socket: socket.socket | None = None,
 ) -> PreparedProject:
     """Translate, start the local services (``start_services``) and write the configuration;
-    ``progress`` is told each slow step (installing dependencies) as it starts and ends."""
+    ``progress`` is told each slow step (installing dependencies) as it starts and ends.
+    ``listen_socket`` (bound, not listening) fixes the port, and is closed by ``stop``."""
     path = path.resolve()
     base = path if path.is_dir() else path.parent
     state_dir = base / ".sockway"
@@ -81,27 +92,21 @@ def prepare(
     host = host or "127.0.0.1"
     if port is None:
         port = 8080
-    if port == 0:
-        port = free_port(host if host not in ("0.0.0.0", "::") else "127.0.0.1")
+    held = listen_socket
+    if held is not None:
+        port = int(held.getsockname()[1])
+    elif port == 0:
+        raise ValueError("port 0: bind a socket first and give it as listen_socket")
     public = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     public = f"[{public}]" if ":" in public else public
     local_host = f"{public}:{port}"
-    if kind == "template":
-        project = read_template(
-            path,
-            parameters=_parse_pairs(parameters, "--parameter"),
-            api_keys=_parse_pairs(api_keys, "--api-key"),
-            local_host=local_host,
-            state_dir=state_dir,
-            region=region or "us-east-1",
-        )
-    else:
-        from sockway.projects.serverless import read_serverless
-
-        project = read_serverless(
-            path, local_host=local_host, state_dir=state_dir, stage=stage, region=region
-        )
-    prepared = PreparedProject(project, state_dir / GENERATED_CONFIG)
+    try:
+        project = _read(path, kind, local_host, state_dir, parameters, api_keys, stage, region)
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
+    prepared = PreparedProject(project, state_dir / GENERATED_CONFIG, listen_socket=held)
     # Functions call each other through the Lambda Invoke API the gateway answers.
     # and reach the gateway at the AWS host names they build themselves (runtimes.aws_hosts).
     project.add_environment(
@@ -149,6 +154,32 @@ def prepare(
     header = f"# Written by sockway from {path}; regenerated at every start.\n"
     prepared.config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return prepared
+
+
+def _read(
+    path: Path,
+    kind: ProjectKind,
+    local_host: str,
+    state_dir: Path,
+    parameters: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    stage: str | None,
+    region: str | None,
+) -> Project:
+    if kind == "template":
+        return read_template(
+            path,
+            parameters=_parse_pairs(parameters, "--parameter"),
+            api_keys=_parse_pairs(api_keys, "--api-key"),
+            local_host=local_host,
+            state_dir=state_dir,
+            region=region or "us-east-1",
+        )
+    from sockway.projects.serverless import read_serverless
+
+    return read_serverless(
+        path, local_host=local_host, state_dir=state_dir, stage=stage, region=region
+    )
 
 
 def _region(project: Project) -> str:

@@ -6,8 +6,13 @@ client is created. So this runs before the first import (``gateway.config.check_
 
 - each API's ``environment`` (in-process handlers share one process environment);
 - ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` from the first API's ``region`` when not set;
+- ``AWS_EC2_METADATA_DISABLED=true`` unless the user's environment (or an API's
+  ``environment``) sets it: without credentials botocore, and the SDK for JavaScript, would
+  otherwise ask the EC2 instance metadata service at 169.254.169.254 — seconds of timeouts
+  per client off EC2, and traffic off the loopback. ``false`` brings instance roles back;
 - placeholder credentials only when botocore finds none at all (handlers sign ``@connections``
-  calls; locally any credentials do unless the config lists some);
+  calls; locally any credentials do unless the config lists some); looked up after the line
+  above, so the look-up itself does not wait on the metadata service;
 - with ``certificate: auto``, ``AWS_CA_BUNDLE`` pointing at ``{state_dir}/tls/ca-bundle.pem``
   (written at start: the public CAs plus the development CA). A previous ``AWS_CA_BUNDLE`` is
   kept in ``SOCKWAY_UPSTREAM_CA_BUNDLE`` and included in that bundle.
@@ -21,6 +26,7 @@ from pathlib import Path
 
 UPSTREAM_CA_BUNDLE = "SOCKWAY_UPSTREAM_CA_BUNDLE"
 PLACEHOLDER_CREDENTIAL = "sockway-local"
+IMDS_DISABLED = "AWS_EC2_METADATA_DISABLED"
 
 
 def dev_ca_bundle_path(state_dir: Path) -> Path:
@@ -35,6 +41,7 @@ def apply_handler_environment(
         env.update(environment)
     env.setdefault("AWS_REGION", region)
     env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
+    env.setdefault(IMDS_DISABLED, "true")
     if ca_bundle is not None:
         current = env.get("AWS_CA_BUNDLE")
         if current and current != str(ca_bundle):

@@ -54,7 +54,12 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     """A listening socket. ``reuse_port``: SO_REUSEPORT, so the worker processes of
     ``sockway serve --workers N`` all listen on one port and the kernel spreads new
     connections over them (issue 6)."""
-    sock = _bound(host, port, reuse_port=reuse_port)
+    return listen_on(_bound(host, port, reuse_port=reuse_port))
+
+
+def listen_on(sock: socket.socket) -> socket.socket:
+    """Start listening on an already bound socket (one ``reserve_port`` made earlier, e.g.
+    ``sockway serve --template … --port 0``, whose port the handlers' environment names)."""
     sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock

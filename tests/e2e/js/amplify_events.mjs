@@ -1,7 +1,8 @@
 // Drives the real AWS Amplify JS `events` client against sockway (run by test_appsync_amplify.py).
 // Usage: node amplify_events.mjs '<json options>' where the options are
 //   {endpoint, channel, authMode, apiKey?, authToken?, accessToken?, accessKeyId?, secretAccessKey?}
-// Prints one JSON line: {"received": [...], "publishHttp": ..., "badError": "..."}.
+// Prints one JSON line: {"received": [...], "publishHttp": ..., "badError": "...",
+//   "postRefused": "<name>: <message>", "postDenied": "<name>: <message>"}.
 import WebSocket from 'ws';
 import { Amplify } from 'aws-amplify';
 import { events } from 'aws-amplify/data';
@@ -63,13 +64,26 @@ try {
   await channel.publish({ via: 'websocket', n: 1, text: '<b> & é' });
   const publishHttp = await events.post(opts.channel, { via: 'http', n: 2 }, authOptions);
   await done;
+  // Refused HTTP publishes: what Amplify's error says (name and message).
+  const postError = async (channelName, options) => {
+    try {
+      await events.post(channelName, { via: 'refused' }, options);
+      return 'unexpected success';
+    } catch (e) {
+      return `${e?.name}: ${e?.message}`;
+    }
+  };
+  const postRefused = await postError('/nowhere/x', authOptions);
+  const postDenied = await postError(opts.channel, { authMode: 'apiKey', apiKey: 'da2-wrong' });
   // A refused subscription (unknown namespace) reaches the error callback.
   const bad = await events.connect('/nowhere/x', authOptions);
   const badError = await new Promise((resolve) => {
     const s = bad.subscribe({ next: () => resolve('unexpected data'), error: (e) => resolve(String(e?.errors?.[0]?.message ?? e?.message ?? JSON.stringify(e))) });
     s.ready.catch((e) => resolve(String(e && e.message)));
   });
-  console.log(JSON.stringify({ received, publishHttp: publishHttp ?? null, badError }));
+  console.log(
+    JSON.stringify({ received, publishHttp: publishHttp ?? null, badError, postRefused, postDenied }),
+  );
   channel.close();
   bad.close();
   events.closeAll();
