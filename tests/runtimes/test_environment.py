@@ -3,7 +3,7 @@
 Without credentials, botocore (and the SDK for JavaScript) ask the EC2 instance metadata service
 at 169.254.169.254 — timeouts off EC2, and traffic off the loopback. sockway sets the variable
 to ``true`` for every runtime unless the user's environment or the API's ``environment`` sets
-it. A real gateway, a websockets client and a handler that reports what it sees, in each
+it, or the machine is an EC2 instance (where the instance role comes from that service). A real gateway, a websockets client and a handler that reports what it sees, in each
 runtime that runs user code locally.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import websockets
 
+from sockway.runtimes import environment
 from tests.conftest import StartGateway, write_handlers
 
 pytestmark = pytest.mark.timeout(90)
@@ -121,3 +122,38 @@ async def test_the_apis_environment_wins(
     config = api(tmp_path, runtime, environment={"AWS_EC2_METADATA_DISABLED": "False"})
     info = await seen(start_gateway, config)
     assert info["env"] == "False"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_on_ec2_the_instance_role_keeps_working(
+    start_gateway: StartGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str
+) -> None:
+    """An EC2 instance (its DMI vendor, as on Nitro) keeps the metadata service: handlers
+    there take the instance role's credentials from it."""
+    _need_node(runtime)
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
+    dmi = tmp_path / "dmi"
+    dmi.mkdir()
+    (dmi / "sys_vendor").write_text("Amazon EC2\n")
+    monkeypatch.setattr(environment, "DMI", dmi)
+    info = await seen(start_gateway, api(tmp_path, runtime))
+    assert info["env"] is None
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"dmi/sys_vendor": "Amazon EC2\n"}, True),
+        ({"dmi/board_vendor": "Amazon EC2\n", "dmi/sys_vendor": "Amazon\n"}, True),
+        ({"uuid": "ec2e1916-9099-7caf-fd21-012345abcdef\n"}, True),
+        ({"dmi/sys_vendor": "QEMU\n", "uuid": "4b6a0e6c-0000-0000-0000-000000000000\n"}, False),
+        ({}, False),
+    ],
+)
+def test_on_ec2_reads_what_aws_says_identifies_an_instance(
+    tmp_path: Path, files: dict[str, str], expected: bool
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert environment.on_ec2(tmp_path / "dmi", tmp_path / "uuid") is expected

@@ -43,7 +43,7 @@ import sockway
 from sockway.runtimes import output
 from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
 from sockway.runtimes.deadlines import deadline
-from sockway.runtimes.environment import IMDS_DISABLED
+from sockway.runtimes.environment import metadata_default
 from sockway.runtimes.inprocess import HandlerLoadError, split_handler_ref
 from sockway.runtimes.reload import CodeWatcher
 from sockway.runtimes.worker import InitFailed, Worker, WorkerExited
@@ -103,11 +103,12 @@ def function_environment(
     """A worker's environment: the gateway's own environment without any API's ``environment``
     keys (those belong to their functions), then Lambda's variables, then this function's
     ``environment``. ``PYTHONPATH`` gains the directory sockway itself is imported from.
-    ``AWS_EC2_METADATA_DISABLED`` is ``true`` unless set there (``runtimes.environment``)."""
+    ``AWS_EC2_METADATA_DISABLED`` is ``true`` unless set there or on EC2
+    (``runtimes.environment.metadata_default``)."""
     env = {k: v for k, v in base.items() if k not in foreign_keys}
     env.update(lambda_variables(spec))
     env.update(spec.environment)
-    env.setdefault(IMDS_DISABLED, "true")
+    metadata_default(env)
     own = str(Path(sockway.__file__).resolve().parents[1])
     paths = [own, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != own]]
     env["PYTHONPATH"] = os.pathsep.join(paths)
