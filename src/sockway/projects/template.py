@@ -27,12 +27,13 @@ from sockway.projects.lambda_functions import (
     FunctionDef,
     FunctionReader,
     cdk_assets,
-    default_function_name,
     merge_globals,
 )
+from sockway.projects.names import StackNames
+from sockway.projects.parameters import samconfig_parameters, template_parameters
 from sockway.projects.problems import Findings, ProjectError
 from sockway.projects.project import Project, find_template, localise_hosts
-from sockway.projects.resources import Resource, derived_id
+from sockway.projects.resources import Resource
 from sockway.runtimes.aws_hosts import certificate_names
 
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
@@ -114,37 +115,6 @@ def read_template(
     )
 
 
-def samconfig_parameters(directory: Path) -> dict[str, str]:
-    """``parameter_overrides`` of ``samconfig.toml`` beside the template (``[default.deploy
-    .parameters]``, else ``[default.global.parameters]``), as ``sam deploy`` uses them;
-    ``--parameter`` wins over them."""
-    import shlex
-    import tomllib
-
-    path = directory / "samconfig.toml"
-    if not path.is_file():
-        return {}
-    try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProjectError([f"{path}: cannot read: {exc}"]) from None
-    default = config.get("default") or {}
-    for section in ("deploy", "global"):
-        overrides = ((default.get(section) or {}).get("parameters") or {}).get(
-            "parameter_overrides"
-        )
-        if overrides is None:
-            continue
-        pairs = overrides if isinstance(overrides, list) else shlex.split(str(overrides))
-        out: dict[str, str] = {}
-        for pair in pairs:
-            name, sep, value = str(pair).partition("=")
-            if sep:
-                out[name] = value
-        return out
-    return {}
-
-
 def read_document(
     document: dict[str, Any],
     source: Path,
@@ -201,14 +171,13 @@ class _Reader:
         self.findings = findings
         raw = document.get("Resources")
         self.raw: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        self._names: dict[str, Any] = {}
         self.keys = self._api_keys(api_keys)
-        self._naming: set[str] = set()
+        self.names = StackNames(self.raw, stack, self.keys, SERVED_TYPES, lambda: self.resolver)
         self.resolver = Resolver(
             stack=stack,
-            parameters=self._parameters(),
-            ref=self._ref,
-            get_att=self._get_att,
+            parameters=template_parameters(document, overrides, findings),
+            ref=self.names.ref,
+            get_att=self.names.get_att,
             mappings=document.get("Mappings") or {},
             conditions=document.get("Conditions") or {},
         )
@@ -237,7 +206,7 @@ class _Reader:
         resources = self._resources()
         functions = self._functions(resources)
         by_name = {f.name: f for f in functions.values()}
-        refs = {lid: self._safe_ref(lid) for lid in resources}
+        refs = {lid: self.names.safe_ref(lid) for lid in resources}
         refused = {
             str(refs[r.logical_id])
             for r in resources.values()
@@ -308,44 +277,6 @@ class _Reader:
                     "Transform", f"{name!r}: only {SAM_TRANSFORM} (SAM) is supported"
                 )
 
-    def _parameters(self) -> dict[str, Any]:
-        declared = self.document.get("Parameters") or {}
-        values: dict[str, Any] = {}
-        for name in self.overrides:
-            if name not in declared:
-                self.findings.problem(
-                    f"--parameter {name}", "the template declares no such parameter"
-                )
-        for name, spec in declared.items():
-            spec = spec if isinstance(spec, dict) else {}
-            where = f"Parameters.{name}"
-            kind = str(spec.get("Type", "String"))
-            if name in self.overrides:
-                value: Any = self.overrides[name]
-            elif "Default" in spec:
-                value = spec["Default"]
-                if kind.startswith("AWS::SSM::Parameter::Value"):
-                    # CDK's BootstrapVersion: only its Rules read it. sockway reads no SSM, so
-                    # a resource using such a parameter needs --parameter.
-                    self.findings.ignore(
-                        f"{where}: an SSM parameter, not read (its value here is the name "
-                        f"{value!r}; give --parameter {name}=VALUE if a resource uses it)"
-                    )
-            else:
-                self.findings.problem(where, f"no Default: give --parameter {name}=VALUE")
-                continue
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            allowed = spec.get("AllowedValues")
-            if isinstance(allowed, list) and str(value) not in [str(a) for a in allowed]:
-                self.findings.problem(where, f"{value!r} is not one of AllowedValues {allowed}")
-            if "List" in kind and isinstance(value, str):
-                value = [v.strip() for v in value.split(",")]
-            elif isinstance(value, int | float):
-                value = str(value)
-            values[name] = value
-        return values
-
     # -- resources -----------------------------------------------------------------------------
 
     def _included(self, logical_id: str, body: dict[str, Any]) -> bool:
@@ -398,7 +329,7 @@ class _Reader:
             inline_dir=self.state_dir / "inline-functions",
             findings=self.findings,
             layers=layers,
-            layer_refs={self._safe_ref(lid): lid for lid in layers},
+            layer_refs={self.names.safe_ref(lid): lid for lid in layers},
             assets=cdk_assets(self.base_dir),
         )
         out: dict[str, FunctionDef] = {}
@@ -410,97 +341,11 @@ class _Reader:
                 resource.type,
                 resource.properties,
                 resource.metadata,
-                str(self._safe_ref(resource.logical_id)),
+                str(self.names.safe_ref(resource.logical_id)),
             )
             if function is not None:
                 out[resource.logical_id] = function
         return out
-
-    # -- Ref and GetAtt -------------------------------------------------------------------------
-
-    def _safe_ref(self, logical_id: str) -> Any:
-        try:
-            return self._ref(logical_id)
-        except (KeyError, IntrinsicError):
-            return logical_id
-
-    def _name_property(self, logical_id: str, key: str) -> Any:
-        """A resource's own name property (``FunctionName``, ``TableName``), resolved."""
-        body = self.raw[logical_id]
-        value = (body.get("Properties") or {}).get(key)
-        if value is None:
-            return None
-        if logical_id in self._naming:
-            raise IntrinsicError(f"{logical_id}.Properties.{key}", "refers to itself")
-        self._naming.add(logical_id)
-        try:
-            return self.resolver.resolve(value, f"{logical_id}.Properties.{key}")
-        finally:
-            self._naming.discard(logical_id)
-
-    def _ref(self, logical_id: str) -> Any:
-        if logical_id in self._names:
-            return self._names[logical_id]
-        body = self.raw[logical_id]  # KeyError: not a resource
-        kind = str(body.get("Type", ""))
-        stack = self.stack
-        value: Any
-        if kind in FUNCTION_TYPES:
-            value = self._name_property(logical_id, "FunctionName") or default_function_name(
-                stack.stack_name, logical_id
-            )
-        elif kind in dynamodb.TYPES:
-            value = self._name_property(logical_id, "TableName") or default_function_name(
-                stack.stack_name, logical_id
-            )
-        elif kind == apigw.API:
-            value = derived_id(f"api/{logical_id}", 10)
-        elif kind == apigw.STAGE:
-            value = self._name_property(logical_id, "StageName") or logical_id
-        elif kind in appsync.REF_TYPES:
-            value = appsync.ref_value(kind, logical_id, stack)
-        elif kind in LAYER_TYPES:
-            value = f"arn:aws:lambda:{stack.region}:{stack.account_id}:layer:{logical_id}:1"
-        elif kind.startswith("AWS::ApiGatewayV2::"):
-            value = derived_id(f"{kind}/{logical_id}", 7)
-        elif kind.startswith("AWS::IAM::"):
-            value = f"{stack.stack_name}-{logical_id}"
-        else:
-            value = logical_id
-        self._names[logical_id] = value
-        return value
-
-    def _get_att(self, logical_id: str, attribute: str) -> Any:
-        body = self.raw[logical_id]
-        kind = str(body.get("Type", ""))
-        stack = self.stack
-        name = self._ref(logical_id)
-        if kind in FUNCTION_TYPES and attribute == "Arn":
-            return f"arn:aws:lambda:{stack.region}:{stack.account_id}:function:{name}"
-        if kind == apigw.API:
-            if attribute == "ApiEndpoint":
-                return f"wss://{name}.execute-api.{stack.region}.amazonaws.com"
-            if attribute == "ApiId":
-                return name
-        if kind in dynamodb.TYPES:
-            arn = f"arn:aws:dynamodb:{stack.region}:{stack.account_id}:table/{name}"
-            if attribute == "Arn":
-                return arn
-            if attribute == "StreamArn":
-                return f"{arn}/stream/1970-01-01T00:00:00.000"
-        if kind == appsync.DATA_SOURCE and attribute == "Name":
-            return self._name_property(logical_id, "Name")
-        if kind.startswith("AWS::AppSync::"):
-            return appsync.attribute(kind, logical_id, attribute, stack, self.keys)
-        if kind.startswith("AWS::IAM::") and attribute == "Arn":
-            return f"arn:aws:iam::{stack.account_id}:role/{name}"
-        if attribute == "Arn":
-            service = kind.split("::")[1].lower() if "::" in kind else "unknown"
-            return f"arn:aws:{service}:{stack.region}:{stack.account_id}:{logical_id}"
-        if kind not in SERVED_TYPES:
-            # A resource sockway does not emulate: a stand-in value (it is listed as such).
-            return f"{logical_id}.{attribute}"
-        raise KeyError(attribute)
 
     # -- where the APIs are served ---------------------------------------------------------------
 
