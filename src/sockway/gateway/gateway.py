@@ -23,13 +23,12 @@ from sockway.frontdoor.contract import Endpoint, FrontDoor, GatewayContext, List
 from sockway.gateway.config import ConfigError, has_inprocess_handlers
 from sockway.gateway.lambda_api import LocalFunctions
 from sockway.gateway.ops import add_ops_routes
-from sockway.gateway.registry import build_front_door
+from sockway.gateway.registry import build_front_door, unmatched_handler
 from sockway.gateway.settings import Settings, parse_hostport
 from sockway.observability.access_log import ACCESS_LOGGER, AccessLog
 from sockway.observability.logging import quiet_peer_request_errors
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Tap
-from sockway.pusher.http_api import CORS as PUSHER_CORS
 from sockway.runtimes.base import Integration
 from sockway.runtimes.environment import UPSTREAM_CA_BUNDLE, apply_handler_environment
 from sockway.runtimes.factory import FunctionSpec, IntegrationFactory
@@ -162,14 +161,8 @@ class Gateway:
                 headers={"x-amzn-ErrorType": "ForbiddenException"},
             )
 
-        async def not_found(_: web.Request) -> web.Response:
-            # A gateway of Pusher apps only answers as soketi (issue 17 case 5): 404, CORS.
-            return web.Response(status=404, headers=PUSHER_CORS)
-
-        pusher_only = bool(self.settings.apis) and all(
-            api.type == "pusher" for api in self.settings.apis
-        )
-        app.router.add_route("*", "/{tail:.*}", not_found if pusher_only else forbidden)
+        unmatched = unmatched_handler({api.type for api in self.settings.apis})
+        app.router.add_route("*", "/{tail:.*}", unmatched or forbidden)
         return app
 
     def _api_views(self) -> list[ApiView]:

@@ -7,15 +7,17 @@ API type adds its settings class to ``gateway.settings.Api`` and its entry to ``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
 
 from sockway.events import settings as events_settings
 from sockway.events.door import build_events_api
 from sockway.frontdoor.contract import FrontDoor, GatewayContext
 from sockway.pusher import settings as pusher_settings
-from sockway.pusher.door import build_pusher_app
+from sockway.pusher.door import build_pusher_app, not_found
 from sockway.websocket import settings as websocket_settings
 from sockway.websocket.door import build_websocket_api
 
@@ -44,6 +46,9 @@ class ApiType:
     check_apis: Callable[[list[dict[str, Any]]], list[str]] = _no_conflicts
     # Union tags of nested settings that pydantic puts into error locations (not config keys).
     error_tags: tuple[str, ...] = ()
+    # The answer to a path no route matches when every API of the gateway is of this type
+    # (None: API Gateway's 403 ``Forbidden``, apigw spec §4.2).
+    unmatched: Callable[[web.Request], Awaitable[web.Response]] | None = None
 
 
 API_TYPES: dict[str, ApiType] = {
@@ -52,6 +57,7 @@ API_TYPES: dict[str, ApiType] = {
         build_pusher_app,
         handler_refs=pusher_settings.handler_refs,
         check_apis=pusher_settings.check_unique_pusher_apps,
+        unmatched=not_found,
     ),
     "events": ApiType(
         build_events_api,
@@ -63,3 +69,11 @@ API_TYPES: dict[str, ApiType] = {
 
 def build_front_door(api: Any, ctx: GatewayContext) -> FrontDoor:
     return API_TYPES[api.type].build(api, ctx)
+
+
+def unmatched_handler(
+    types: set[str],
+) -> Callable[[web.Request], Awaitable[web.Response]] | None:
+    """The answer to an unrouted path for a gateway serving APIs of ``types``: that type's
+    own when there is one type and it has one (``ApiType.unmatched``), else None."""
+    return API_TYPES[next(iter(types))].unmatched if len(types) == 1 else None

@@ -201,6 +201,12 @@ class PusherFrontDoor:
             return len(app.sockets)
 
 
+async def not_found(_: web.Request) -> web.Response:
+    """A gateway of Pusher apps only answers an unknown path as soketi does: 404, with CORS
+    (issue 17 case 5; ``gateway.registry.ApiType.unmatched``)."""
+    return web.Response(status=404, headers=CORS)
+
+
 async def _root(request: web.Request) -> web.Response:
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=CORS)
