@@ -16,7 +16,7 @@ from sockway.core.frames import encode_text_frame
 from sockway.core.ids import ConnectionId
 from sockway.events import wire
 from sockway.events.auth import CONNECT, AuthRequest
-from sockway.events.runtime import Subscription
+from sockway.events.operations import Subscription
 from sockway.events.wire import EventsError
 from sockway.observability.tap import Activity
 from sockway.transport.eager import start_message

@@ -11,9 +11,10 @@ from aiohttp import web
 
 from sockway.brokers.base import BrokerUnavailable
 from sockway.events.auth import EventsAuth
+from sockway.events.operations import Handler, NamespaceHandlers
 from sockway.events.publish_http import PublishEndpoint
 from sockway.events.realtime import RealtimeEndpoint
-from sockway.events.runtime import EventsRuntime, Handler, NamespaceHandlers
+from sockway.events.runtime import EventsRuntime
 from sockway.events.settings import EventsApi, HandlerSpec, LambdaAuthProvider
 from sockway.events.wire import EventsError
 from sockway.frontdoor.contract import Endpoint, GatewayContext, ListenInfo

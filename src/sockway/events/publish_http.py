@@ -24,7 +24,8 @@ from aiohttp import web
 
 from sockway.events import wire
 from sockway.events.auth import lower_headers
-from sockway.events.runtime import EventsRuntime, Operation
+from sockway.events.operations import Operation
+from sockway.events.runtime import EventsRuntime
 from sockway.events.wire import EventsError
 
 log = logging.getLogger("sockway.appsync")

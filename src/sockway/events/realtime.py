@@ -31,7 +31,8 @@ from sockway.core.connection import Connection, SendResult
 from sockway.events import wire
 from sockway.events.auth import lower_headers
 from sockway.events.connection import CLOSE_NORMAL, EventsConnection, EventsSession
-from sockway.events.runtime import EventsRuntime, Operation, Subscription, current_operation
+from sockway.events.operations import Operation, Subscription, current_operation
+from sockway.events.runtime import EventsRuntime
 from sockway.events.wire import EventsError
 from sockway.observability.tap import Activity
 from sockway.transport.aiohttp_ws import (

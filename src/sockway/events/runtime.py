@@ -23,8 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +37,15 @@ from sockway.core.node import Node
 from sockway.events import handler_events as ev
 from sockway.events.auth import PUBLISH, SUBSCRIBE, AuthRequest, EventsAuth
 from sockway.events.cluster import EventsClusterMember
-from sockway.events.settings import EventsApi, HandlerSpec
+from sockway.events.operations import (
+    ChannelSequencer,
+    Handler,
+    NamespaceHandlers,
+    Operation,
+    Subscription,
+    current_operation,
+)
+from sockway.events.settings import EventsApi
 from sockway.events.wire import (
     BAD_REQUEST,
     SERVICE_UNAVAILABLE,
@@ -50,7 +57,7 @@ from sockway.frontdoor.cluster import Cluster
 from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Activity, Tap, invocation
 from sockway.runtimes import output
-from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
+from sockway.runtimes.base import Invocation, InvocationError, InvocationTimeout
 
 # orjson reads 1,024 levels of nesting but writes only 254: an event is parsed into the
 # handlers' event (``{"events": [{"payload": ...}]}``, inside a worker's request) and may come
@@ -72,74 +79,6 @@ def _encodable_in_handler_events(doc: object) -> bool:
 
 
 log = logging.getLogger("sockway.appsync")
-
-
-@dataclass(frozen=True, slots=True)
-class Handler:
-    integration: Integration
-    spec: HandlerSpec
-    timeout_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class NamespaceHandlers:
-    on_publish: Handler | None = None
-    on_subscribe: Handler | None = None
-
-
-@dataclass(eq=False, slots=True)
-class Subscription:
-    """One subscription id of one connection; ``frame_head`` is its data frame's prefix."""
-
-    conn: Connection
-    id: str
-    channel: ChannelPath
-    frame_head: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """Where a subscribe / publish came from, for authorization and the handler's ``request``."""
-
-    auth_headers: Mapping[str, str]  # lower-case
-    request_headers: Mapping[str, str]  # lower-case; what handlers see
-    signed_body: bytes
-    source_ip: str
-
-
-class ChannelSequencer:
-    """Keeps publications to one channel in arrival order (spec §4, DESIGN: fan-out order).
-
-    ``enter`` is called before the first await of a publication; ``wait_turn`` returns once every
-    earlier publication of the channel has been delivered or has failed; ``leave`` always runs.
-    """
-
-    def __init__(self) -> None:
-        self._tails: dict[str, asyncio.Future[None]] = {}
-
-    def enter(self, path: str) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
-        previous = self._tails.get(path)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tails[path] = mine
-        return previous, mine
-
-    @staticmethod
-    async def wait_turn(previous: asyncio.Future[None] | None) -> None:
-        if previous is not None:
-            await asyncio.shield(previous)
-
-    def leave(self, path: str, mine: asyncio.Future[None]) -> None:
-        if not mine.done():
-            mine.set_result(None)
-        if self._tails.get(path) is mine:
-            del self._tails[path]
-
-
-# The WebSocket operation being handled on this task, (connection id, operation id): its
-# handler invocations are linked to it in the console (``RealtimeEndpoint.dispatch`` sets it).
-current_operation: ContextVar[tuple[str, str] | None] = ContextVar(
-    "sockway_events_operation", default=None
-)
 
 
 @dataclass
