@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from tests.conftest import StartGateway
 from tests.e2e.pusher_js import AuthServer, PusherJs
@@ -165,6 +167,50 @@ async def test_a_missing_npm_is_reported_clearly(
     await start_gateway(config)  # it starts: handlers that bundle their SDK keep working
     assert "npm ('no-such-npm-xyz') was not found" in caplog.text
     assert "set nodejs.aws_sdk: [] if your handlers bundle their dependencies" in caplog.text
+
+
+async def test_the_npm_install_shows_its_progress(
+    start_gateway: StartGateway, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first start installs the packages with npm and says so, with what it fetched; a
+    second start with the same directory reuses them and installs nothing (issue 15)."""
+    caplog.set_level(logging.INFO)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "index.js").write_text(
+        "const isNumber = require('is-number');\n"
+        "exports.handler = async (event) => ({ statusCode: 200, body: String(isNumber(5)) });\n"
+    )
+    sdk_dir = tmp_path / "sdk"
+    config = {
+        "nodejs": {"aws_sdk": ["is-number"], "sdk_dir": str(sdk_dir)},
+        "apis": [
+            {
+                "name": "w",
+                "type": "websocket",
+                "stage": "dev",
+                "runtime": "nodejs",
+                "code_dir": str(code),
+                "routes": {"$default": {"handler": "index.handler", "route_response": True}},
+            }
+        ],
+    }
+    gw = await start_gateway(config)
+    assert f"installing 1 npm package(s) for Node.js handlers into {sdk_dir}" in caplog.text
+    fetched = re.search(
+        r"installed the Node.js handlers' npm packages in [\d.]+ s \((\d+) files", caplog.text
+    )
+    assert fetched is not None and int(fetched.group(1)) >= 1, caplog.text
+    assert (sdk_dir / "node_modules" / "is-number" / "package.json").is_file()
+    async with websockets.connect(
+        f"ws://127.0.0.1:{gw.port}/dev"
+    ) as ws:  # the handler resolves the package
+        await ws.send("hi")
+        assert await asyncio.wait_for(ws.recv(), 30) == "true"
+    await gw.stop(grace_s=5)
+    caplog.clear()
+    await start_gateway(config)
+    assert "installing" not in caplog.text  # installed once
 
 
 # -- a soketi-style Lambda webhook receiver, in Node.js ------------------------------------
