@@ -209,6 +209,7 @@ class Worker:
             pipes.close_all()
             raise
         pipes.close_child_ends()
+        _batch_scheduling(process.get_pid())
         worker = cls(process, exit_protocol, generation, log_line)
         try:
             await worker._connect(pipes)
@@ -456,6 +457,18 @@ class Worker:
         for pipe in self._pipes:
             pipe.close()
         self._process.close()
+
+
+def _batch_scheduling(pid: int) -> None:
+    """Run the worker under ``SCHED_BATCH`` (same CPU share, same nice level): a worker woken
+    by a request then waits for the gateway to block instead of preempting it in the middle of
+    its loop iteration. Where handlers and the gateway share a core, the gateway writes every
+    ready request before the workers run, and reads their answers in one wakeup: two process
+    switches per batch of requests instead of two per request (bench/RESULTS.md, "runtime:
+    process"). Set right after the spawn, while the worker has its one thread (threads it
+    starts inherit it)."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or the worker is gone
+        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
 
 
 def _ignore(data: bytes) -> None:
