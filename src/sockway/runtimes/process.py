@@ -128,6 +128,7 @@ class ProcessIntegration:
         self._generation = 0
         self._closed = False
         self._reaping: set[asyncio.Task[None]] = set()
+        self._arn = spec.function_arn
 
     @property
     def function_name(self) -> str:
@@ -143,7 +144,10 @@ class ProcessIntegration:
         self._inflight += 1
         rid = invocation.request_id
         try:
-            worker, cold = await self._acquire(rid)
+            worker = self._warm()
+            cold = worker is None
+            if worker is None:
+                worker = await self._start(rid)
             logged = log.isEnabledFor(logging.INFO)
             if logged:
                 self._log(None, f"START RequestId: {rid} Version: $LATEST")
@@ -152,7 +156,7 @@ class ProcessIntegration:
                 "requestId": rid,
                 "event": event,
                 "timeoutMs": int(invocation.timeout_s * 1000),
-                "arn": self._spec.function_arn,
+                "arn": self._arn,
                 # the peak memory is read (a /proc read in the worker) only for REPORT
                 "reportMemory": logged,
             }
@@ -200,12 +204,18 @@ class ProcessIntegration:
             )
         return reply.get("payload")
 
-    async def _acquire(self, rid: str) -> tuple[Worker, bool]:
+    def _warm(self) -> Worker | None:
+        """An idle worker of this generation (the one used last: its memory is the likeliest
+        still in the CPU's caches), or ``None``."""
         while self._idle:
             worker = self._idle.pop()
             if worker.alive and worker.generation == self._generation:
-                return worker, False
+                return worker
             self._retire(worker)
+        return None
+
+    async def _start(self, rid: str) -> Worker:
+        """A new worker, through its init phase (a cold start)."""
         try:
             worker = await self._spawn()
         except OSError as exc:  # no processes or file descriptors left: Lambda's service error
@@ -228,7 +238,7 @@ class ProcessIntegration:
                     "Runtime.InitError", f"Init phase timed out after {INIT_TIMEOUT_S:g} s"
                 ) from None
             raise
-        return worker, True
+        return worker
 
     async def _spawn(self) -> Worker:
         """Start one worker of this function (the Node.js runtime starts its own kind)."""
