@@ -21,6 +21,13 @@ Workloads (the same for sockway and raw picows, ``bench/refservers.py``, in one 
   (200 per connection, closed loop, every answer checked byte for byte): instructions per
   request. sockway: the websocket API's ``echo`` route, an in-process ``async def`` handler
   (``bench/sockway-bench.yaml``); picows: its ``/echo``.
+- ``process``: the same echo through worker processes (``runtime: process``, route
+  ``echo_process``): 10 connections (``--process-clients``: each keeps a worker busy, and each
+  worker runs under callgrind too, ``--trace-children=yes``), 20 warm-up round trips each (the
+  workers' cold starts), then 2,000 requests (``--process-requests``). The gateway's and the
+  workers' instructions are counted apart (every worker switched on and dumped by its pid) and
+  reported per request, with their sum, against picows' echo. Under callgrind a cold start
+  takes longer than Lambda's 10 s init limit, so this row's gateway runs with a longer one.
 - ``fanout``: 1,000 (then 5,000) subscribers, 10 warm-up publications each delivered to all of
   them, then 200 (40) publications, each published once the previous one reached every
   subscriber — 200,000 measured deliveries either way: instructions per delivered message.

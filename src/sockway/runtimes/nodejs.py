@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 from sockway.runtimes.environment import dev_ca_bundle_path
 from sockway.runtimes.inprocess import HandlerLoadError
 from sockway.runtimes.node_sdk import NodejsSettings, NodeNotFound, ensure_aws_sdk, find_executable
+from sockway.runtimes.pipes import Pipes
 from sockway.runtimes.process import ProcessIntegration, WorkerPools
-from sockway.runtimes.worker import LogLine, Pipes, Worker, WorkerExited
+from sockway.runtimes.worker import LogLine, Worker, WorkerExited
 
 if TYPE_CHECKING:
     from sockway.runtimes.factory import FunctionSpec

@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from sockway.runtimes.pipes import Exit, Pipe, Pipes, batch_scheduling, ignore, nothing
 from sockway.runtimes.worker_main import HEADER, encode
 
 # Lambda's payload limit for a synchronous invocation (6 MB); a larger answer ends the worker.
@@ -87,68 +88,13 @@ def exit_reason(returncode: int | None) -> str:
     return f"Runtime exited with error: signal: {name}"
 
 
-class _Pipe(asyncio.Protocol):
-    """The gateway's end of one of a worker's pipes: data and end to the worker's methods."""
-
-    def __init__(self, on_data: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
-        self._on_data = on_data
-        self._on_end = on_end
-        self.paused: asyncio.Future[None] | None = None  # a writer's: set while over its limit
-
-    def data_received(self, data: bytes) -> None:
-        self._on_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._on_end()
-        self.resume_writing()
-
-    def pause_writing(self) -> None:
-        if self.paused is None:
-            self.paused = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self.paused is not None:
-            if not self.paused.done():
-                self.paused.set_result(None)
-            self.paused = None
-
-
-class _Exit(asyncio.SubprocessProtocol):
-    """The worker process itself (its pipes have a ``_Pipe`` each): when it ends."""
-
-    def __init__(self) -> None:
-        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
-class Pipes:
-    """A worker's three pipes before it starts: requests (its fd 0), replies, output."""
-
-    def __init__(self) -> None:
-        self.requests_r, self.requests_w = os.pipe()
-        self.replies_r, self.replies_w = os.pipe()
-        self.output_r, self.output_w = os.pipe()
-
-    def close_child_ends(self) -> None:
-        for fd in (self.requests_r, self.replies_w, self.output_w):
-            os.close(fd)
-
-    def close_all(self) -> None:
-        self.close_child_ends()
-        for fd in (self.requests_w, self.replies_r, self.output_r):
-            os.close(fd)
-
-
 class Worker:
     """A started worker process. One invocation at a time (the pool guarantees it)."""
 
     def __init__(
         self,
         process: asyncio.SubprocessTransport,
-        exit_protocol: _Exit,
+        exit_protocol: Exit,
         generation: int,
         log_line: LogLine,
     ):
@@ -165,7 +111,7 @@ class Worker:
         self._dropped_bytes = 0
         self._dropped_lines = 0
         self._requests: asyncio.WriteTransport | None = None
-        self._requests_pipe = _Pipe(_ignore, _nothing)
+        self._requests_pipe = Pipe(ignore, nothing)
         self._pipes: list[asyncio.BaseTransport] = []
         # replies: complete frames (bytes) or the size of one refused as too large (int)
         self._replies: deque[bytes | int] = deque()
@@ -195,7 +141,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         try:
             process, exit_protocol = await loop.subprocess_exec(
-                _Exit,
+                Exit,
                 *argv,
                 stdin=pipes.requests_r,
                 stdout=pipes.replies_w if stdout is None else stdout,
@@ -209,7 +155,7 @@ class Worker:
             pipes.close_all()
             raise
         pipes.close_child_ends()
-        _batch_scheduling(process.get_pid())
+        batch_scheduling(process.get_pid())
         worker = cls(process, exit_protocol, generation, log_line)
         try:
             await worker._connect(pipes)
@@ -224,10 +170,10 @@ class Worker:
         transport, _ = await loop.connect_write_pipe(lambda: self._requests_pipe, requests)
         self._requests = transport
         self._pipes.append(transport)
-        replies = _Pipe(self._replies_data, self._replies_end)
+        replies = Pipe(self._replies_data, self._replies_end)
         pipe = os.fdopen(pipes.replies_r, "rb", buffering=0)
         self._pipes.append((await loop.connect_read_pipe(lambda: replies, pipe))[0])
-        output = _Pipe(self._output_data, self._output_end)
+        output = Pipe(self._output_data, self._output_end)
         pipe = os.fdopen(pipes.output_r, "rb", buffering=0)
         self._pipes.append((await loop.connect_read_pipe(lambda: output, pipe))[0])
 
@@ -457,23 +403,3 @@ class Worker:
         for pipe in self._pipes:
             pipe.close()
         self._process.close()
-
-
-def _batch_scheduling(pid: int) -> None:
-    """Run the worker under ``SCHED_BATCH`` (same CPU share, same nice level): a worker woken
-    by a request then waits for the gateway to block instead of preempting it in the middle of
-    its loop iteration. Where handlers and the gateway share a core, the gateway writes every
-    ready request before the workers run, and reads their answers in one wakeup: two process
-    switches per batch of requests instead of two per request (bench/RESULTS.md, "runtime:
-    process"). Set right after the spawn, while the worker has its one thread (threads it
-    starts inherit it)."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux, or the worker is gone
-        os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0))
-
-
-def _ignore(data: bytes) -> None:
-    """Data on the requests pipe's protocol: never (it is written, not read)."""
-
-
-def _nothing() -> None:
-    pass
