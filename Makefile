@@ -110,7 +110,8 @@ bench-quick:
 
 # Instruction counts of the server under valgrind's callgrind (issue 18): fixed workloads, the
 # measured phase only, sockway and raw picows in one run, on the default interpreter and on the
-# oldest supported one (~5-7 min each) -> bench/INSTRUCTIONS.md (appended to bench/RESULTS.md).
+# oldest supported one (~7-9 min each, of which ~2 the `runtime: process` row, workers counted
+# too) -> bench/INSTRUCTIONS.md (appended to bench/RESULTS.md).
 bench-instructions: install $(if $(SECOND),$(SECOND)/bin/.sockway-installed)
 	$(BIN)/python bench/instructions.py $(ARGS)
 	$(if $(SECOND),$(SECOND)/bin/python bench/instructions.py $(ARGS))

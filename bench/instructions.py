@@ -21,6 +21,13 @@ Workloads (the same for sockway and raw picows, ``bench/refservers.py``, in one 
   (200 per connection, closed loop, every answer checked byte for byte): instructions per
   request. sockway: the websocket API's ``echo`` route, an in-process ``async def`` handler
   (``bench/sockway-bench.yaml``); picows: its ``/echo``.
+- ``process``: the same echo through worker processes (``runtime: process``, route
+  ``echo_process``): 10 connections (``--process-clients``: each keeps a worker busy, and each
+  worker runs under callgrind too, ``--trace-children=yes``), 20 warm-up round trips each (the
+  workers' cold starts), then 2,000 requests (``--process-requests``). The gateway's and the
+  workers' instructions are counted apart (every worker switched on and dumped by its pid) and
+  reported per request, with their sum, against picows' echo. Under callgrind a cold start
+  takes longer than Lambda's 10 s init limit, so this row's gateway runs with a longer one.
 - ``fanout``: 1,000 (then 5,000) subscribers, 10 warm-up publications each delivered to all of
   them, then 200 (40) publications, each published once the previous one reached every
   subscriber — 200,000 measured deliveries either way: instructions per delivered message.
@@ -61,6 +68,22 @@ MARKER = b"@T"
 OUT = HERE / "INSTRUCTIONS.md"
 FANOUT_SYSTEMS = ["sockway", "sockway-events", "sockway-pusher", "picows"]
 ECHO_SYSTEMS = ["sockway", "picows"]
+PROCESS_SYSTEMS = ["sockway-process"]  # echo through worker processes; picows: the echo row
+# Under callgrind a worker's cold start takes ~3 s alone, and the 10 of the warm-up share one
+# core: more than Lambda's 10 s init limit. The process row's gateway runs with a longer one
+# (set before ``sockway serve`` starts; nothing else differs).
+LONG_INIT = (
+    "import runpy, sys; import sockway.runtimes.process as p; p.INIT_TIMEOUT_S = 900.0; "
+    "sys.argv[0] = 'sockway'; runpy.run_module('sockway', run_name='__main__')"
+)
+
+
+def _long_init(system: System) -> System:
+    """``system`` (``python -m sockway serve …``) with the longer init limit."""
+    at = system.cmd.index("-m")
+    return replace(system, cmd=[*system.cmd[:at], "-c", LONG_INIT, *system.cmd[at + 2 :]])
+
+
 DOORS = {"sockway": "websocket API", "sockway-events": "AppSync Events", "sockway-pusher": "Pusher"}
 BARS = {"echo": 2.0, "fanout": 1.1}  # issue 18: ratio to picows, per request / per message
 
@@ -68,8 +91,9 @@ BARS = {"echo": 2.0, "fanout": 1.1}  # issue 18: ratio to picows, per request / 
 class Callgrind:
     """One server process under callgrind, instrumentation off until ``measure_on``."""
 
-    def __init__(self, system: System, label: str, outdir: Path) -> None:
+    def __init__(self, system: System, label: str, outdir: Path, *, children: bool = False) -> None:
         self.system = system
+        self.children = children
         self.port = harness.free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.outdir = outdir
@@ -84,6 +108,7 @@ class Callgrind:
             "--dump-line=no",
             "--collect-systime=yes",
             f"--callgrind-out-file={outdir}/{label}.%p",
+            *(["--trace-children=yes"] if children else []),
         ]
         self.proc = subprocess.Popen(
             harness.pinned(harness.SERVER_CPU, [*vg, *cmd]),
@@ -118,22 +143,46 @@ class Callgrind:
                 return pid
         raise RuntimeError("callgrind_control does not see the server")
 
-    def _control(self, *args: str) -> None:
-        subprocess.run(["callgrind_control", *args, str(self.pid)], check=True, capture_output=True)
+    def workers(self) -> list[int]:
+        """The server's child processes (``children``: handler workers, each under callgrind)."""
+        return [p for p in harness.descendants(self.pid) if p != self.pid]
 
     def measure_on(self) -> None:
-        self._control("-i", "on")
+        for pid in [self.pid, *(self.workers() if self.children else [])]:
+            self._control("-i", "on", pid=pid)
 
-    def dump(self) -> dict[str, int]:
+    def _control(self, *args: str, pid: int | None = None) -> None:
+        subprocess.run(
+            ["callgrind_control", *args, str(pid or self.pid)], check=True, capture_output=True
+        )
+
+    def dump_workers(self) -> dict[str, int]:
+        """The summed counters of every child process (dumped one after the other)."""
+        total: dict[str, int] = {}
+        for pid in self.workers():
+            for k, v in self.dump(pid).items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def dump(self, pid: int | None = None) -> dict[str, int]:
         """Dump now; the totals of what ran since instrumentation went on: ``Ir`` and
         ``sysCount`` (syscalls), and ``clock`` of them ``clock_gettime`` (a vDSO call outside
         valgrind, a syscall under it: counted apart, not as kernel work)."""
-        before = set(self.outdir.glob(f"{self.label}.*"))
-        self._control("-d")
+        base = f"{self.label}.{pid or self.pid}"
+
+        def files() -> set[Path]:
+            return {
+                p
+                for p in self.outdir.glob(base + "*")
+                if p.name == base or p.name.startswith(base + ".")
+            }
+
+        before = files()
+        self._control("-d", pid=pid)
         deadline = time.monotonic() + 60
         seen: dict[Path, str] = {}
         while time.monotonic() < deadline:
-            new = [p for p in self.outdir.glob(f"{self.label}.*") if p not in before]
+            new = [p for p in files() if p not in before]
             for path in new:
                 text = path.read_text(errors="replace")
                 # callgrind may still be writing the file: only a complete, newline-ended
@@ -250,11 +299,16 @@ async def echo_trial(
     )
     seconds = time.monotonic() - t0
     counters = srv.dump()
+    workers = srv.dump_workers() if srv.children else None
     for t, _ in conns:
         with contextlib.suppress(Exception):
             t.disconnect()
     ops = state["answered"]
-    return {"ops": ops, "wrong": state["wrong"], **_per_op(counters, ops), "s": seconds}
+    row = {"ops": ops, "wrong": state["wrong"], **_per_op(counters, ops), "s": seconds}
+    if workers is not None:  # runtime: process: the workers' share, reported beside
+        row["workers"] = len(srv.workers())
+        row.update({f"workers_{k}": v for k, v in _per_op(workers, ops).items()})
+    return row
 
 
 async def fanout_trial(
@@ -423,16 +477,20 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name = {"echo": "two-way round trip, in-process handler, per request"}.get(
-            r["scenario"], f"fan-out N={r.get('n', 0):,}, per delivered message"
-        )
+        name = {
+            "echo": "two-way round trip, in-process handler, per request",
+            "process": "two-way round trip, `runtime: process`, per request",
+        }.get(r["scenario"], f"fan-out N={r.get('n', 0):,}, per delivered message")
         if "ir" not in r:
             lines.append(f"| {name} | {r['system']} | ERROR {r.get('error')} | | | | | |")
             continue
-        door = DOORS.get(r["system"].removesuffix("-base"), r["system"])
+        door = DOORS.get(r["system"].removesuffix("-base").removesuffix("-process"), r["system"])
         if r["system"].endswith("-base"):
             door += " (baseline)"
         sys_cols = f"{r['syscalls_per_op']:.3g} | {r['clock_reads_per_op']:.3g}"
+        if r["scenario"] == "process":
+            lines += _process_rows(name, door, r, ref.get(("echo", None)))
+            continue
         base = ref.get((r["scenario"], r.get("n")))
         if r["system"] == "picows" or base is None:
             lines.append(f"| {name} | {door} | {_fmt(r['ir_per_op'])} | - | - | - | {sys_cols} |")
@@ -453,19 +511,41 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         if "ir" not in r:
             continue
         check = (
-            f"wrong replies {r['wrong']}"
-            if r["scenario"] == "echo"
+            f"wrong replies {r['wrong']}" + (f", {r['workers']} workers" if "workers" in r else "")
+            if r["scenario"] in ("echo", "process")
             else f"delivered {r['ops']:,} of {r['expected']:,}, "
             f"publish errors {r['publish_errors']}"
         )
+        workers_ir = f" + workers {r['workers_ir']:,}" if "workers_ir" in r else ""
         lines.append(
             f"| {r['scenario']} {r.get('n', '')} {r['system']} | {r['ops']:,} | {check} "
-            f"| {r['ir']:,} "
+            f"| {r['ir']:,}{workers_ir} "
             f"| {r['s']:.0f} |"
         )
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     lines += ["", f"Versions: {versions}.", ""]
     return "\n".join(lines)
+
+
+def _process_rows(
+    name: str, door: str, r: dict[str, Any], picows: dict[str, Any] | None
+) -> list[str]:
+    """The gateway, its workers and both together, each against picows' echo (no bar: the
+    issue asks to report it and halve it)."""
+    out = []
+    for part, key in (("gateway", ""), ("workers", "workers_"), ("total", "total")):
+        if key == "total":
+            ir = r["ir_per_op"] + r["workers_ir_per_op"]
+            sys_cols = (
+                f"{r['syscalls_per_op'] + r['workers_syscalls_per_op']:.3g} | "
+                f"{r['clock_reads_per_op'] + r['workers_clock_reads_per_op']:.3g}"
+            )
+        else:
+            ir = r[f"{key}ir_per_op"]
+            sys_cols = f"{r[f'{key}syscalls_per_op']:.3g} | {r[f'{key}clock_reads_per_op']:.3g}"
+        ratio = f"{ir / picows['ir_per_op']:.2f}x" if picows else "-"
+        out.append(f"| {name} | {door}, {part} | {_fmt(ir)} | {ratio} | report | - | {sys_cols} |")
+    return out
 
 
 def write_section(section: str, python: str) -> None:
@@ -487,10 +567,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--only", default="echo,fanout", help="comma list: echo, fanout")
+    ap.add_argument(
+        "--only", default="echo,process,fanout", help="comma list: echo, process, fanout"
+    )
     ap.add_argument("--systems", help="comma list: only these servers")
     ap.add_argument("--requests", type=int, default=20_000, help="echo: measured requests")
     ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument(
+        "--process-requests", type=int, default=2_000, help="process: measured requests"
+    )
+    ap.add_argument(
+        "--process-clients",
+        type=int,
+        default=10,
+        help="process: clients, hence worker processes (each one under callgrind too)",
+    )
     ap.add_argument(
         "--subscribers",
         default="1000,5000",
@@ -508,7 +599,8 @@ def main() -> None:
     systems = dict(SYSTEMS)
     plan: list[tuple[str, int, str]] = []
     sizes = [int(n) for n in args.subscribers.split(",")]
-    rows_of = [("echo", 0, ECHO_SYSTEMS)] + [("fanout", n, FANOUT_SYSTEMS) for n in sizes]
+    rows_of = [("echo", 0, ECHO_SYSTEMS), ("process", 0, PROCESS_SYSTEMS)]
+    rows_of += [("fanout", n, FANOUT_SYSTEMS) for n in sizes]
     for scen, size, names in rows_of:
         if scen not in only:
             continue
@@ -546,16 +638,28 @@ def main() -> None:
             row: dict[str, Any] = {"scenario": scen, "system": name}
             srv = None
             try:
-                srv = Callgrind(systems[name], f"{scen}{size or ''}-{name}", outdir)
+                system = systems[name]
+                srv = Callgrind(
+                    _long_init(system) if scen == "process" else system,
+                    f"{scen}{size or ''}-{name}",
+                    outdir,
+                    children=scen == "process",
+                )
                 if scen == "echo":
                     per = max(1, args.requests // args.clients)
                     coro = echo_trial(srv, args.clients, 20, per, args.timeout)
+                elif scen == "process":
+                    per = max(1, args.process_requests // args.process_clients)
+                    coro = echo_trial(srv, args.process_clients, 20, per, args.timeout)
                 else:
                     pubs = max(1, args.deliveries // size)
                     coro = fanout_trial(srv, size, 10, pubs, args.timeout)
                 row.update(uvloop.run(coro))
+                workers = (
+                    f" + workers {row['workers_ir_per_op']:,.0f}" if "workers_ir" in row else ""
+                )
                 print(
-                    f"{row['ir_per_op']:>12,.0f} Ir/op  ({time.monotonic() - t0:.0f} s)",
+                    f"{row['ir_per_op']:>12,.0f} Ir/op{workers}  ({time.monotonic() - t0:.0f} s)",
                     flush=True,
                 )
             except Exception as exc:

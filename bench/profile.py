@@ -1,6 +1,7 @@
 """Profile the gateway under one benchmark load with py-spy; print where its time goes.
 
-    python bench/profile.py {fanout,fanout-events,fanout-pusher,echo,connect,post} [--seconds 4]
+    python bench/profile.py {fanout,fanout-events,fanout-pusher,echo,echo-process,connect,post}
+        [--seconds 4] [--subprocesses]
 
 Starts ``sockway serve --config bench/sockway-bench.yaml`` pinned to CPU 0, the load on CPU 1
 (as ``run.py`` does), samples the gateway at 200 Hz for ``--seconds`` while the load runs, and
@@ -79,6 +80,23 @@ LOADS = {
             '{"action":"echo","t":"{}"}',
         ),
     ],
+    # The same through worker processes (``runtime: process``): 100 workers start cold in the
+    # warm-up (as run.py's sockway-process); --subprocesses also samples the workers.
+    "echo-process": lambda url: [
+        Load(
+            "echo",
+            "--url",
+            url + "/bench",
+            "--n",
+            100,
+            "--duration",
+            20,
+            "--warmup",
+            12,
+            "--template",
+            '{"action":"echo_process","t":"{}"}',
+        ),
+    ],
     "connect": lambda url: [
         # 18,000 opens take ~5 s here: the sampling window sees opens only (closes come after).
         Load("connect", "--url", url + "/bench", "--n", 18000, "--concurrency", 100),
@@ -132,6 +150,9 @@ def main() -> None:
     ap.add_argument("scenario", choices=sorted(LOADS))
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument(
+        "--subprocesses", action="store_true", help="also sample the gateway's handler workers"
+    )
     a = ap.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     (HERE / "results").mkdir(exist_ok=True)
@@ -148,7 +169,7 @@ def main() -> None:
                 ld.ready()
                 if a.scenario == "connect":
                     ld.tell("go")
-        time.sleep(0.2 if a.scenario == "connect" else 1.0)
+        time.sleep({"connect": 0.2, "echo-process": 13.0}.get(a.scenario, 1.0))
         subprocess.run(
             [
                 spy,
@@ -164,6 +185,7 @@ def main() -> None:
                 "-o",
                 str(out),
                 "--nonblocking",
+                *(["--subprocesses"] if a.subprocesses else []),
             ],
             check=True,
             capture_output=True,

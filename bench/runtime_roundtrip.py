@@ -87,7 +87,7 @@ async def _measure(gw: Gateway, stage: str, n: int) -> dict[str, float]:
         calls.append((time.perf_counter() - t0) * 1e6)
     workers = getattr(integration, "_idle", [])
     if workers:  # resident memory of one warm worker (process runtime only)
-        status = Path(f"/proc/{workers[0].proc.pid}/status").read_text()
+        status = Path(f"/proc/{workers[0].pid}/status").read_text()
         out["worker_rss_mb"] = int(status.split("VmRSS:")[1].split()[0]) / 1024
     out["rtt_p50_us"] = statistics.median(rtt)
     out["rtt_p99_us"] = _pct(rtt, 0.99)

@@ -114,3 +114,32 @@ def test_instruction_counts_of_a_tiny_workload(tmp_path: Path) -> None:
         else:
             assert row["ops"] == row["expected"] == 100 and row["publish_errors"] == 0
     assert "| two-way round trip" in run.stdout
+
+
+@pytest.mark.timeout(300)
+def test_instruction_counts_of_the_process_runtime(tmp_path: Path) -> None:
+    """bench/instructions.py's ``process`` row: the gateway and each of its worker processes
+    under callgrind, both counted over exactly the measured requests (workers apart)."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "instructions.py"),
+            *("--only", "process", "--process-clients", "2", "--process-requests", "40"),
+            "--no-write",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
+    (row,) = [json.loads(x) for x in Path(raw).read_text().splitlines()[1:]]
+    assert "error" not in row, row["error"]
+    assert (row["scenario"], row["system"], row["ops"], row["wrong"]) == (
+        "process",
+        "sockway-process",
+        40,
+        0,
+    )
+    assert row["workers"] == 2 and row["ir"] > 0 and row["workers_ir"] > 0
+    assert "websocket API, workers" in run.stdout

@@ -277,3 +277,54 @@ async def test_a_huge_output_line_does_not_break_the_worker(
         await pools.aclose()
     assert "longer than 256 KiB was dropped" in caplog.text
     assert "[loud] [req-1] after" in caplog.text
+
+
+async def test_output_is_logged_before_end_and_report_without_a_marker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README "Handler runtimes" (logs): every line the handler wrote, the last one without
+    its newline too, comes before END/REPORT, and REPORT has the worker's peak memory."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    source = (
+        "import os, sys\n"
+        "def h(e, c):\n"
+        "    print('first')\n"
+        "    os.write(2, b'from fd 2\\n')\n"
+        "    print('no newline', end='')\n"
+        "    return 1\n"
+    )
+    code = write_handlers(tmp_path / "code", {"quiet.py": source})
+    pools = WorkerPools(reload=False)
+    try:
+        fn = pools.build(FunctionSpec(ref="quiet.h", function_name="quiet", code_dir=code))
+        for n in range(3):
+            assert await fn.invoke({}, Invocation(f"req-{n}", 10)) == 1
+    finally:
+        await pools.aclose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "sockway.function"]
+    for n in range(3):
+        mine = [line for line in lines if f"req-{n}" in line]
+        assert mine[1:] == [
+            f"[quiet] [req-{n}] first",
+            f"[quiet] [req-{n}] from fd 2",
+            f"[quiet] [req-{n}] no newline",
+            f"[quiet] END RequestId: req-{n}",
+            mine[-1],
+        ], mine
+        assert mine[0].startswith(f"[quiet] START RequestId: req-{n}")
+        assert "Max Memory Used: " in mine[-1] and "Max Memory Used: 0 MB" not in mine[-1]
+
+
+async def test_workers_run_under_batch_scheduling(tmp_path: Path) -> None:
+    """README "Handler runtimes" (scheduling): a worker does not preempt the gateway."""
+    source = "import os\ndef h(e, c):\n    return os.sched_getscheduler(0)\n"
+    code = write_handlers(tmp_path / "code", {"policy.py": source})
+    pools = WorkerPools(reload=False)
+    try:
+        fn = pools.build(FunctionSpec(ref="policy.h", function_name="policy", code_dir=code))
+        assert await fn.invoke({}, call()) == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the gateway keeps its own
+    finally:
+        await pools.aclose()

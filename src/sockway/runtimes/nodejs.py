@@ -41,14 +41,9 @@ from typing import TYPE_CHECKING, Any
 from sockway.runtimes.environment import dev_ca_bundle_path
 from sockway.runtimes.inprocess import HandlerLoadError
 from sockway.runtimes.node_sdk import NodejsSettings, NodeNotFound, ensure_aws_sdk, find_executable
+from sockway.runtimes.pipes import Pipes
 from sockway.runtimes.process import ProcessIntegration, WorkerPools
-from sockway.runtimes.worker import (
-    LOG_FLUSH_WAIT_S,
-    MAX_LOG_LINE_BYTES,
-    LogLine,
-    Worker,
-    WorkerExited,
-)
+from sockway.runtimes.worker import LogLine, Worker, WorkerExited
 
 if TYPE_CHECKING:
     from sockway.runtimes.factory import FunctionSpec
@@ -186,7 +181,6 @@ class NodeWorker(Worker):
 
     out_of_memory = False
     exiting = False
-    _transport: asyncio.BaseTransport | None = None
 
     @classmethod
     async def start(
@@ -202,44 +196,18 @@ class NodeWorker(Worker):
         generation: int,
         log_line: LogLine,
     ) -> NodeWorker:
-        replies_r, replies_w = os.pipe()
+        pipes = Pipes()
         old_space = max(32, int(memory_mb * HEAP_SHARE))
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                node,
-                f"--max-old-space-size={old_space}",
-                str(BOOTSTRAP),
-                str(replies_w),
-                str(code_dir or ""),
-                ref,
-                mode,
-                str(sdk_dir.resolve() / "node_modules"),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,  # fd 1 and fd 2: the handler's output
-                pass_fds=(replies_w,),
-                env=env,
-                cwd=str(code_dir) if code_dir is not None else None,
-                start_new_session=True,  # own process group: killpg ends its children too
-                limit=MAX_LOG_LINE_BYTES,
-            )
-        except BaseException:
-            os.close(replies_r)
-            raise
-        finally:
-            os.close(replies_w)
-        limit = (memory_mb + NODE_OVERHEAD_MB) * 1024 * 1024
-        with contextlib.suppress(OSError, ValueError):  # already gone: reported at its init
-            _, hard = resource.prlimit(proc.pid, resource.RLIMIT_DATA)
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-            resource.prlimit(proc.pid, resource.RLIMIT_DATA, (limit, hard))
-        loop = asyncio.get_running_loop()
-        replies = asyncio.StreamReader(limit=MAX_LOG_LINE_BYTES, loop=loop)
-        pipe = os.fdopen(replies_r, "rb", buffering=0)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(replies, loop=loop), pipe
-        )
+        argv = [
+            node,
+            f"--max-old-space-size={old_space}",
+            str(BOOTSTRAP),
+            str(pipes.replies_w),
+            str(code_dir or ""),
+            ref,
+            mode,
+            str(sdk_dir.resolve() / "node_modules"),
+        ]
         holder: list[NodeWorker] = []
 
         def watch(request_id: str | None, line: str) -> None:
@@ -247,9 +215,24 @@ class NodeWorker(Worker):
                 holder[0].out_of_memory = True
             log_line(request_id, line)
 
-        worker = cls(proc, generation, watch, replies=replies, output=proc.stdout)
-        worker._transport = transport
+        worker = await cls.launch(
+            argv,
+            pipes,
+            generation=generation,
+            log_line=watch,
+            stdout=pipes.output_w,  # fd 1 and fd 2: the handler's output
+            pass_fds=(pipes.replies_w,),
+            env=env,
+            cwd=code_dir,
+        )
+        assert isinstance(worker, NodeWorker)
         holder.append(worker)
+        limit = (memory_mb + NODE_OVERHEAD_MB) * 1024 * 1024
+        with contextlib.suppress(OSError, ValueError):  # already gone: reported at its init
+            _, hard = resource.prlimit(worker.pid, resource.RLIMIT_DATA)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.prlimit(worker.pid, resource.RLIMIT_DATA, (limit, hard))
         return worker
 
     @property
@@ -262,20 +245,13 @@ class NodeWorker(Worker):
         except WorkerExited as exc:
             if exc.error_type == "Runtime.ExitError":
                 # V8 prints why it aborted on stderr: read it before naming the cause.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(LOG_FLUSH_WAIT_S):
-                        await asyncio.shield(self._logs)
+                await self.output_closed()
                 if self.out_of_memory:
                     raise WorkerExited(exc.reason, "Runtime.OutOfMemory") from None
             raise
         if message.get("exiting"):
             self.exiting = True  # answered, then ends (uncaught error): not reused
         return message
-
-    async def reap(self) -> None:
-        await super().reap()
-        if self._transport is not None:
-            self._transport.close()
 
 
 __all__ = ["NodeIntegration", "NodeNotFound", "NodeRuntime", "check_node_handler_ref"]

@@ -132,6 +132,7 @@ class ProcessIntegration:
         self._generation = 0
         self._closed = False
         self._reaping: set[asyncio.Task[None]] = set()
+        self._arn = spec.function_arn
 
     @property
     def function_name(self) -> str:
@@ -142,52 +143,63 @@ class ProcessIntegration:
             raise InvocationError("ServiceException", f"{self.function_name} is shut down")
         if self._inflight >= self._limit:
             raise InvocationError("TooManyRequestsException", "Rate Exceeded.")
+        # One coroutine per invocation (no inner one for the body): this path runs per
+        # message of a two-way route (bench/RESULTS.md, "runtime: process").
         self._inflight += 1
+        rid = invocation.request_id
         try:
-            return await self._invoke(event, invocation)
+            worker = self._warm()
+            cold = worker is None
+            if worker is None:
+                worker = await self._start(rid)
+            logged = log.isEnabledFor(logging.INFO)
+            if logged:
+                self._log(None, f"START RequestId: {rid} Version: $LATEST")
+            worker.request_id = rid
+            request = {
+                "requestId": rid,
+                "event": event,
+                "timeoutMs": int(invocation.timeout_s * 1000),
+                "arn": self._arn,
+                # the peak memory is read (a /proc read in the worker) only for REPORT
+                "reportMemory": logged,
+            }
+            started = time.monotonic()
+            status = ""
+            try:
+                # A deadline on the loop's wheel, not wait_for: no Task nor timer per
+                # invocation (as the in-process runtime; bench/ANALYSIS.md "process runtime").
+                async with deadline(invocation.timeout_s):
+                    reply = await worker.call(request)
+            except TimeoutError:
+                worker.kill()
+                status = "Status: timeout"
+                self._log(rid, f"Task timed out after {invocation.timeout_s:.2f} seconds")
+                raise InvocationTimeout(
+                    f"{self.function_name} timed out after {invocation.timeout_s:g} s"
+                ) from None
+            except WorkerExited as exc:
+                status = f"Status: error\tError Type: {exc.error_type}"
+                if exc.error_type == "Runtime.OutOfMemory":
+                    worker.max_memory_mb = max(worker.max_memory_mb, self._spec.memory_mb)
+                raise InvocationError(
+                    exc.error_type, f"RequestId: {rid} Error: {exc.reason}"
+                ) from None
+            except BaseException:
+                worker.kill()  # cancelled mid-invocation: the worker's state is unknown
+                status = "Status: error"
+                raise
+            finally:
+                duration_ms = (time.monotonic() - started) * 1000
+                if status:
+                    await worker.output_closed()  # the rest of its output, bounded
+                else:
+                    worker.end_of_answer()  # answered: its output is all in
+                if logged:
+                    self._report(worker, rid, duration_ms, cold, status)
+                self._release(worker, keep=worker.alive and not status)
         finally:
             self._inflight -= 1
-
-    async def _invoke(self, event: dict[str, Any], invocation: Invocation) -> Any:
-        rid = invocation.request_id
-        worker, cold = await self._acquire(rid)
-        if log.isEnabledFor(logging.INFO):
-            self._log(None, f"START RequestId: {rid} Version: $LATEST")
-        worker.request_id = rid
-        request = {
-            "requestId": rid,
-            "event": event,
-            "timeoutMs": int(invocation.timeout_s * 1000),
-            "arn": self._spec.function_arn,
-        }
-        started = time.monotonic()
-        status = ""
-        try:
-            # A deadline on the loop's wheel, not wait_for: no Task nor timer per invocation
-            # (as the in-process runtime; bench/ANALYSIS.md "process runtime").
-            async with deadline(invocation.timeout_s):
-                reply = await worker.call(request)
-        except TimeoutError:
-            worker.kill()
-            status = "Status: timeout"
-            self._log(rid, f"Task timed out after {invocation.timeout_s:.2f} seconds")
-            raise InvocationTimeout(
-                f"{self.function_name} timed out after {invocation.timeout_s:g} s"
-            ) from None
-        except WorkerExited as exc:
-            status = f"Status: error\tError Type: {exc.error_type}"
-            if exc.error_type == "Runtime.OutOfMemory":
-                worker.max_memory_mb = max(worker.max_memory_mb, self._spec.memory_mb)
-            raise InvocationError(exc.error_type, f"RequestId: {rid} Error: {exc.reason}") from None
-        except BaseException:
-            worker.kill()  # cancelled mid-invocation: the worker's state is unknown
-            status = "Status: error"
-            raise
-        finally:
-            duration_ms = (time.monotonic() - started) * 1000
-            await worker.logs_flushed(answered=not status)
-            self._report(worker, rid, duration_ms, cold, status)
-            self._release(worker, keep=worker.alive and not status)
         if reply.get("type") == "error":
             raise InvocationError(
                 str(reply.get("errorType")),
@@ -196,12 +208,18 @@ class ProcessIntegration:
             )
         return reply.get("payload")
 
-    async def _acquire(self, rid: str) -> tuple[Worker, bool]:
+    def _warm(self) -> Worker | None:
+        """An idle worker of this generation (the one used last: its memory is the likeliest
+        still in the CPU's caches), or ``None``."""
         while self._idle:
             worker = self._idle.pop()
             if worker.alive and worker.generation == self._generation:
-                return worker, False
+                return worker
             self._retire(worker)
+        return None
+
+    async def _start(self, rid: str) -> Worker:
+        """A new worker, through its init phase (a cold start)."""
         try:
             worker = await self._spawn()
         except OSError as exc:  # no processes or file descriptors left: Lambda's service error
@@ -224,7 +242,7 @@ class ProcessIntegration:
                     "Runtime.InitError", f"Init phase timed out after {INIT_TIMEOUT_S:g} s"
                 ) from None
             raise
-        return worker, True
+        return worker
 
     async def _spawn(self) -> Worker:
         """Start one worker of this function (the Node.js runtime starts its own kind)."""
@@ -261,8 +279,7 @@ class ProcessIntegration:
     def _report(
         self, worker: Worker, rid: str, duration_ms: float, cold: bool, status: str
     ) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return  # not built for nobody (two lines of text per invocation)
+        """END and REPORT (built only when INFO is logged: two lines per invocation)."""
         self._log(None, f"END RequestId: {rid}")
         parts = [
             f"REPORT RequestId: {rid}",

@@ -7,17 +7,23 @@ does. The gateway (``runtimes.process``) starts it with the function's environme
 - every message is a 4-byte big-endian length followed by that many bytes of JSON;
 - worker → gateway, once: ``{"type": "ready"}`` after the handler module was imported (the
   init phase), or ``{"type": "init_error", "errorType", "errorMessage", "stackTrace"}``;
-- gateway → worker, per invocation: ``{"requestId", "event", "timeoutMs", "arn"}``;
+- gateway → worker, per invocation: ``{"requestId", "event", "timeoutMs", "arn",
+  "reportMemory"}``;
 - worker → gateway, per invocation: ``{"type": "result", "payload", "maxRssKb"}`` or
   ``{"type": "error", "errorType", "errorMessage", "stackTrace", "maxRssKb"}`` (the shape of
   Lambda's function error), or ``{"type": "oom"}`` just before the worker exits after a
   ``MemoryError`` (Lambda reports ``Runtime.OutOfMemory`` and replaces the environment).
+  ``maxRssKb`` (the peak for REPORT's ``Max Memory Used``) only when ``reportMemory`` asked
+  for it: reading it is a ``/proc`` read, the dearest syscall of an invocation.
 
 The protocol keeps private copies of fd 0 and fd 1; the handler's fd 0 is ``/dev/null`` and its
 fd 1 is fd 2, so ``print``, ``logging`` and output of C extensions all reach the gateway's log
-capture (stderr) and can never corrupt the protocol. After each invocation the worker writes
-``LOG_FLUSHED`` on stderr, so the gateway can print ``END``/``REPORT`` after the handler's last
-line. ``SystemExit`` and ``os._exit`` end the worker: the gateway reports ``Runtime.ExitError``.
+capture (stderr) and can never corrupt the protocol. The worker flushes ``sys.stdout`` and
+``sys.stderr`` before it answers: whatever the handler wrote is in the output pipe before the
+answer is in the replies pipe, which is how the gateway knows the output of an invocation is
+complete when its answer comes (``runtimes.worker``), so it can print ``END``/``REPORT`` after
+the handler's last line. ``SystemExit`` and ``os._exit`` end the worker: the gateway reports
+``Runtime.ExitError``.
 
 ``memory_mb`` is enforced with ``RLIMIT_DATA`` set before the handler is imported (heap, private
 anonymous mappings and thread stacks; not shared libraries or file mappings): an allocation past
@@ -29,16 +35,16 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from typing import Any, BinaryIO
+from typing import Any
+
+import orjson
 
 HEADER = struct.Struct(">I")
-LOG_FLUSHED = b"\x1esockway-log-flushed\n"
 OOM_FRAME = b'{"type":"oom"}'
+READ_SIZE = 65536  # one read takes a whole request of usual size: header and body at once
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    import orjson
-
     body = orjson.dumps(message)
     return HEADER.pack(len(body)) + body
 
@@ -49,18 +55,33 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_message(stream: BinaryIO) -> dict[str, Any] | None:
-    import orjson
+class _Requests:
+    """The gateway's requests, read from ``fd`` in as few reads as they allow."""
 
-    head = stream.read(HEADER.size)
-    if len(head) < HEADER.size:
-        return None  # the gateway closed our stdin: exit quietly
-    (size,) = HEADER.unpack(head)
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    message: dict[str, Any] = orjson.loads(body)
-    return message
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+
+    def _fill(self, size: int) -> bool:
+        """At least ``size`` bytes buffered; ``False`` at the end of the input."""
+        while len(self._buffer) < size:
+            chunk = os.read(self._fd, max(READ_SIZE, size - len(self._buffer)))
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
+
+    def next(self) -> dict[str, Any] | None:
+        """The next request; ``None`` when the gateway closed our stdin (exit quietly)."""
+        if not self._fill(HEADER.size):
+            return None
+        (size,) = HEADER.unpack_from(self._buffer)
+        end = HEADER.size + size
+        if not self._fill(end):
+            return None
+        message: dict[str, Any] = orjson.loads(self._buffer[HEADER.size : end])
+        del self._buffer[:end]
+        return message
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -164,7 +185,7 @@ def _setup_logging() -> None:
 
 
 def main() -> None:
-    protocol_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    protocol_in = _Requests(os.dup(0))
     protocol_out = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -212,7 +233,7 @@ class _PeakRss:
         return int(status[at + 6 : status.index(b"kB", at)])
 
 
-def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
+def _serve(func: Any, protocol_in: _Requests, protocol_out: int) -> None:
     import inspect
     import time
 
@@ -220,10 +241,13 @@ def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
 
     oom = HEADER.pack(len(OOM_FRAME)) + OOM_FRAME  # built before any handler runs
     peak_rss_kb = _PeakRss()
+    # Lambda sets these once per execution environment: read once, not per invocation.
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     memory = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+    log_group = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+    log_stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
     while True:
-        request = _read_message(protocol_in)
+        request = protocol_in.next()
         if request is None:
             return
         context = LambdaContext(
@@ -232,8 +256,8 @@ def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
             invoked_function_arn=request["arn"],
             memory_limit_in_mb=memory,
             deadline_monotonic=time.monotonic() + request["timeoutMs"] / 1000,
-            log_group_name=os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
-            log_stream_name=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
+            log_group_name=log_group,
+            log_stream_name=log_stream,
         )
         try:
             result = func(request["event"], context)
@@ -244,19 +268,18 @@ def _serve(func: Any, protocol_in: BinaryIO, protocol_out: int) -> None:
             reply: dict[str, Any] = {"type": "result", "payload": result}
         except MemoryError:
             result = None
-            _write_all(2, LOG_FLUSHED)
             _write_all(protocol_out, oom)
             os._exit(1)
         except Exception as exc:
             reply = {"type": "error", **_error(exc)}
-        sys.stdout.flush()
+        sys.stdout.flush()  # the handler's output goes before the answer (module docstring)
         sys.stderr.flush()
-        reply["maxRssKb"] = peak_rss_kb()
+        if request.get("reportMemory", True):
+            reply["maxRssKb"] = peak_rss_kb()
         try:
             frame = encode(reply)
         except (TypeError, ValueError) as exc:  # the result is not JSON-serialisable
             frame = encode({"type": "error", **_error(exc, "Runtime.MarshalError")})
-        _write_all(2, LOG_FLUSHED)
         _write_all(protocol_out, frame)
 
 

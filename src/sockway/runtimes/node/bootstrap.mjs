@@ -4,12 +4,14 @@
 //   node bootstrap.mjs REPLY_FD CODE_DIR HANDLER MODE SDK_NODE_MODULES
 //
 // Protocol (the process runtime's, runtimes/worker_main.py): every message is a 4-byte
-// big-endian length and that many bytes of JSON. Requests {requestId, event, timeoutMs, arn}
-// arrive on fd 0 and are read synchronously between invocations, so the handler's leftover
-// timers wait for the next invocation as in a frozen Lambda environment. Answers go to
-// REPLY_FD: {type: "ready"} | {type: "init_error", ...} once, then per invocation
-// {type: "result", payload} or {type: "error", errorType, errorMessage, stackTrace}, with
-// maxRssKb. fd 1 and fd 2 carry the handler's output; LOG_FLUSHED on fd 2 precedes each answer.
+// big-endian length and that many bytes of JSON. Requests {requestId, event, timeoutMs, arn,
+// reportMemory} arrive on fd 0 and are read synchronously between invocations, so the
+// handler's leftover timers wait for the next invocation as in a frozen Lambda environment.
+// Answers go to REPLY_FD: {type: "ready"} | {type: "init_error", ...} once, then per
+// invocation {type: "result", payload} or {type: "error", errorType, errorMessage,
+// stackTrace}, with maxRssKb when reportMemory asked for it. fd 1 and fd 2 carry the
+// handler's output, written synchronously (pipes on Linux) and so before the answer: when
+// the answer comes, the gateway has the invocation's output (runtimes/worker.py).
 //
 // MODE "lambda": HANDLER is Lambda's "[dir/]file.export[.nested]", loaded as Lambda's Node.js
 // runtime does (file.js — CommonJS, or an ES module under "type": "module" —, file.mjs,
@@ -31,7 +33,6 @@ import { pathToFileURL } from 'node:url';
 const [replyFdArg, codeDir, handlerRef, mode, sdkModules] = process.argv.slice(2);
 const REPLY_FD = Number(replyFdArg);
 const TASK_ROOT = codeDir || process.cwd();
-const LOG_FLUSHED = Buffer.from('\x1esockway-log-flushed\n');
 const FUNCTION_NAME = process.env.AWS_LAMBDA_FUNCTION_NAME ?? '';
 const MEMORY = process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ?? '128';
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -309,8 +310,10 @@ async function loadLambdaHandler(ref) {
 let handler;
 let active = null; // the running invocation: {done, reply (waiting for the loop), finish}
 
+let reportMemory = true; // the running invocation's request asked for maxRssKb (REPORT)
+
 function answer(reply, exiting = false) {
-  reply.maxRssKb = peakRssKb();
+  if (reportMemory) reply.maxRssKb = peakRssKb();
   if (exiting) reply.exiting = true;
   let json;
   try {
@@ -318,7 +321,6 @@ function answer(reply, exiting = false) {
   } catch (err) {
     json = JSON.stringify({ ...errorReply(err, 'Runtime.MarshalError'), maxRssKb: reply.maxRssKb });
   }
-  writeAll(2, LOG_FLUSHED);
   writeAll(REPLY_FD, frame(json));
 }
 
@@ -332,6 +334,7 @@ function invoke(request) {
   const invocation = { done: false, reply: null, called: false };
   active = invocation;
   currentRequestId = request.requestId;
+  reportMemory = request.reportMemory ?? true;
   const deadline = Date.now() + request.timeoutMs;
   invocation.finish = (reply) => {
     if (invocation.done) return;
