@@ -6,7 +6,7 @@ A connection whose first request is the upgrade arrives through the listener's s
 (``transport/picows_ws.py``); an upgrade that follows other requests on a keep-alive connection
 reaches aiohttp's handler ``handle_upgrade``. Both run the same admission (``_admit``: the
 REQUEST authorizer, then ``$connect``) and hand the accepted connection to the same connection
-logic (``runtime.ApiConnection``). A refused upgrade is an HTTP answer, as on AWS.
+logic (``connection.ApiConnection``). A refused upgrade is an HTTP answer, as on AWS.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ from sockway.transport.aiohttp_ws import (
 from sockway.transport.picows_ws import PicowsConnection, refuse_upgrade, start_websocket
 from sockway.transport.upgrade_head import RequestHead
 from sockway.websocket.authorizer import decide, identity_present
+from sockway.websocket.connection import ApiConnection
 from sockway.websocket.events import (
     ConnectionFacts,
     UpgradeRequest,
     authorizer_event,
     connect_event,
 )
-from sockway.websocket.runtime import ApiConnection, ApiRuntime
+from sockway.websocket.runtime import ApiRuntime
 from sockway.websocket.settings import AuthorizerSpec
 
 log = logging.getLogger("sockway.apigw")

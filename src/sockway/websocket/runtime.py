@@ -1,12 +1,11 @@
 """A configured ``type: websocket`` API serving its open connections (apigw spec §3.1, §3.4, §6,
 §7).
 
-``ApiRuntime`` holds the API's routes and integrations; ``ApiConnection`` is one open
-connection's logic on either transport (the ``MessageHandler`` of ``transport/picows_ws.py``):
-each text message is routed and its integration invoked, failures become the frames AWS sends,
-and ``$disconnect`` runs once the connection has ended. Admission (authorizer, ``$connect``) is
-in ``handshake.py``; event shapes and routing come from the pure modules ``events`` and
-``routing``.
+``ApiRuntime`` holds the API's routes and integrations: each text message an open connection
+(``websocket/connection.py``) hands it is routed and its integration invoked, failures become
+the frames AWS sends, and ``$disconnect`` runs once the connection has ended. Admission
+(authorizer, ``$connect``) is in ``handshake.py``; event shapes and routing come from the pure
+modules ``events`` and ``routing``.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ from sockway.observability.metrics import Metrics
 from sockway.observability.tap import Activity, Tap, invocation
 from sockway.runtimes import output
 from sockway.runtimes.base import Integration, Invocation, InvocationError, InvocationTimeout
-from sockway.transport.eager import start_message
-from sockway.transport.handler import Hold, Sink, until_closed
+from sockway.transport.handler import Sink, until_closed
 from sockway.websocket import wire
 from sockway.websocket.events import ApiIdentity, ConnectionFacts, disconnect_event, message_event
 from sockway.websocket.routing import SelectionExpression, select_route
@@ -42,60 +40,6 @@ class Route:
     integration: Integration
     route_response: bool
     timeout_s: float
-
-
-class ApiConnection:
-    """One open connection of a websocket API, on either transport (``MessageHandler``):
-    each text message dispatched (§3.1), binary data refused (§6), then ``$disconnect`` with
-    how the connection ended (§3.4)."""
-
-    __slots__ = ("_loop", "_runtime", "client_close", "conn", "facts", "sink")
-
-    def __init__(self, runtime: ApiRuntime, conn: Connection, facts: ConnectionFacts) -> None:
-        self._loop = asyncio.get_running_loop()  # once, not per message (a syscall on 3.11)
-        self._runtime = runtime
-        self.conn = conn
-        self.facts = facts
-        self.sink: Sink | None = None
-        self.client_close: tuple[int, str] | None = None
-
-    def opened(self, sink: Sink, hold: Hold) -> None:
-        self.sink = sink
-        self._runtime._opened(self.conn, sink)
-
-    def message(self, data: str | bytes) -> asyncio.Task[None] | None:
-        """Each text message runs on its own task, so one connection's messages run
-        concurrently, as on AWS (up to ``max_inflight_messages``); started eagerly on 3.12+
-        (``transport/eager.py``): ``None`` when it finished without suspending."""
-        if isinstance(data, bytes):
-            assert self.sink is not None
-            self.sink.close(wire.CLOSE_UNSUPPORTED_DATA, wire.REASON_BINARY)  # §6: → 1003
-            return None
-        runtime = self._runtime
-        conn = self.conn
-        conn.last_active_ms = now_ms = runtime.node.now_ms()
-        runtime._messages_in.inc()
-        task = start_message(runtime._dispatch(conn, self.facts, data, now_ms), self._loop)
-        if task is not None:
-            runtime.inflight.add(task)
-        return task
-
-    def client_closed(self, code: int, reason: str) -> None:
-        if code == wire.CLOSE_NO_STATUS:
-            reason = wire.REASON_NO_STATUS
-        self.client_close = (code, reason)
-
-    def closed(self, failure: tuple[int, str] | None) -> None:
-        """``$disconnect``'s status and reason: ours if we closed, the transport's for a
-        protocol violation, else the client's, else 1006."""
-        assert self.sink is not None
-        cause = (
-            self.sink.close_cause
-            or failure
-            or self.client_close
-            or (wire.CLOSE_ABNORMAL, wire.REASON_ABNORMAL)
-        )
-        self._runtime._ended(self, cause)
 
 
 @dataclass
@@ -124,7 +68,7 @@ class ApiRuntime:
         self.route_keys = frozenset(self.routes)
         # Per-message counters bound once: ``labels()`` builds a key each call (~1 µs with
         # prometheus_client's lock, three times per two-way message).
-        self._messages_in = self.metrics.messages_in.labels(self.name)
+        self.messages_in = self.metrics.messages_in.labels(self.name)
         self._messages_out = self.metrics.messages_out.labels(self.name)
         self._handler_seconds: dict[str, Any] = {}
 
@@ -152,7 +96,7 @@ class ApiRuntime:
             authorizer=authorizer,
         )
 
-    def _opened(self, conn: Connection, sink: Sink) -> None:
+    def opened(self, conn: Connection, sink: Sink) -> None:
         conn.sink = sink
         self.node.open(conn)
         self.open_count += 1
@@ -160,14 +104,12 @@ class ApiRuntime:
         self.metrics.connections.labels(self.name).inc()
         log.debug("connected", extra={"api": self.name, "connection_id": conn.id})
 
-    def _ended(self, connection: ApiConnection, cause: tuple[int, str]) -> None:
+    def ended(self, conn: Connection, facts: ConnectionFacts, cause: tuple[int, str]) -> None:
         """Out of the node, then ``$disconnect`` on a task of its own (drained on stop)."""
         self.open_count -= 1
-        self.node.remove(connection.conn)
+        self.node.remove(conn)
         self.metrics.connections.labels(self.name).dec()
-        task = asyncio.get_running_loop().create_task(
-            self._run_disconnect(connection.conn, connection.facts, *cause)
-        )
+        task = asyncio.get_running_loop().create_task(self._run_disconnect(conn, facts, *cause))
         self.disconnects.add(task)
         task.add_done_callback(self.disconnects.discard)
 
@@ -178,7 +120,7 @@ class ApiRuntime:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def _dispatch(
+    async def dispatch(
         self, conn: Connection, facts: ConnectionFacts, body: str, received_ms: int
     ) -> None:
         request_id = self.new_id()
