@@ -128,3 +128,18 @@ def test_pure_modules_import_no_io() -> None:
             [sys.executable, "-c", probe, module], capture_output=True, text=True, check=True
         ).stdout
         assert json.loads(out) == [], f"{module} imports {out.strip()}"
+
+
+# DESIGN.md: "split past ~400 lines or when two layers mix"; the hard stop leaves room for the
+# "~" and fails a module that has clearly outgrown one concern.
+MAX_MODULE_LINES = 450
+
+
+def test_modules_stay_small() -> None:
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert sizes, "no modules found"
+    too_big = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not too_big, f"split these modules (over {MAX_MODULE_LINES} lines): {too_big}"
