@@ -153,3 +153,85 @@ async def test_code_handlers_and_node_lambdas_with_amplify(
     await raw.close()
     assert "publishing 3 event(s) to /chat/room" in caplog.text  # util.log, Lambda's format
     assert "[ev-chat-onPublish]" in caplog.text and "[ev-chat-onSubscribe]" in caplog.text
+
+
+GUARD = """
+class UnauthorizedException extends Error {
+  constructor(message) { super(message); this.name = 'UnauthorizedException'; }
+}
+
+exports.handler = async (event, context) => {
+  const { path, segments } = event.info.channel;
+  console.log('onSubscribe', event.info.operation, path, context.functionName);
+  if (event.info.operation !== 'SUBSCRIBE' || event.events !== null) {
+    return { error: `unexpected event: ${event.info.operation}` };
+  }
+  if (segments[1] === 'closed') return { error: `no subscriptions to ${path}` };
+  if (segments[1] === 'vip') throw new UnauthorizedException('vip only');
+  if (segments[1] === 'odd') return { allowed: 'not an answer AWS knows' };
+  if (segments[1] === 'bug') return undefined.nope;
+  if (segments[1] === 'whoami') {
+    return { error: JSON.stringify({ ns: event.info.channelNamespace.name, identity: event.identity,
+                                     key: event.request.headers['x-api-key'] ?? null }) };
+  }
+  return null;
+};
+"""
+
+
+async def test_node_lambda_on_subscribe_refuses_and_allows(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """A Node.js Lambda function (``runtime: nodejs``, issue 15 "Every handler slot") as a
+    namespace's ``on_subscribe``, driven over the ``aws-appsync-event-ws`` protocol: ``null``
+    allows, ``{error}`` is ``SubscriptionProcessingError`` with its message, a thrown
+    ``UnauthorizedException`` refuses as one, any other answer or a crash is
+    ``HandlerExecutionError`` (README "Handlers", appsync-events spec §6.3)."""
+    from tests.e2e.appsync_support import API_KEY, events_api
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "guard.js").write_text(GUARD)
+    config = events_api(
+        code, runtime="nodejs", namespaces={"guarded": {"on_subscribe": "guard.handler"}}
+    )
+    gw = await start_gateway({"apis": [config], "nodejs": {"aws_sdk": []}})
+    client = await EventsClient.connect(gw.port)
+
+    async def refused(sub_id: str, channel: str) -> tuple[str, str]:
+        reply = await client.subscribe(sub_id, channel)
+        assert reply["type"] == "subscribe_error" and reply["id"] == sub_id, reply
+        (error,) = reply["errors"]
+        return error["errorType"], error.get("message", "")
+
+    assert await refused("c", "/guarded/closed/x") == (
+        "SubscriptionProcessingError",
+        "no subscriptions to /guarded/closed/x",
+    )
+    assert (await refused("v", "/guarded/vip"))[0] == "UnauthorizedException"
+    assert await refused("o", "/guarded/odd") == (
+        "HandlerExecutionError",
+        "Unable to process request",
+    )
+    assert (await refused("b", "/guarded/bug"))[0] == "HandlerExecutionError"
+    error_type, message = await refused("w", "/guarded/whoami")
+    assert error_type == "SubscriptionProcessingError"
+    seen = json.loads(message)
+    assert seen["ns"] == "guarded" and seen["key"] == API_KEY
+    for sub_id, channel in (("room", "/guarded/room"), ("all", "/guarded/*")):
+        reply = await client.subscribe(sub_id, channel)
+        assert reply == {"type": "subscribe_success", "id": sub_id}, reply
+    # The allowed subscriptions are live: a publish reaches both, the refused ones nothing.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"http://127.0.0.1:{gw.port}/event",
+            json={"channel": "/guarded/room", "events": ['{"n": 1}']},
+            headers={"x-api-key": API_KEY},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+    got = [await client.recv(), await client.recv()]
+    assert sorted(f["id"] for f in got) == ["all", "room"]
+    assert all(f["type"] == "data" and json.loads(f["event"]) == {"n": 1} for f in got)
+    await client.close()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import websockets
 
 from sockway.observability.access_log import ACCESS_LOGGER, compile_format, unknown_variables
 from sockway.observability.tap import Activity
-from tests.conftest import StartGateway
-from tests.e2e.support import api, handlers_dir, wait_until
+from tests.conftest import StartGateway, write_handlers
+from tests.e2e.support import HANDLERS, api, handlers_dir, wait_until
 
 
 class _Lines(logging.Handler):
@@ -247,3 +248,76 @@ async def test_a_malformed_handshake_is_logged_as_refused(
     writer.close()
     (line,) = access_lines
     assert " CONNECT $connect " in line and " 400 " in line
+
+
+DENYING_AUTHORIZER = """
+CALLS = []
+
+
+def handler(event, context):
+    CALLS.append(event)
+    effect = "Allow" if event["queryStringParameters"]["token"] == "good" else "Deny"
+    return {
+        "principalId": "someone",
+        "policyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}]},
+    }
+"""
+
+
+async def test_an_authorizer_deny_is_a_refused_connect_line(
+    start_gateway: StartGateway, tmp_path: Path, access_lines: list[str]
+) -> None:
+    """Issue 16's own example: a REQUEST authorizer's 403 (apigw spec §5.3, a Deny policy) is
+    one ``CONNECT $connect ... 403`` line carrying the refused connection's id and the request
+    id the authorizer was invoked with — the id its START/END/REPORT lines show."""
+    code = write_handlers(tmp_path / "h", {"rec.py": HANDLERS, "denier.py": DENYING_AUTHORIZER})
+    authorizer = {
+        "handler": "denier.handler",
+        "identity_source": ["route.request.querystring.token"],
+    }
+    gw = await start_gateway(
+        {"access_log": {"format": "text"}, "apis": [api(code, authorizer=authorizer)]}
+    )
+    url = f"ws://127.0.0.1:{gw.port}/dev"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(url + "?token=bad"):
+            pass
+    assert refused.value.response.status_code == 403
+    (event,) = sys.modules["denier"].CALLS
+    connection_id = event["requestContext"]["connectionId"]
+    request_id = event["requestContext"]["requestId"]
+    (line,) = access_lines  # $connect never ran: no other line
+    stamp, rest = line[:26], line[27:]
+    assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", stamp), line
+    ip, api_name, event_type, route_key, conn, status, latency, rid = rest.split(" ")
+    assert (ip, api_name, event_type, route_key) == ("127.0.0.1", "t", "CONNECT", "$connect")
+    assert (conn, status, rid) == (connection_id, "403", request_id)
+    assert latency.isdigit()  # the authorizer's time, in ms
+    # The same refusal in JSON names the fields as API Gateway's $context does.
+    access_lines.clear()
+    json_gw = await start_gateway(
+        {"access_log": {"format": "json"}, "apis": [api(code, authorizer=authorizer)]}
+    )
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(f"ws://127.0.0.1:{json_gw.port}/dev?token=bad"):
+            pass
+    (line,) = access_lines
+    out = json.loads(line)
+    event = sys.modules["denier"].CALLS[-1]
+    assert out["eventType"] == "CONNECT" and out["routeKey"] == "$connect"
+    assert out["status"] == "403" and out["ip"] == "127.0.0.1"
+    assert out["connectionId"] == event["requestContext"]["connectionId"]
+    assert out["requestId"] == event["requestContext"]["requestId"]
+    assert out["disconnectStatusCode"] == "-"
+    # An allowed client is admitted: its line is a 200 on the same route.
+    access_lines.clear()
+    async with websockets.connect(f"ws://127.0.0.1:{json_gw.port}/dev?token=good"):
+        pass
+    await wait_until(lambda: any('"DISCONNECT"' in x for x in access_lines))
+    admitted = json.loads(access_lines[0])
+    assert (admitted["eventType"], admitted["routeKey"], admitted["status"]) == (
+        "CONNECT",
+        "$connect",
+        "200",
+    )

@@ -217,10 +217,16 @@ class Handshakes:
         started = time.monotonic()
         request_id = runtime.new_id()  # the $connect invocation's, as its access-log line shows
         if self.authorizer is not None:
-            status, authorizer_ctx = await self._authorize(self.authorizer, facts, upgrade, extra)
+            # A refusal's line is the $connect route's (the authorizer is that route's, and
+            # API Gateway logs it so), with the request id the authorizer ran under: the id of
+            # its START/END/REPORT lines, since $connect never runs.
+            auth_request_id = runtime.new_id()
+            status, authorizer_ctx = await self._authorize(
+                self.authorizer, facts, upgrade, extra, auth_request_id
+            )
             if status != 200:
                 runtime.metrics.connect_rejects.labels(runtime.name, str(status)).inc()
-                self._connect_activity(facts, status, started, request_id, "$authorizer")
+                self._connect_activity(facts, status, started, auth_request_id)
                 body = {401: "Unauthorized", 403: "Forbidden"}.get(status, "Internal server error")
                 return _Refusal(status, {"message": body})
         conn = runtime.new_connection(facts, authorizer_ctx)
@@ -246,7 +252,6 @@ class Handshakes:
         status: int,
         started: float | None,
         request_id: str | None,
-        route_key: str = "$connect",
         authorizer: dict[str, Any] | None = None,
     ) -> None:
         """A CONNECT access-log line: admitted (200) or the refusal's HTTP status."""
@@ -257,7 +262,7 @@ class Handshakes:
                     "connect",
                     self.runtime.name,
                     connection_id=facts.connection_id,
-                    route_key=route_key,
+                    route_key="$connect",
                     status=status,
                     latency_ms=None if started is None else (time.monotonic() - started) * 1000,
                     request_id=request_id,
@@ -272,6 +277,7 @@ class Handshakes:
         facts: ConnectionFacts,
         upgrade: UpgradeRequest,
         extra: dict[str, Any],
+        request_id: str,
     ) -> tuple[int, dict[str, Any] | None]:
         runtime = self.runtime
         spec = authorizer.spec
@@ -279,7 +285,6 @@ class Handshakes:
             spec.identity_source, upgrade.headers, upgrade.query, runtime.settings.stage_variables
         ):
             return 401, None  # §5.1: not invoked when an identity source is missing
-        request_id = runtime.new_id()
         event = authorizer_event(
             runtime.api, facts, upgrade, request_id=request_id, now_ms=runtime.node.now_ms()
         )
