@@ -15,8 +15,10 @@ import aiohttp
 import websockets
 
 from tests.conftest import StartGateway
+from tests.e2e.appsync_support import events_api
 from tests.e2e.pusher_support import Client, pusher_app, sdk
 from tests.e2e.support import api, handlers_dir
+from tests.redis_support import RedisServer
 
 ACTION = {"X-Sockway-Console": "1"}
 
@@ -148,3 +150,39 @@ async def test_presence_auth_signature_is_masked(start_gateway: StartGateway) ->
     signature = auth["auth"].split(":", 1)[1]
     assert signature not in json.dumps(state)  # the tail masks the subscribe frame's auth
     await c.close()
+
+
+async def test_publish_while_the_broker_is_down_is_a_503_on_every_door(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """docs/brokers.md "Delivery guarantee": a publication the broker did not take reached
+    nobody, and the console says so as the HTTP APIs do — 503, not a 400 or a 500."""
+    redis = RedisServer(tmp_path / "redis").start()
+    broker = {"url": redis.url, "key_prefix": f"console-{tmp_path.name}", "heartbeat_s": 0.2}
+    apis = [api(handlers_dir(tmp_path)), pusher_app(), events_api()]
+    gw = await start_gateway({"apis": apis, "broker": broker})
+    targets = [
+        {"api": "t", "channel": "room", "data": "x"},
+        {"api": pusher_app()["name"], "channel": "room", "data": "x", "event": "e"},
+        {"api": events_api()["name"], "channel": "default/room", "data": '{"a":1}'},
+    ]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for body in targets:  # while Redis is up: published
+                status, answer = await _publish(http, gw.port, body)
+                assert status == 200, (body, answer)
+            redis.stop()
+            async with asyncio.timeout(15):
+                while (await _health(http, gw.port)) != "unreachable":
+                    await asyncio.sleep(0.05)
+            for body in targets:
+                status, answer = await _publish(http, gw.port, body)
+                assert status == 503, (body, status, answer)
+                assert answer["message"].startswith("not published, nobody got it"), answer
+    finally:
+        redis.stop()
+
+
+async def _health(http: aiohttp.ClientSession, port: int) -> str:
+    async with http.get(f"http://127.0.0.1:{port}/health") as r:
+        return str((await r.json())["broker"])

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sockway.brokers.base import BrokerUnavailable
 from sockway.console.settings import ConsoleSettings
 from sockway.console.tail import Tail, mask_value
 from sockway.core.connection import Connection, SendResult
@@ -295,6 +296,9 @@ class Console:
             )
         except ValueError as exc:
             return web.json_response({"message": str(exc)}, status=400)
+        except BrokerUnavailable as exc:  # the door published to nobody (docs/brokers.md)
+            message = f"not published, nobody got it: {exc}"
+            return web.json_response({"message": message}, status=503)
         return web.json_response({"delivered": delivered})
 
 

@@ -87,7 +87,8 @@ class Operable(Protocol):
     def publish_text(self, channel: str, data: str, event: str | None) -> Awaitable[int]:
         """Publish ``data`` to ``channel`` as this door's clients expect it (``event``: the
         Pusher event name; ignored elsewhere). Returns the local deliveries; raises
-        ``ValueError`` with a message for a channel or payload the door refuses."""
+        ``ValueError`` with a message for a channel or payload the door refuses, and
+        ``BrokerUnavailable`` when it was not published (nobody got it: docs/brokers.md)."""
         ...
 
     def connection_details(self, connection_id: str) -> dict[str, Any]:

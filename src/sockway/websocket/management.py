@@ -324,6 +324,8 @@ class ManagementApi:
                 f"invalid channel name '{channel[:64]}': 1-256 characters of A-Z a-z 0-9 _-=@,.;:~"
             )
         response = await self._broadcast(channel, data.encode())
+        if response.status == 503:
+            raise BrokerUnavailable("the broker is unreachable")
         if response.status != 200:
             raise ValueError(f"publish failed: HTTP {response.status}")
         delivered = orjson.loads(response.body or b"{}").get("delivered", 0)  # type: ignore[arg-type]
