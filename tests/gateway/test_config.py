@@ -644,3 +644,25 @@ def test_yaml_file_with_two_missing_handlers(tmp_path: Path, code: Path) -> None
         f"apis[0].routes.sendMessage: module '{one}' not found in {code.resolve()}",
         f"apis[0].routes.join: module '{two}' not found in {code.resolve()}",
     ]
+
+
+def test_the_supervisor_makes_the_certificate_its_workers_ask_for(tmp_path: Path) -> None:
+    """``--workers N``: the supervisor's development certificate covers what each worker's
+    gateway needs (``tls.names`` too, as project mode sets them), so no worker rewrites it
+    while the others read it."""
+    from sockway.gateway.supervisor import Supervisor
+    from sockway.transport.tls import auto_certificate
+
+    settings = parse_config(
+        {
+            "listen": "127.0.0.1:0",
+            "state_dir": str(tmp_path / "state"),
+            "tls": {"certificate": "auto", "names": ["*.execute-api.us-east-1.amazonaws.com"]},
+            "apis": [{"name": "t", "type": "websocket", "stage": "dev"}],
+        },
+        tmp_path,
+    )
+    Supervisor(settings, 2, lambda fd, port, tls_port: [])._prepare_tls()
+    made = (tmp_path / "state" / "tls" / "server.pem").read_bytes()
+    auto_certificate(settings.state_dir, settings.auto_tls_hosts())  # what a worker does
+    assert (tmp_path / "state" / "tls" / "server.pem").read_bytes() == made

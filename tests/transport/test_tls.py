@@ -218,3 +218,28 @@ def test_ca_bundle_without_existing_uses_the_system_cafile(tmp_path: Path) -> No
     system = ssl.get_default_verify_paths().cafile
     if system and Path(system).is_file():
         assert Path(system).read_bytes().strip() in data
+
+
+def _make_and_load(state_dir: str, worker: int, rounds: int) -> str:
+    """One process of the race below: alternate host lists (each forces a new server
+    certificate) and load the pair each time, as a gateway starting does."""
+    try:
+        for i in range(rounds):
+            material = auto_certificate(Path(state_dir), [f"w{worker}-{i}.example.test"])
+            material.server_context()
+    except Exception as exc:  # reported to the parent, which asserts on it
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def test_processes_making_the_certificate_at_once_never_mix_key_and_certificate(
+    tmp_path: Path,
+) -> None:
+    """The workers of ``--workers N`` (or gateways sharing a state directory) that need a new
+    server certificate at the same moment: each reads a key and certificate of one
+    generation (without the lock: ``KEY_VALUES_MISMATCH``, seen in ``make test``)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        results = pool.starmap(_make_and_load, [(str(tmp_path), w, 25) for w in range(6)])
+    assert results == ["ok"] * 6

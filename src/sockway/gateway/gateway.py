@@ -195,9 +195,7 @@ class Gateway:
         host, port = parse_hostport(s.listen)
         if s.tls is not None:
             if s.tls.certificate == "auto":
-                hosts = [host] + ([parse_hostport(s.tls.listen)[0]] if s.tls.listen else [])
-                hosts += s.tls.names
-                self.tls = auto_certificate(s.state_dir, hosts)
+                self.tls = auto_certificate(s.state_dir, s.auto_tls_hosts())
             else:
                 assert s.tls.key is not None
                 self.tls = TlsMaterial(Path(s.tls.certificate), s.tls.key, None)

@@ -169,6 +169,16 @@ class Settings(Strict):
             )
         return self
 
+    def auto_tls_hosts(self) -> list[str]:
+        """The names and addresses the ``certificate: auto`` server certificate covers: the
+        listeners' hosts and ``tls.names``. The supervisor of ``--workers N`` makes it for
+        the same list its workers ask for, so they find it valid and never rewrite it."""
+        assert self.tls is not None
+        hosts = [parse_hostport(self.listen)[0]]
+        if self.tls.listen is not None:
+            hosts.append(parse_hostport(self.tls.listen)[0])
+        return hosts + list(self.tls.names)
+
     def loopback_only(self) -> bool:
         """Every listener binds a loopback address (127.0.0.0/8, ::1, localhost)."""
         hosts = [parse_hostport(self.listen)[0]]

@@ -122,10 +122,7 @@ class Supervisor:
         tls = self.settings.tls
         if tls is None or tls.certificate != "auto":
             return
-        hosts = [parse_hostport(self.settings.listen)[0]]
-        if tls.listen is not None:
-            hosts.append(parse_hostport(tls.listen)[0])
-        auto_certificate(self.settings.state_dir, hosts)
+        auto_certificate(self.settings.state_dir, self.settings.auto_tls_hosts())
 
     # -- running ---------------------------------------------------------------------------
 

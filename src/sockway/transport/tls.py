@@ -9,10 +9,13 @@ for boto3 — set automatically for in-process handlers —, ``NODE_EXTRA_CA_CER
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,11 @@ class TlsMaterial:
 
     def server_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.cert_file, self.key_file)
+        if self.ca_file is None:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        else:  # certificate: auto: read the pair while no other process rewrites it
+            with _locked(self.cert_file.parent, fcntl.LOCK_SH):
+                ctx.load_cert_chain(self.cert_file, self.key_file)
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
@@ -48,6 +55,19 @@ def _names(hosts: list[str]) -> list[x509.GeneralName]:
         except ValueError:
             out.append(x509.DNSName(host))
     return out
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, mode: int) -> Iterator[None]:
+    """``{state_dir}/tls/.lock``: one process at a time makes the files (the workers of
+    ``--workers N``, several gateways sharing a state directory), and none reads a key of one
+    generation beside a certificate of another."""
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock.fileno(), mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -137,6 +157,11 @@ def auto_certificate(state_dir: Path, hosts: list[str]) -> TlsMaterial:
     """Create (or reuse) the development CA and a server certificate valid for ``hosts``."""
     directory = state_dir / "tls"
     directory.mkdir(parents=True, exist_ok=True)
+    with _locked(directory, fcntl.LOCK_EX):
+        return _auto_certificate(directory, hosts)
+
+
+def _auto_certificate(directory: Path, hosts: list[str]) -> TlsMaterial:
     now = dt.datetime.now(dt.UTC)
     ca, ca_key = _ensure_ca(directory, now)
     cert_file, key_file = directory / "server.pem", directory / "server-key.pem"
