@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
+import aiohttp
 import pytest
+import websockets
 
 from tests.conftest import StartGateway
 from tests.e2e.appsync_support import API_KEY, EventsClient, events_api
@@ -106,5 +109,54 @@ async def test_events_publish_reaches_survivors_while_subscribers_reset(
         n += 2
     assert problems(caplog) == []
     assert gw.metrics.connections.labels("ev")._value.get() == 4  # the resets all ended
+    for c in healthy:
+        await c.close()
+
+
+class FailingWrites:
+    """A subscriber's sink whose writes raise (a bug of ours in the write path, injected):
+    everything else goes to the real sink."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+
+    def write_frame(self, frame: bytes) -> None:
+        raise OSError("injected write failure")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
+
+
+async def test_a_subscriber_whose_write_raises_never_stops_the_events_fan_out(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like ``Node.publish`` (tests/core/test_node.py): the write is logged once, that
+    subscriber is cut off, every other subscriber still gets every event and the publish
+    answers 200 (before, the exception left the loop: 500 and the rest got nothing)."""
+    gw = await start_gateway({"apis": [events_api()]})
+    broken = await EventsClient.connect(gw.port)
+    for sub_id, channel in (("b1", CHANNEL), ("b2", "/default/*")):
+        assert (await broken.subscribe(sub_id, channel))["type"] == "subscribe_success"
+    (conn,) = gw.node.connections("ev")
+    conn.sink = FailingWrites(conn.sink)
+    healthy = [await EventsClient.connect(gw.port) for _ in range(3)]
+    for c in healthy:
+        assert (await c.subscribe("h", CHANNEL))["type"] == "subscribe_success"
+    caplog.set_level(logging.WARNING)
+    for n in (0, 2):  # the second publication finds it gone
+        body = {"channel": CHANNEL, "events": [json.dumps({"n": n}), json.dumps({"n": n + 1})]}
+        async with aiohttp.ClientSession() as http:
+            headers = {"x-api-key": API_KEY}
+            async with http.post(
+                f"http://127.0.0.1:{gw.port}/event", json=body, headers=headers
+            ) as r:
+                assert r.status == 200, await r.text()
+        for c in healthy:
+            got = [json.loads((await c.recv())["event"])["n"] for _ in range(2)]
+            assert got == [n, n + 1]
+    assert [r.getMessage() for r in caplog.records] == [f"writing to {conn.id} failed"]
+    with pytest.raises(websockets.ConnectionClosed):  # cut off
+        while True:
+            await broken.recv()
     for c in healthy:
         await c.close()
