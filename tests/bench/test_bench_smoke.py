@@ -34,6 +34,20 @@ def quick_run(out: Path, timeout: float, *args: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(240)
+def instructions_run(*args: str) -> tuple[str, list[dict[str, Any]]]:
+    """bench/instructions.py with ``args`` (nothing written to bench/): its output and the
+    rows of its raw results file."""
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "instructions.py"), *args, "--no-write"],
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
+    return run.stdout, [json.loads(x) for x in Path(raw).read_text().splitlines()[1:]]
+
+
 def test_quick_run_of_the_gateway_scenarios_produces_results(tmp_path: Path) -> None:
     out = tmp_path / "smoke.md"
     rows = quick_run(
@@ -84,21 +98,10 @@ def test_instruction_counts_of_a_tiny_workload(tmp_path: Path) -> None:
     """bench/instructions.py (issue 18) under valgrind's callgrind: sockway and picows each
     counted over exactly the measured requests and deliveries, every answer checked. Fails
     (does not skip) without valgrind. No figure is asserted beyond "something was counted"."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "instructions.py"),
-            *("--requests", "200", "--clients", "10", "--subscribers", "20"),
-            *("--deliveries", "100", "--systems", "sockway,sockway-pusher,picows"),
-            "--no-write",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=290,
+    stdout, rows = instructions_run(
+        *("--requests", "200", "--clients", "10", "--subscribers", "20"),
+        *("--deliveries", "100", "--systems", "sockway,sockway-pusher,picows"),
     )
-    assert run.returncode == 0, run.stdout + run.stderr
-    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
-    rows = [json.loads(x) for x in Path(raw).read_text().splitlines()[1:]]
     assert [(r["scenario"], r["system"]) for r in rows] == [
         ("echo", "sockway"),
         ("echo", "picows"),
@@ -113,27 +116,16 @@ def test_instruction_counts_of_a_tiny_workload(tmp_path: Path) -> None:
             assert row["ops"] == 200 and row["wrong"] == 0
         else:
             assert row["ops"] == row["expected"] == 100 and row["publish_errors"] == 0
-    assert "| two-way round trip" in run.stdout
+    assert "| two-way round trip" in stdout
 
 
 @pytest.mark.timeout(300)
 def test_instruction_counts_of_the_process_runtime(tmp_path: Path) -> None:
     """bench/instructions.py's ``process`` row: the gateway and each of its worker processes
     under callgrind, both counted over exactly the measured requests (workers apart)."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "instructions.py"),
-            *("--only", "process", "--process-clients", "2", "--process-requests", "40"),
-            "--no-write",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=290,
+    stdout, (row,) = instructions_run(
+        *("--only", "process", "--process-clients", "2", "--process-requests", "40")
     )
-    assert run.returncode == 0, run.stdout + run.stderr
-    raw = next(line.split("raw: ")[1] for line in run.stdout.splitlines() if "raw: " in line)
-    (row,) = [json.loads(x) for x in Path(raw).read_text().splitlines()[1:]]
     assert "error" not in row, row["error"]
     assert (row["scenario"], row["system"], row["ops"], row["wrong"]) == (
         "process",
@@ -142,4 +134,4 @@ def test_instruction_counts_of_the_process_runtime(tmp_path: Path) -> None:
         0,
     )
     assert row["workers"] == 2 and row["ir"] > 0 and row["workers_ir"] > 0
-    assert "websocket API, workers" in run.stdout
+    assert "websocket API, workers" in stdout

@@ -46,9 +46,24 @@ class ServedProject:
         return self.find(r"development CA: (\S+)")
 
 
-async def _collect(stream: asyncio.StreamReader, log: list[str]) -> None:
+async def collect(stream: asyncio.StreamReader, log: list[str]) -> None:
+    """Keep a process's stderr lines (decoded) while the test reads its stdout."""
     async for line in stream:
         log.append(line.decode(errors="replace"))
+
+
+async def stop_sockway(proc: asyncio.subprocess.Process, collector: asyncio.Task[None]) -> None:
+    """SIGTERM (SIGKILL after 20 s) unless it already ended, then stop collecting its log."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    collector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
 
 
 @asynccontextmanager
@@ -65,7 +80,7 @@ async def serve_project(cwd: Path, *args: str) -> AsyncIterator[ServedProject]:
     )
     assert proc.stdout is not None and proc.stderr is not None
     log: list[str] = []
-    collector = asyncio.get_running_loop().create_task(_collect(proc.stderr, log))
+    collector = asyncio.get_running_loop().create_task(collect(proc.stderr, log))
     try:
         lines: list[str] = []
         while not lines or not lines[-1].startswith("  health:"):
@@ -79,16 +94,7 @@ async def serve_project(cwd: Path, *args: str) -> AsyncIterator[ServedProject]:
         assert port is not None, banner
         yield ServedProject(proc, int(port.group(1)), banner, log)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
+        await stop_sockway(proc, collector)
 
 
 class Wscat:

@@ -12,10 +12,8 @@ itself; it must find it in use, and then connect to the announced URL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import re
-import signal
 import socket
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.e2e.projects_support import SOCKWAY, copy_project
+from tests.e2e.projects_support import SOCKWAY, collect, copy_project, stop_sockway
 
 
 def _try_to_take(port: int) -> socket.socket | None:
@@ -37,11 +35,6 @@ def _try_to_take(port: int) -> socket.socket | None:
         return None
     squatter.listen(1)
     return squatter
-
-
-async def _collect(stream: asyncio.StreamReader, log: list[bytes]) -> None:
-    async for line in stream:
-        log.append(line)
 
 
 @pytest.mark.timeout(180)
@@ -64,8 +57,8 @@ async def test_port_0_is_held_from_its_choice_to_the_announcement(
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
-    log: list[bytes] = []
-    collector = asyncio.get_running_loop().create_task(_collect(proc.stderr, log))
+    log: list[str] = []
+    collector = asyncio.get_running_loop().create_task(collect(proc.stderr, log))
     squatter: socket.socket | None = None
     chosen: int | None = None
     try:
@@ -74,8 +67,7 @@ async def test_port_0_is_held_from_its_choice_to_the_announcement(
             line = (await asyncio.wait_for(proc.stdout.readline(), 90)).decode()
             if not line:
                 await asyncio.wait_for(proc.wait(), 20)
-                err = b"".join(log).decode(errors="replace")
-                raise AssertionError("sockway exited early:\n" + "".join(lines) + err)
+                raise AssertionError("sockway exited early:\n" + "".join(lines + log))
             lines.append(line)
             found = re.match(r"\s+configuration: (\S+)$", line)
             if found and chosen is None:
@@ -99,13 +91,4 @@ async def test_port_0_is_held_from_its_choice_to_the_announcement(
     finally:
         if squatter is not None:
             squatter.close()
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
+        await stop_sockway(proc, collector)
